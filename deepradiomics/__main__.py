@@ -1,0 +1,3 @@
+from deepradiomics.cli import main
+
+main()
