@@ -1,0 +1,121 @@
+"""The PyRadiomics backend: classical feature classes computed by PyRadiomics itself.
+
+All classical classes of a params file are computed in one ``RadiomicsFeatureExtractor.execute`` call
+per case, so preprocessing (resampling, filters, discretisation) happens once, exactly as in plain
+PyRadiomics, and names and values are PyRadiomics' own.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import FeatureError
+from .featureclass import FeatureClass
+from .naming import is_diagnostic
+
+#: PyRadiomics 3.0.1's feature classes (``radiomics.getFeatureClasses()``), listed to avoid importing it.
+CLASSICAL_CLASS_NAMES = ("firstorder", "shape", "shape2D", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+
+
+def to_float(value: Any) -> float:
+    """PyRadiomics returns 0-d numpy arrays and numpy scalars: convert them to Python floats."""
+    return float(np.asarray(value, dtype=np.float64))
+
+
+def diagnostic_value(value: Any) -> Any:
+    """Keep scalars; render tuples, dicts and arrays as text (as PyRadiomics' own CLI writes them)."""
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, tuple):  # numpy 2 would print (np.float64(1.0), ...)
+        return str(tuple(v.item() if isinstance(v, np.generic) else v for v in value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class ClassicalSettings:
+    """Settings of a classical class used on its own (in params files a class takes a feature list)."""
+
+    features: tuple[str, ...] = ()
+
+
+class ClassicalFeatureClass(FeatureClass):
+    """A PyRadiomics feature class seen through the FeatureClass contract.
+
+    The :class:`~deepradiomics.extractor.Extractor` computes all classical classes of a params file in
+    one PyRadiomics call (:class:`PyRadiomicsBackend`); ``compute`` here serves standalone use and the
+    conformance check: the class's features on the original image with PyRadiomics' defaults.
+    """
+
+    family = "classical"
+    Settings = ClassicalSettings
+
+    def _radiomics_class(self):
+        import radiomics
+
+        return radiomics.getFeatureClasses()[self.name]
+
+    def feature_names(self, all_names: bool = False) -> list[str]:
+        """Feature names in PyRadiomics' order; deprecated ones only with ``all_names=True``."""
+        names = self._radiomics_class().getFeatureNames()
+        chosen = [n for n, deprecated in names.items() if all_names or not deprecated]
+        if self.settings.features and not all_names:
+            return [n for n in chosen if n in self.settings.features]
+        return chosen
+
+    def compute(self, case) -> dict[str, float]:
+        backend = PyRadiomicsBackend(
+            {"imageType": {"Original": {}}, "featureClass": {self.name: list(self.settings.features)}, "setting": {}}
+        )
+        result = backend.execute(case)
+        prefix = f"original_{self.name}_"
+        return {k[len(prefix):]: v for k, v in result.items() if k.startswith(prefix)}
+
+
+def classical_class(name: str) -> type:
+    """The :class:`ClassicalFeatureClass` subclass for PyRadiomics class ``name``."""
+    return type(f"PyRadiomics_{name}", (ClassicalFeatureClass,), {"name": name, "__module__": __name__})
+
+
+class PyRadiomicsBackend:
+    """One ``RadiomicsFeatureExtractor`` per params set; ``execute(case)`` -> ordered ``{name: value}``.
+
+    Parameters
+    ----------
+    pyradiomics_params
+        A PyRadiomics parameter dict (``Params.to_pyradiomics()``).
+    """
+
+    def __init__(self, pyradiomics_params: dict) -> None:
+        self.pyradiomics_params = pyradiomics_params
+        self._extractor = None
+
+    @property
+    def extractor(self):
+        if self._extractor is None:
+            from radiomics import featureextractor
+
+            self._extractor = featureextractor.RadiomicsFeatureExtractor(self.pyradiomics_params)
+        return self._extractor
+
+    def execute(self, case) -> OrderedDict:
+        """Classical features of ``case`` (its ``Image`` modality), diagnostics first, as PyRadiomics orders them."""
+        image, mask = case.image(), case.mask_image()
+        try:
+            raw = self.extractor.execute(image, mask, label=case.label)
+        except (ValueError, RuntimeError, AssertionError, IndexError) as exc:
+            raise FeatureError(
+                f"PyRadiomics failed on case '{case.case_id}' (image '{case.source('Image')}', mask "
+                f"'{case.source('mask')}', label {case.label}): {exc}"
+            ) from exc
+        result = OrderedDict()
+        for key, value in raw.items():
+            result[key] = diagnostic_value(value) if is_diagnostic(key) else to_float(value)
+        return result

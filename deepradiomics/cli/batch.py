@@ -1,0 +1,44 @@
+"""``deepradiomics batch``: a manifest -> one table, resumable."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import quiet_pyradiomics, report_errors, verbose_option
+
+
+@click.command("batch")
+@click.argument("params", type=click.Path(dir_okay=False))
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output .csv, .json or .parquet (default: CSV on stdout).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel worker processes.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None, help="Keep per-case results here; a re-run skips finished cases.")
+@click.option("-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE", help="Override a params setting (repeatable).")
+@click.option("--scheduler", default="processes", show_default=True, help="'processes', 'dask' (local Dask cluster with --jobs workers) or a Dask scheduler address tcp://HOST:PORT.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@verbose_option
+@report_errors
+def command(params, manifest, output, jobs, out_dir, settings, scheduler, progress, verbose):
+    """Extract the features named in PARAMS for every case of MANIFEST.
+
+    \b
+    MANIFEST is a CSV with columns ID, Image, Mask, optional Label and Image_<name> for extra
+    modalities (paths relative to the manifest); other columns pass through. A failed case becomes
+    a row with its message in diagnostics_Error; the batch carries on and exits 0.
+    """
+    from ..batch import failures, run_batch
+    from ..extractor import Extractor
+    from ..io import write_table
+    from ..params import parse_override
+
+    quiet_pyradiomics(verbose)
+    overrides = dict(parse_override(s) for s in settings)
+    extractor = Extractor.from_yaml(params, overrides or None)
+    table = run_batch(extractor, manifest, jobs=jobs, out_dir=out_dir, progress=progress, scheduler=scheduler)
+    write_table(table, output)
+    failed = failures(table)
+    click.echo(f"{len(table) - len(failed)} of {len(table)} cases extracted", err=True)
+    if failed:
+        click.echo(f"{len(failed)} failed:", err=True)
+        for case_id, message in failed:
+            click.echo(f"  {case_id}: {message}", err=True)

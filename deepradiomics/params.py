@@ -1,0 +1,261 @@
+"""Parameter files: PyRadiomics' format, plus deep feature classes as mappings of their settings.
+
+A PyRadiomics file (``setting``, ``imageType``, ``featureClass``, ``voxelSetting``) loads unchanged and
+its classical part is validated by PyRadiomics' own schema. A deep class takes a mapping::
+
+    featureClass:
+      glcm: [Contrast, JointEntropy]
+      vqhist: {model: default, modalities: [t1, Image, t1ce], region: volume}
+
+Files are read with ``yaml.safe_load``; nothing in a params file executes code or imports by path.
+Everything is checked before any image is read, and errors name the file, the key and the closest
+valid name.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ParamsError, did_you_mean
+
+TOP_LEVEL_KEYS = ("setting", "imageType", "featureClass", "voxelSetting")
+#: PyRadiomics' image types (``radiomics.getImageTypes()``), listed here so checking needs no import.
+IMAGE_TYPES = ("Original", "Wavelet", "LoG", "Square", "SquareRoot", "Logarithm", "Exponential", "Gradient", "LBP2D", "LBP3D")
+
+
+def _pyradiomics_schema() -> dict:
+    """PyRadiomics' parameter schema (its ``schemas/paramSchema.yaml``), read without importing it."""
+    spec = importlib.util.find_spec("radiomics")
+    if spec is None or not spec.submodule_search_locations:
+        raise ParamsError("PyRadiomics is not installed: run `make install` (see README)")
+    schema_path = Path(list(spec.submodule_search_locations)[0]) / "schemas" / "paramSchema.yaml"
+    with open(schema_path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _freeze(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_freeze(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Params:
+    """A validated parameter set. Build it with :func:`load_params`.
+
+    Attributes
+    ----------
+    setting, image_types, voxel_setting
+        PyRadiomics' ``setting``, ``imageType`` and ``voxelSetting`` sections.
+    classical
+        PyRadiomics classes in file order, each mapped to its feature list (empty = all features).
+    deep
+        Other (deep or plugin) classes in file order, each mapped to its raw settings mapping.
+    source
+        File the parameters came from (``"<dict>"`` for a mapping), used in messages.
+    """
+
+    setting: dict = field(default_factory=dict)
+    image_types: dict = field(default_factory=lambda: {"Original": {}})
+    classical: dict = field(default_factory=dict)
+    deep: dict = field(default_factory=dict)
+    voxel_setting: dict = field(default_factory=dict)
+    source: str = "<dict>"
+    class_order: tuple = ()
+
+    @property
+    def label(self) -> int:
+        return int(self.setting.get("label", 1))
+
+    def to_pyradiomics(self) -> dict:
+        """The classical part as a PyRadiomics parameter dict (a deep copy)."""
+        params: dict[str, Any] = {
+            "setting": copy.deepcopy(self.setting),
+            "imageType": copy.deepcopy(self.image_types),
+            "featureClass": {name: list(features) for name, features in self.classical.items()},
+        }
+        if self.voxel_setting:
+            params["voxelSetting"] = copy.deepcopy(self.voxel_setting)
+        return params
+
+    def to_dict(self) -> dict:
+        """The whole parameter set in the params-file layout (round-trips through :func:`load_params`)."""
+        params = self.to_pyradiomics()
+        params["featureClass"] = {
+            name: (list(self.classical[name]) if name in self.classical else copy.deepcopy(self.deep[name]))
+            for name in self.class_order
+        }
+        return params
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the canonical JSON of :meth:`to_dict` (first 16 hex digits), for provenance and resume."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def with_settings(self, overrides: Mapping[str, Any]) -> Params:
+        """A copy with ``setting`` keys overridden (``-s KEY=VALUE`` on the command line), re-validated."""
+        data = self.to_dict()
+        data.setdefault("setting", {}).update(overrides)
+        return load_params(data, name=f"{self.source} (with -s overrides)")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``KEY=VALUE`` (VALUE as YAML: ``binWidth=10``, ``resampledPixelSpacing=[1,1,1]``)."""
+    if "=" not in text:
+        raise ParamsError(f"setting override {text!r} is not KEY=VALUE, e.g. -s binWidth=10")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"setting override {text!r}: value {raw!r} is not valid YAML ({exc})") from exc
+    return key.strip(), value
+
+
+def load_params(source: str | Path | Mapping, *, name: str | None = None) -> Params:
+    """Load and validate a parameter file or mapping.
+
+    Parameters
+    ----------
+    source
+        Path of a YAML (or JSON) params file, or a mapping with the same layout.
+    name
+        How to call the source in messages (default: the path, or ``"<dict>"``).
+
+    Returns
+    -------
+    Params
+        Validated parameters. Unknown sections, settings, image types, classes, features or deep
+        settings raise :class:`ParamsError` naming the file, the key and the closest valid name.
+
+    Examples
+    --------
+    >>> p = load_params({"featureClass": {"glcm": ["Contrast"]}})
+    >>> p.classical
+    {'glcm': ['Contrast']}
+    """
+    where = name
+    if isinstance(source, Mapping):
+        data, where = copy.deepcopy(dict(source)), where or "<dict>"
+    else:
+        path = Path(source)
+        where = where or str(path)
+        if not path.is_file():
+            raise ParamsError(f"params file '{path}' does not exist: give the path of a YAML file such as params/classical.yaml")
+        try:
+            with open(path) as handle:
+                data = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            raise ParamsError(f"params file '{path}' is not valid YAML: {exc}") from exc
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ParamsError(f"params file '{path}' must hold a mapping with keys {', '.join(TOP_LEVEL_KEYS)}; found a {type(data).__name__}")
+    return _validate(dict(data), where)
+
+
+def _validate(data: dict, where: str) -> Params:
+    from .registry import get_registry
+
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise ParamsError(f"{where}: unknown section '{key}'.{did_you_mean(str(key), TOP_LEVEL_KEYS)} Valid sections: {', '.join(TOP_LEVEL_KEYS)}")
+    setting = dict(data.get("setting") or {})
+    image_types = data.get("imageType")
+    image_types = {"Original": {}} if image_types is None else dict(image_types)
+    voxel_setting = dict(data.get("voxelSetting") or {})
+    feature_classes = data.get("featureClass")
+    if not isinstance(setting, dict) or not isinstance(image_types, dict):
+        raise ParamsError(f"{where}: 'setting' and 'imageType' must be mappings")
+
+    schema = _pyradiomics_schema()["mapping"]
+    valid_settings = list(schema["setting"]["mapping"])
+    for key in setting:
+        if key not in valid_settings:
+            raise ParamsError(f"{where}: unknown setting 'setting.{key}'.{did_you_mean(str(key), valid_settings)} See PyRadiomics' parameter documentation for valid settings")
+    for key in voxel_setting:
+        valid = list(schema["voxelSetting"]["mapping"])
+        if key not in valid:
+            raise ParamsError(f"{where}: unknown setting 'voxelSetting.{key}'.{did_you_mean(str(key), valid)}")
+    for name, custom in image_types.items():
+        if name not in IMAGE_TYPES:
+            raise ParamsError(f"{where}: unknown image type 'imageType.{name}'.{did_you_mean(str(name), IMAGE_TYPES)} Valid types: {', '.join(IMAGE_TYPES)}")
+        if custom is not None and not isinstance(custom, dict):
+            raise ParamsError(f"{where}: imageType.{name} must be a mapping of settings (or {{}}), got {custom!r}")
+        for key in custom or {}:
+            if key not in valid_settings:
+                raise ParamsError(f"{where}: unknown setting 'imageType.{name}.{key}'.{did_you_mean(str(key), valid_settings)}")
+
+    registry = get_registry()
+    if feature_classes is None:
+        # PyRadiomics' default: all classical classes with all features.
+        feature_classes = {name: [] for name in registry.names(family="classical") if name != "shape2D"}
+    if not isinstance(feature_classes, dict) or not feature_classes:
+        raise ParamsError(f"{where}: 'featureClass' must be a non-empty mapping of class name to features or settings")
+    classical: dict[str, list[str]] = {}
+    deep: dict[str, dict] = {}
+    for name, value in feature_classes.items():
+        if name not in registry:
+            raise ParamsError(
+                f"{where}: unknown feature class 'featureClass.{name}'.{did_you_mean(str(name), registry.names())} "
+                f"Available: {', '.join(registry.names())} (`deepradiomics plugins` lists them with their source)"
+            )
+        entry = registry.entry(name)
+        if entry.family == "classical":
+            if value is not None and not isinstance(value, (list, tuple)):
+                raise ParamsError(f"{where}: featureClass.{name} takes a list of feature names (or [] for all), got {value!r}")
+            features = [str(f) for f in (value or [])]
+            valid = registry.get(name)().feature_names(all_names=True)
+            for feature in features:
+                if feature not in valid:
+                    raise ParamsError(f"{where}: unknown feature 'featureClass.{name}: {feature}'.{did_you_mean(feature, valid)}")
+            classical[name] = features
+        else:
+            if value is not None and not isinstance(value, Mapping):
+                raise ParamsError(f"{where}: featureClass.{name} takes a mapping of its settings (e.g. {{model: default}}), got {value!r}")
+            settings = dict(value or {})
+            registry.get(name)(settings, where=f"{where}: featureClass.{name}")  # validates the settings
+            deep[name] = settings
+
+    params = Params(
+        setting=_freeze(setting),
+        image_types=_freeze(image_types),
+        classical=classical,
+        deep=deep,
+        voxel_setting=_freeze(voxel_setting),
+        source=where,
+        class_order=tuple(feature_classes),
+    )
+    if classical:
+        _check_with_pyradiomics(params, where)
+    return params
+
+
+def _check_with_pyradiomics(params: Params, where: str) -> None:
+    """Validate the classical part with PyRadiomics' own schema (pykwalify)."""
+    import logging
+
+    import pykwalify.core
+    import radiomics
+
+    schema_file, schema_funcs = radiomics.getParameterValidationFiles()
+    pyradiomics_params = params.to_pyradiomics()
+    # pykwalify checks YAML-like data; tuples from frozen settings are lists already.
+    logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
+    core = pykwalify.core.Core(source_data=pyradiomics_params, schema_files=[schema_file], extensions=[schema_funcs])
+    try:
+        core.validate(raise_exception=True)
+    except Exception as exc:  # pykwalify raises SchemaError or its own CoreError
+        message = str(exc).replace("\n", " ").strip()
+        raise ParamsError(f"{where}: invalid PyRadiomics parameters: {message}") from exc
