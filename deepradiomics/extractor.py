@@ -149,7 +149,9 @@ class Extractor:
                 diagnostics[diagnostics_name(name, key)] = value
         row = dict(diagnostics)
         for name in self.params.class_order:
-            row.update(features.get(name, {}))
+            row.update(features.pop(name, {}))
+        for remaining in features.values():  # classes enabled through the PyRadiomics-compatible API
+            row.update(remaining)
         return row
 
     def provenance(self) -> dict[str, Any]:
