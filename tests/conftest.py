@@ -1,0 +1,41 @@
+"""Shared fixtures: the real data in ../shared/data and small helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def require_data(*parts: str) -> Path:
+    """Path under ../shared/data, or skip the test with the reason when it is absent."""
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (the shared data folder sits beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return require_data()
+
+
+@pytest.fixture(scope="session")
+def lgg_manifest() -> Path:
+    return require_data("lgg", "cases.csv")
+
+
+@pytest.fixture(scope="session")
+def lgg_case() -> dict:
+    """One real LGG case (20 slices): paths of flair (main image), t1, t1ce and the mask."""
+    folder = require_data("lgg", "TCGA_CS_4942_19970222")
+    return {name: folder / f"{name}.nii.gz" for name in ("flair", "t1", "t1ce", "mask")}
+
+
+@pytest.fixture(scope="session")
+def brain1() -> dict:
+    folder = require_data("pyradiomics")
+    return {"image": folder / "brain1_image.nrrd", "mask": folder / "brain1_label.nrrd"}
