@@ -144,7 +144,7 @@ class Case:
             array = sitk_array(mask)
             if not np.any(array == self.label):
                 present = np.unique(array)
-                hint = f"values present: {present[:10].tolist()}" if present.size else "the mask is empty"
+                hint = f"values present: {present[:10].tolist()}" if np.any(present != 0) else "the mask is empty"
                 raise CaseError(
                     f"mask '{self.source('mask')}' of case '{self.case_id}' has no voxel with label {self.label} "
                     f"({hint}): pass the right --label or fix the segmentation"

@@ -34,17 +34,39 @@ class PluginError(DeepRadiomicsError, RuntimeError):
     """A plugin (entry point) cannot be loaded or does not follow the FeatureClass contract."""
 
 
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions and transpositions."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, char_b in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b))
+            if i > 1 and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
 def did_you_mean(value: str, candidates: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest candidate, or ``""`` when none is close.
 
+    Closeness is the case-insensitive edit distance counting a swap of two neighbours as one edit
+    (``glmc`` -> ``glcm``), accepted up to a third of the word's length.
+
     Examples
     --------
-    >>> did_you_mean("glmc", ["glcm", "glrlm"])
+    >>> did_you_mean("glmc", ["glcm", "gldm"])
     " Did you mean 'glcm'?"
     """
     candidates = list(candidates)
-    lowered = {c.lower(): c for c in candidates}
-    if value.lower() in lowered:
-        return f" Did you mean '{lowered[value.lower()]}'?"
-    close = difflib.get_close_matches(value, candidates, n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    if not candidates:
+        return ""
+    scored = sorted(
+        candidates,
+        key=lambda c: (_edit_distance(value.lower(), c.lower()), -difflib.SequenceMatcher(None, value, c).ratio()),
+    )
+    best = scored[0]
+    if _edit_distance(value.lower(), best.lower()) <= max(1, len(value) // 3):
+        return f" Did you mean '{best}'?"
+    return ""

@@ -1,0 +1,230 @@
+"""VQSegNet: 2D encoder -> vector quantizer -> decoder segmentation network (Kobayashi et al. 2021).
+
+The encoder is a stack of pre-activation residual blocks (GroupNorm -> LeakyReLU(0.2) -> conv3x3, twice,
+with a 1x1 projection when the channel count changes) separated by stride-2 convolutions, ending in a
+1x1 convolution to the latent dimension D. There are no skip connections: everything the decoder knows
+about a slice goes through the quantized 8x8 latent grid, which is what makes the codeword histogram a
+description of the slice. The decoder mirrors the encoder with bilinear upsampling and ends in class
+logits.
+
+API used by feature extraction and by the explain/robustness commands::
+
+    z_e = net.encode(x)                         # (B, D, 8, 8) continuous latents
+    idx = net.quantizer.quantize(z_e)           # (B, 8, 8) codeword indices
+    z_q = net.quantizer.embed(idx)              # indices -> quantized latents
+    logits = net.decode(z_q)                    # (B, num_classes, S, S)
+    idx = net.codeword_indices(x)               # inference shortcut (no grad, eval mode)
+    idx = net.volume_codeword_indices(slices)   # batched, skips all-background slices
+
+Examples
+--------
+>>> net = VQSegNet(in_channels=3, num_classes=2, filters=(8, 8, 8, 8), decoder_filters=(8, 8, 8, 8),
+...                input_size=32, num_embeddings=16, embedding_dim=8)
+>>> out = net(torch.zeros(2, 3, 32, 32))
+>>> out["logits"].shape, out["indices"].shape
+(torch.Size([2, 2, 32, 32]), torch.Size([2, 8, 8]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .vq import VectorQuantizerEMA
+
+LATENT_SIZE = 8
+
+
+def _groups(channels: int, groups: int = 8) -> int:
+    return math.gcd(channels, groups)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation residual block: (GN -> LeakyReLU -> conv3x3) x 2 + identity or 1x1 projection."""
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int = 8) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(in_ch, groups), in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm2 = nn.GroupNorm(_groups(out_ch, groups), out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.proj = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.leaky_relu(self.norm1(x), 0.2))
+        h = self.conv2(F.leaky_relu(self.norm2(h), 0.2))
+        return self.proj(x) + h
+
+
+def _n_down(input_size: int) -> int:
+    n = math.log2(input_size / LATENT_SIZE)
+    if input_size % LATENT_SIZE or n != int(n) or n < 0:
+        raise ValueError(f"input_size {input_size} must be 8 * 2**n (e.g. 64, 128, 256) to give an 8x8 latent")
+    return int(n)
+
+
+class Encoder(nn.Module):
+    """Stem conv, residual stages, stride-2 convs between the first log2(S/8) stage pairs, 1x1 to D."""
+
+    def __init__(self, in_channels: int, filters: Sequence[int], embedding_dim: int, input_size: int, groups: int = 8) -> None:
+        super().__init__()
+        n_down = _n_down(input_size)
+        if n_down > len(filters) - 1:
+            raise ValueError(f"{len(filters)} stages cannot reach 8x8 from {input_size}: give >= {n_down + 1} filters")
+        self.stem = nn.Conv2d(in_channels, filters[0], 3, padding=1)
+        layers: list[nn.Module] = []
+        prev = filters[0]
+        for i, f in enumerate(filters):
+            if 0 < i <= n_down:  # downsample early: the expensive full-resolution stages stay narrow
+                layers.append(nn.Conv2d(prev, prev, 3, stride=2, padding=1))
+            layers.append(PreActBlock(prev, f, groups))
+            prev = f
+        self.stages = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.GroupNorm(_groups(prev, groups), prev), nn.LeakyReLU(0.2), nn.Conv2d(prev, embedding_dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+class Decoder(nn.Module):
+    """1x1/3x3 from D, residual stages with bilinear x2 upsampling before the last log2(S/8) stages."""
+
+    def __init__(self, embedding_dim: int, filters: Sequence[int], num_classes: int, input_size: int, groups: int = 8) -> None:
+        super().__init__()
+        n_down = _n_down(input_size)
+        n = len(filters)
+        if n_down > n - 1:
+            raise ValueError(f"{n} decoder stages cannot reach {input_size} from 8x8: give >= {n_down + 1} filters")
+        self.stem = nn.Conv2d(embedding_dim, filters[0], 3, padding=1)
+        layers: list[nn.Module] = []
+        prev = filters[0]
+        for i, f in enumerate(filters):
+            if i >= n - n_down:
+                layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+            layers.append(PreActBlock(prev, f, groups))
+            prev = f
+        self.stages = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.GroupNorm(_groups(prev, groups), prev), nn.LeakyReLU(0.2), nn.Conv2d(prev, num_classes, 1))
+
+    def forward(self, z_q: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(z_q)))
+
+
+class VQSegNet(nn.Module):
+    """Encoder -> VectorQuantizerEMA -> decoder; see the module docstring for the API.
+
+    Parameters
+    ----------
+    in_channels
+        Number of input modalities C.
+    num_classes
+        Output classes (background included).
+    filters, decoder_filters
+        Channels of the encoder / decoder stages (paper: 32-64-128-128-128-128 and 128-128-128-128-64-32).
+    input_size
+        S, side of the square input slice; the latent grid is always 8x8.
+    num_embeddings, embedding_dim
+        K and D of the codebook.
+    quantizer
+        Extra keyword arguments of :class:`VectorQuantizerEMA` (decay, kmeans_init, dead_threshold, ...).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 2,
+        filters: Sequence[int] = (32, 64, 128, 128, 128, 128),
+        decoder_filters: Sequence[int] = (128, 128, 128, 128, 64, 32),
+        input_size: int = 256,
+        num_embeddings: int = 512,
+        embedding_dim: int = 64,
+        quantizer: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = int(in_channels)
+        self.num_classes = int(num_classes)
+        self.input_size = int(input_size)
+        self.encoder = Encoder(in_channels, filters, embedding_dim, input_size)
+        self.quantizer = VectorQuantizerEMA(num_embeddings, embedding_dim, **(quantizer or {}))
+        self.decoder = Decoder(embedding_dim, decoder_filters, num_classes, input_size)
+        self._background_indices: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, arch: dict[str, Any]) -> VQSegNet:
+        """Build from the ``architecture`` mapping of a bundle's config.yaml."""
+        keys = ("in_channels", "num_classes", "filters", "decoder_filters", "input_size", "num_embeddings", "embedding_dim", "quantizer")
+        return cls(**{k: arch[k] for k in keys if k in arch})
+
+    # ------------------------------------------------------------------ pieces
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Continuous latents (B, D, 8, 8) of slices ``x`` (B, C, S, S)."""
+        return self.encoder(x)
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, num_classes, S, S) of quantized latents ``z_q`` (B, D, 8, 8)."""
+        return self.decoder(z_q)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training/analysis pass: ``{"logits", "latent_loss", "indices"}``."""
+        z_e = self.encode(x)
+        z_q, latent_loss, indices = self.quantizer(z_e)
+        logits = self.decode(z_q.to(z_e.dtype))
+        return {"logits": logits, "latent_loss": latent_loss, "indices": indices}
+
+    # ------------------------------------------------------------------ inference
+    def train(self, mode: bool = True) -> VQSegNet:
+        self._background_indices = None  # weights may change: forget the cached background answer
+        return super().train(mode)
+
+    @torch.inference_mode()
+    def codeword_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """Codeword indices (B, 8, 8) of slices ``x`` (B, C, S, S); no gradients, BN-free so batch-independent."""
+        return self.quantizer.quantize(self.encode(x))
+
+    @torch.inference_mode()
+    def background_indices(self) -> torch.Tensor:
+        """Indices (8, 8) of an all-zero (all-background) slice, computed once and cached.
+
+        Every normalisation layer is a per-sample GroupNorm, so a slice's codes do not depend on the
+        other slices in its batch and this cached answer is exact.
+        """
+        if self._background_indices is None or self.training:
+            device = next(self.parameters()).device
+            x = torch.zeros(1, self.in_channels, self.input_size, self.input_size, device=device)
+            self._background_indices = self.codeword_indices(x)[0].clone()
+        return self._background_indices
+
+    @torch.inference_mode()
+    def volume_codeword_indices(
+        self,
+        slices: torch.Tensor,
+        batch_size: int = 32,
+        channels_last: bool = True,
+        skip_background: bool = True,
+    ) -> torch.Tensor:
+        """Codeword indices (Z, 8, 8) of a preprocessed volume ``slices`` (Z, C, S, S).
+
+        Slices are encoded in batches of ``batch_size``, in channels-last memory format (faster conv
+        kernels on CPU), and all-zero slices (background only, e.g. above the head) take the cached
+        :meth:`background_indices` without running the encoder.
+        """
+        device = next(self.parameters()).device
+        z = slices.shape[0]
+        out = torch.empty(z, LATENT_SIZE, LATENT_SIZE, dtype=torch.long, device=device)
+        if skip_background:
+            nonzero = slices.flatten(1).abs().amax(1) > 0
+            out[~nonzero.to(device)] = self.background_indices()
+            todo = torch.nonzero(nonzero).flatten()
+        else:
+            todo = torch.arange(z)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        for start in range(0, len(todo), batch_size):
+            rows = todo[start : start + batch_size]
+            x = slices[rows].to(device).contiguous(memory_format=memory_format)
+            out[rows.to(device)] = self.codeword_indices(x)
+        return out
