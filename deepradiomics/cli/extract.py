@@ -37,6 +37,6 @@ def command(params, image, mask, modalities, label, settings, case_id, output, v
     extractor = Extractor.from_yaml(params, overrides or None)
     case_id = case_id or Path(image).name.split(".")[0]
     row = extractor.execute(image, mask, modalities=parse_modalities(modalities), label=label, case_id=case_id)
-    table = row.to_frame().T
+    table = row.to_frame().T.infer_objects()  # features float64, diagnostics as they are
     table.index.name = "ID"
     write_table(table, output)
