@@ -225,7 +225,6 @@ def run_batch(
     scheduler
         ``"processes"`` (default), ``"dask"`` (a local Dask cluster) or a Dask scheduler address.
     """
-    import pandas as pd
     from tqdm.auto import tqdm
 
     frame, base = read_manifest(manifest, base_dir)

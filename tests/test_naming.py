@@ -1,7 +1,15 @@
 import pytest
 
 from deepradiomics.errors import did_you_mean
-from deepradiomics.naming import FeatureName, diagnostics_name, feature_class_of, feature_columns, format_name, is_diagnostic, is_feature
+from deepradiomics.naming import (
+    FeatureName,
+    diagnostics_name,
+    feature_class_of,
+    feature_columns,
+    format_name,
+    is_diagnostic,
+    is_feature,
+)
 
 
 def test_parse_and_format_round_trip():
