@@ -1,0 +1,367 @@
+"""Report folder of a study: tidy CSVs, PNG figures and one self-contained ``report.html``.
+
+The HTML embeds its figures as base64 data URIs and links nothing external, so it can be mailed or
+archived as one file. It opens with a plain-language summary for clinicians, then caveats, then the
+tables and the methods.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .statistics import METRICS, auc
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:70em;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}
+.summary{background:#f5f9ff;border-left:4px solid #3b7dd8;padding:.6em 1em}
+.caveats{background:#fff8ec;border-left:4px solid #e0a030;padding:.6em 1em}
+figure{margin:1em 0}figcaption{font-size:.85em;color:#555}
+img{max-width:100%}
+"""
+
+
+def _fmt(x, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def _fmt_p(p) -> str:
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _auc_words(mean: float, low: float) -> str:
+    if not np.isfinite(mean):
+        return "could not be estimated"
+    if np.isfinite(low) and low <= 0.5:
+        return "was not distinguishable from chance (the 95% interval includes 0.5)"
+    if mean >= 0.9:
+        return "was excellent"
+    if mean >= 0.8:
+        return "was good"
+    if mean >= 0.7:
+        return "was moderate"
+    if mean >= 0.6:
+        return "was weak"
+    return "was poor"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _table_html(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    return frame.to_html(index=False, na_rep="", float_format=lambda v: floatfmt.format(v), border=0)
+
+
+def _metric_matrix(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Rows (family, model); columns: each metric as 'mean [low, high]'."""
+    rows = []
+    for (family, model), part in metrics.groupby(["family", "model"], sort=False):
+        row = {"family": family, "model": model, "validation": part["validation"].iloc[0]}
+        for _, r in part.iterrows():
+            row[r["metric"]] = f"{_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _external_matrix(external: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (family, model), part in external.groupby(["family", "model"], sort=False):
+        row = {"family": family, "model": model, "n test cases": int(part["n_cases"].iloc[0])}
+        for _, r in part.iterrows():
+            row[r["metric"]] = f"{_fmt(r['estimate'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+MODEL_WORDS = {
+    "logistic": "logistic regression (the VQ deep radiomics paper's classifier)",
+    "dlr": "linear support-vector machine with t-test + F-score selection (the DLR protocol)",
+}
+
+
+def _summary(result) -> str:
+    info = result.info
+    pos, neg = html.escape(str(info["positive"])), html.escape(str(info["negative"]))
+    parts = [
+        f"<p>This study asked whether image features can tell <b>{pos}</b> from <b>{neg}</b> "
+        f"(column <code>{html.escape(info['target'])}</code>) in {info['n_cases']} patients "
+        f"({info['n_positive']} {pos}, {info['n_negative']} {neg}). Several groups (\"families\") of "
+        "features were each given to the same kind of model, and each model was tested only on patients "
+        "it had not seen while it was built.</p>",
+        "<p>The main score is the <b>AUC</b>: the chance that the model ranks a randomly chosen "
+        f"{pos} patient above a randomly chosen {neg} patient. 0.5 is a coin toss, 1.0 is perfect. "
+        "Numbers in brackets are 95% confidence intervals: the range the true value plausibly lies in.</p>",
+        "<ul>",
+    ]
+    m = result.metrics
+    for model in info["models"]:
+        auc_rows = m[(m["model"] == model) & (m["metric"] == "AUC")].sort_values("mean", ascending=False)
+        if auc_rows.empty:
+            continue
+        best = auc_rows.iloc[0]
+        sub = m[(m["model"] == model) & (m["family"] == best["family"])].set_index("metric")
+        sens, spec = sub.loc["sensitivity", "mean"], sub.loc["specificity", "mean"]
+        parts.append(
+            f"<li>With the {MODEL_WORDS.get(model, model)}, the best feature family was "
+            f"<b>{html.escape(best['family'])}</b> ({info['families'].get(best['family'], '?')} features): "
+            f"AUC {_fmt(best['mean'])} [{_fmt(best['ci_low'])}, {_fmt(best['ci_high'])}], which "
+            f"{_auc_words(best['mean'], best['ci_low'])}. "
+            + (
+                f"Out of every 10 {pos} patients it flagged about {_fmt(10 * sens, 0)}, and out of every 10 "
+                f"{neg} patients it correctly cleared about {_fmt(10 * spec, 0)}. "
+                if np.isfinite(sens) and np.isfinite(spec)
+                else ""
+            )
+            + "Other families: "
+            + "; ".join(
+                f"{html.escape(r['family'])} {_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+                for _, r in auc_rows.iloc[1:].iterrows()
+            )
+            + ".</li>"
+        )
+    parts.append("</ul>")
+    comp = result.comparisons
+    if len(comp):
+        sig = comp[comp["p_adjusted"] < 0.05]
+        if sig.empty:
+            parts.append(
+                "<p>No difference between feature families was statistically significant after correction "
+                "for multiple comparisons; with this many patients, differences of a few AUC points "
+                "cannot be detected.</p>"
+            )
+        else:
+            items = "; ".join(
+                f"{html.escape(r['family_a'])} vs {html.escape(r['family_b'])} ({r['model']}, {html.escape(r['test'])}:"
+                f" difference {_fmt(r['difference'])}, adjusted p {_fmt_p(r['p_adjusted'])})"
+                for _, r in sig.iterrows()
+            )
+            parts.append(f"<p>Statistically significant differences between families: {items}.</p>")
+    if result.external is not None:
+        ext = result.external[result.external["metric"] == "AUC"]
+        items = "; ".join(
+            f"{html.escape(r['family'])}/{r['model']} AUC {_fmt(r['estimate'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+            for _, r in ext.iterrows()
+        )
+        parts.append(
+            f"<p>On the separate test set ({info.get('n_test', '?')} patients), models built on all the first "
+            f"set's patients reached: {items}.</p>"
+        )
+    rv = result.responsible
+    if rv is not None:
+        resp = rv.responsible
+        if len(resp):
+            items = ", ".join(
+                f"{html.escape(r.codeword)} ({html.escape(str(r.responsible_for))})" for r in resp.itertuples()
+            )
+            parts.append(
+                f"<p>Codewords of the deep (VQ) histogram whose counts differ between the groups "
+                f"(\"responsible vectors\", with the group they are more frequent in): {items}.</p>"
+            )
+        else:
+            parts.append("<p>No codeword of the deep (VQ) histogram was found responsible for either group.</p>")
+    return "\n".join(parts)
+
+
+def _caveats(result) -> str:
+    info = result.info
+    items = [html.escape(c) for c in result.caveats]
+    n_small = min(info["n_positive"], info["n_negative"])
+    items.append(
+        f"Small sample: {info['n_cases']} patients ({info['n_positive']} / {info['n_negative']}). Estimates are "
+        "imprecise (see the width of the intervals), and a model chosen as 'best' among several families "
+        "is optimistically rated by that choice."
+        if n_small < 100
+        else f"{info['n_cases']} patients were analysed."
+    )
+    if result.external is None:
+        items.append(
+            "Internal validation only: cross-validation estimates how well this modelling procedure works on "
+            "patients like these; performance at another hospital, scanner or protocol is unknown until "
+            "tested on an external set."
+        )
+    items.append(
+        "Sensitivity, specificity, PPV and NPV depend on the decision threshold (probability 0.5 for "
+        "logistic regression, decision value 0 for the SVM, both with balanced class weights) and PPV/NPV on "
+        "the proportion of each group in this cohort, which may differ in practice."
+    )
+    if result.responsible is not None:
+        items.append(
+            "Responsible vectors are fitted on the whole cohort to explain, not to validate: they describe "
+            "associations in these patients and are not evidence that a codeword predicts the label "
+            "elsewhere."
+        )
+    items.extend(html.escape(n) for n in info.get("notes", []))
+    items.append("These results are for research; none of these models is a validated clinical tool.")
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _methods(result) -> str:
+    info = result.info
+    fams = "; ".join(
+        f"<b>{html.escape(k)}</b>: {v} features (classes {', '.join(info['family_classes'][k])})"
+        for k, v in info["families"].items()
+    )
+    text = [
+        f"<p>Feature families: {fams}.</p>",
+        "<p>Every data-driven step (median imputation, removal of constant features, z-scoring, feature "
+        "screening or selection, model fitting) was fitted on the training part of each split only "
+        "(scikit-learn Pipeline), so no information from the test patients leaked into the models.</p>",
+    ]
+    if "logistic" in info["models"]:
+        text.append(
+            f"<p><b>logistic</b>: L2-penalised logistic regression (C=1, balanced class weights) on the k "
+            "features with the smallest Welch t-test p-value in the training folds, k = one per five patients "
+            f"of the smaller class (1 to 10). Repeated stratified {info['folds']}-fold cross-validation, "
+            f"{info['repeats']} repeats (seed {info['seed']}); mean and sd over the "
+            f"{info['folds'] * info['repeats']} test folds, 95% CI from the Nadeau-Bengio corrected variance. "
+            "Metrics undefined in a fold (e.g. PPV with no positive call) are left out of its mean.</p>"
+        )
+    if "dlr" in info["models"]:
+        text.append(
+            "<p><b>dlr</b> (Li et al., Sci Rep 2017): Welch t-test p &lt; 0.05, then the k best by F-score "
+            "(k as above; the smallest-p feature if none passes), linear SVM (C=1, balanced class weights), "
+            f"leave-one-out; metrics on the pooled leave-one-out decision values with stratified bootstrap "
+            f"95% CIs ({info['n_boot']} replicates).</p>"
+        )
+    text.append(
+        "<p>Comparisons: for cross-validated models, the Nadeau-Bengio corrected resampled t-test on the "
+        "per-fold AUC differences (same splits for every family) and DeLong's test on the out-of-fold scores "
+        "averaged over repeats; for leave-one-out, DeLong's test on the pooled scores. p-values adjusted "
+        f"({html.escape(info['correction'])}) over the pairs of families within each model and test.</p>"
+    )
+    if result.external is not None:
+        text.append(
+            "<p>External validation: each family's model was fitted on the whole first set and scored once on "
+            f"the test set; 95% CIs from {info['n_boot']} stratified bootstrap replicates of the test set.</p>"
+        )
+    if result.responsible is not None:
+        s = result.responsible.settings
+        text.append(
+            "<p>Responsible vectors (Kobayashi et al., Sci Rep 2021), on the whole cohort: codewords used in "
+            f"fewer than {s['min_cases']} patients were dropped ({s['n_passed_usage_filter']} of "
+            f"{s['n_codewords']} kept); the {s['max_codewords']} with the smallest Mann-Whitney p entered a "
+            f"logistic regression (fit: {result.responsible.fit_method}; Firth's penalised likelihood if the "
+            "maximum-likelihood fit separates); each codeword's likelihood-ratio test (refit without it, "
+            "chi-square 1 df); Shapiro-Wilk normality per group and Mann-Whitney U between groups over all "
+            f"kept codewords; {html.escape(s['correction'])} correction; responsible when both corrected p &lt; "
+            f"{s['alpha']}, for the group with the higher mean count.</p>"
+        )
+    return "\n".join(text)
+
+
+def write_report(result, out_dir: str | Path) -> Path:
+    """Write the study's CSVs, PNGs and ``report.html`` into ``out_dir``; return the HTML path."""
+    from .plots import plot_class_histograms, plot_roc
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = result.info
+    result.metrics.to_csv(out / "metrics.csv", index=False)
+    result.fold_metrics.to_csv(out / "fold_metrics.csv", index=False)
+    result.comparisons.to_csv(out / "comparisons.csv", index=False)
+    result.predictions.to_csv(out / "predictions.csv")
+    (out / "study.json").write_text(json.dumps(info, indent=2, default=str))
+
+    figures: list[tuple[Path, str]] = []
+    y = (result.predictions["label"] == info["positive"]).to_numpy().astype(int)
+    for model in info["models"]:
+        curves = {}
+        for col in result.predictions.columns[1:]:
+            family, m = col.rsplit(":", 1)
+            if m == model:
+                scores = result.predictions[col].to_numpy()
+                curves[family] = (y, scores, auc(y, scores))
+        path = plot_roc(curves, out / f"roc_{model}.png", f"{model}: out-of-fold ROC ({info['positive']} vs {info['negative']})")
+        figures.append(
+            (path, f"ROC curves of the {model} model from out-of-fold scores"
+             + (" averaged over repeats" if model == "logistic" else " (leave-one-out)")
+             + "; the AUC in the legend is of these pooled scores and can differ slightly from the per-fold mean.")
+        )
+    if result.external is not None:
+        result.external.to_csv(out / "external.csv", index=False)
+        result.external_predictions.to_csv(out / "external_predictions.csv")
+        yt = (result.external_predictions["label"] == info["positive"]).to_numpy().astype(int)
+        for model in info["models"]:
+            curves = {}
+            for col in result.external_predictions.columns[1:]:
+                family, m = col.rsplit(":", 1)
+                if m == model:
+                    s = result.external_predictions[col].to_numpy()
+                    curves[family] = (yt, s, auc(yt, s))
+            path = plot_roc(curves, out / f"roc_external_{model}.png", f"{model}: external test set ROC")
+            figures.append((path, f"ROC curves of the {model} model on the external test set."))
+    rv = result.responsible
+    if rv is not None:
+        rv.table.to_csv(out / "responsible_vectors.csv", index=False)
+        path = plot_class_histograms(rv.class_means, rv.responsible, out / "responsible_vectors.png")
+        figures.append((path, "Average codeword histogram per group; dashed lines mark responsible codewords."))
+
+    body = [
+        "<h1>Radiomics study: " + html.escape(f"{info['positive']} vs {info['negative']}") + "</h1>",
+        f"<p style='color:#666'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by deepradiomics "
+        f"from {html.escape(str(info.get('features_source')))}.</p>",
+        "<h2>Summary</h2>",
+        f"<div class='summary'>{_summary(result)}</div>",
+        "<h2>Caveats</h2>",
+        f"<div class='caveats'>{_caveats(result)}</div>",
+        "<h2>Performance (cross-validation)</h2>",
+        "<p>Mean [95% CI] of each metric.</p>",
+        _table_html(_metric_matrix(result.metrics)),
+    ]
+    for path, caption in figures[: len(info["models"])]:
+        body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+    body.append("<h2>Comparisons between feature families</h2>")
+    if len(result.comparisons):
+        body.append(_table_html(result.comparisons))
+    else:
+        body.append("<p>Only one family: nothing to compare.</p>")
+    rest = figures[len(info["models"]):]
+    if result.external is not None:
+        body.append("<h2>External validation</h2><p>Estimate [95% bootstrap CI].</p>")
+        body.append(_table_html(_external_matrix(result.external)))
+        for path, caption in rest[: len(info["models"])]:
+            body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+        rest = rest[len(info["models"]):]
+    if rv is not None:
+        body.append("<h2>Responsible vectors</h2>")
+        shown = rv.table[rv.table["in_model"] | rv.table["responsible"]]
+        body.append(
+            f"<p>{int(rv.table['responsible'].sum())} responsible codeword(s). Codewords in the model "
+            "(all codewords are in <code>responsible_vectors.csv</code>):</p>"
+        )
+        body.append(_table_html(shown.drop(columns=["column"]), "{:.4g}"))
+        for path, caption in rest:
+            body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+    body.append("<h2>Methods</h2>")
+    body.append(_methods(result))
+    body.append("<h2>All metrics (tidy)</h2>")
+    body.append(_table_html(result.metrics))
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>deepradiomics study: {html.escape(info['target'])}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>"
+    )
+    report = out / "report.html"
+    report.write_text(page, encoding="utf-8")
+    return report
+
+
+__all__ = ["write_report", "METRICS"]
