@@ -13,7 +13,7 @@ from ._common import report_errors, verbose_option
 @click.option("--target", required=True, help="Label column; rows where it is blank are dropped.")
 @click.option("--positive", default=None, help="Value of TARGET that is the positive class (default: the larger of its two values).")
 @click.option("--groups", "groups", multiple=True, metavar="NAME=CLS1,CLS2", help="Define a feature family from feature classes (repeatable); replaces the defaults classical / each deep class / all.")
-@click.option("--model", "models", multiple=True, type=click.Choice(["logistic", "dlr"]), help="Model(s) to evaluate (repeatable; default both): logistic = repeated k-fold; dlr = t-test+F-score, linear SVM, leave-one-out.")
+@click.option("--model", "models", multiple=True, type=click.Choice(["logistic", "dlr", "dlr-loo"]), help="Model(s) to evaluate (repeatable; default logistic and dlr): logistic = L2 logistic regression; dlr = t-test+F-score selection, linear SVM (both repeated k-fold); dlr-loo = dlr with the paper's leave-one-out.")
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Folds of the repeated stratified CV.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Repeats of the stratified CV.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV splits and the bootstrap.")

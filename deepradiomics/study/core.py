@@ -302,7 +302,8 @@ def run_study(
     groups
         ``{family: [feature classes]}`` replacing the default families (see :mod:`.families`).
     models
-        Any of ``"logistic"`` (repeated stratified k-fold) and ``"dlr"`` (leave-one-out).
+        Any of ``"logistic"`` and ``"dlr"`` (repeated stratified k-fold) and ``"dlr-loo"`` (the DLR paper's
+        leave-one-out; see :mod:`.classification` for its downward bias on weak signals).
     folds, repeats, seed
         Repeated stratified k-fold settings; identical splits for every family (paired comparisons).
     test, test_labels

@@ -39,7 +39,7 @@ def plot_roc(
     fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=110)
     for label, (y_true, scores, auc_value) in curves.items():
         fpr, tpr = roc_points(y_true, scores)
-        ax.step(fpr, tpr, where="post", label=f"{label} (AUC {auc_value:.2f})")
+        ax.plot(fpr, tpr, label=f"{label} (AUC {auc_value:.2f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xlabel("1 - specificity (false-positive rate)")
     ax.set_ylabel("sensitivity (true-positive rate)")

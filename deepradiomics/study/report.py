@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .classification import MODELS
 from .statistics import METRICS, auc
 
 _CSS = """
@@ -93,6 +94,7 @@ def _external_matrix(external: pd.DataFrame) -> pd.DataFrame:
 MODEL_WORDS = {
     "logistic": "logistic regression (the VQ deep radiomics paper's classifier)",
     "dlr": "linear support-vector machine with t-test + F-score selection (the DLR protocol)",
+    "dlr-loo": "DLR protocol evaluated by leave-one-out as in its paper",
 }
 
 
@@ -196,6 +198,11 @@ def _caveats(result) -> str:
             "patients like these; performance at another hospital, scanner or protocol is unknown until "
             "tested on an external set."
         )
+    if "dlr-loo" in info["models"]:
+        items.append(
+            "dlr-loo: AUCs from pooled leave-one-out scores are biased downwards when the signal is weak "
+            "(on pure-noise features they can fall far below 0.5); read them next to the cross-validated dlr."
+        )
     items.append(
         "Sensitivity, specificity, PPV and NPV depend on the decision threshold (probability 0.5 for "
         "logistic regression, decision value 0 for the SVM, both with balanced class weights) and PPV/NPV on "
@@ -233,12 +240,13 @@ def _methods(result) -> str:
             f"{info['folds'] * info['repeats']} test folds, 95% CI from the Nadeau-Bengio corrected variance. "
             "Metrics undefined in a fold (e.g. PPV with no positive call) are left out of its mean.</p>"
         )
-    if "dlr" in info["models"]:
+    if "dlr" in info["models"] or "dlr-loo" in info["models"]:
         text.append(
             "<p><b>dlr</b> (Li et al., Sci Rep 2017): Welch t-test p &lt; 0.05, then the k best by F-score "
             "(k as above; the smallest-p feature if none passes), linear SVM (C=1, balanced class weights), "
-            f"leave-one-out; metrics on the pooled leave-one-out decision values with stratified bootstrap "
-            f"95% CIs ({info['n_boot']} replicates).</p>"
+            "evaluated by the same repeated cross-validation as logistic. <b>dlr-loo</b>: the same model "
+            "evaluated by leave-one-out as in the paper; metrics on the pooled leave-one-out decision values "
+            f"with stratified bootstrap 95% CIs ({info['n_boot']} replicates).</p>"
         )
     text.append(
         "<p>Comparisons: for cross-validated models, the Nadeau-Bengio corrected resampled t-test on the "
@@ -291,7 +299,7 @@ def write_report(result, out_dir: str | Path) -> Path:
         path = plot_roc(curves, out / f"roc_{model}.png", f"{model}: out-of-fold ROC ({info['positive']} vs {info['negative']})")
         figures.append(
             (path, f"ROC curves of the {model} model from out-of-fold scores"
-             + (" averaged over repeats" if model == "logistic" else " (leave-one-out)")
+             + (" (leave-one-out)" if MODELS[model][0] == "loo" else " averaged over repeats")
              + "; the AUC in the legend is of these pooled scores and can differ slightly from the per-fold mean.")
         )
     if result.external is not None:
