@@ -280,6 +280,10 @@ def cross_validate(
     summary = pd.DataFrame(
         {m: summarize_resamples(fold_metrics[m], test_fraction) for m in METRICS}
     ).T[["mean", "sd", "ci_low", "ci_high"]].astype(float)
+    # a t-interval can overshoot the metric's range; report it clipped to [0, 1] ([-1, 1] for MCC)
+    lower = np.where(summary.index == "MCC", -1.0, 0.0)
+    summary["ci_low"] = np.maximum(summary["ci_low"], lower)
+    summary["ci_high"] = np.minimum(summary["ci_high"], 1.0)
     return FamilyCV(
         family,
         model,

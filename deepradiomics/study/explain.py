@@ -54,7 +54,7 @@ from ..errors import CaseError, ModelError, ParamsError, PluginError
 logger = logging.getLogger("deepradiomics.study.explain")
 
 #: latent regions understood when counting codewords (the ``region`` setting of vqhist)
-REGIONS = ("volume", "slices", "mask")
+REGIONS = ("volume", "roi")
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -98,26 +98,52 @@ def vqhist_settings(params: str | os.PathLike | Mapping) -> dict[str, Any]:
 
 
 def _validate_vqhist(settings: Mapping, where: str) -> None:
+    settings_cls = _vqhist_settings_class()
+    if settings_cls is not None:
+        from ..featureclass import build_settings
+
+        build_settings(settings_cls, dict(settings), where)
+
+
+def _vqhist_settings_class():
+    """vqhist's Settings dataclass, or None when the plugin is not installed or not importable."""
     from ..registry import get_registry
 
     registry = get_registry()
     if "vqhist" not in registry:
-        return
+        return None
     try:
-        cls = registry.get("vqhist")
-    except PluginError as exc:  # the class is declared but not importable: read the settings as they are
-        logger.warning("vqhist settings not validated: %s", exc)
-        return
-    cls(dict(settings), where=where)
+        return registry.get("vqhist").Settings
+    except PluginError as exc:  # declared but broken: read the settings as they are
+        logger.warning("vqhist settings read without the plugin's defaults: %s", exc)
+        return None
+
+
+def resolved_vqhist_settings(settings: Mapping, where: str = "featureClass.vqhist") -> dict[str, Any]:
+    """vqhist settings with the plugin's defaults filled in (``model``, ``modalities``, ``region``, ...).
+
+    Without an importable vqhist plugin the mapping is used as given (``model`` defaults to
+    ``"default"``, ``modalities`` to the bundle's, ``region`` to ``"volume"``).
+    """
+    import dataclasses
+
+    settings_cls = _vqhist_settings_class()
+    if settings_cls is None:
+        return dict(settings)
+    from ..featureclass import build_settings
+
+    return dataclasses.asdict(build_settings(settings_cls, dict(settings), where))
 
 
 @dataclass
 class VQSetup:
-    """A loaded vqhist model and the way a case is fed to it."""
+    """A loaded vqhist model and the way a case is fed to it (vqhist's settings)."""
 
     bundle: Any
     modalities: tuple[str, ...]
     region: str = "volume"
+    batch_size: int = 32
+    normalize: str = "counts"
 
     @property
     def model(self):
@@ -135,13 +161,14 @@ class VQSetup:
 def vq_setup(params: str | os.PathLike | Mapping, bundle=None) -> VQSetup:
     """Load the vqhist model named by ``params`` (or use ``bundle``) and fix the modality order.
 
-    ``params`` is a params file, a params mapping or a vqhist settings mapping (see :func:`vqhist_settings`).
+    ``params`` is a params file, a params mapping or a vqhist settings mapping (see :func:`vqhist_settings`);
+    missing settings take vqhist's defaults (e.g. ``modalities: [t1, Image, t1ce]``).
     """
-    settings = vqhist_settings(params)
+    settings = resolved_vqhist_settings(vqhist_settings(params))
     if bundle is None:
         from ..models import load_bundle
 
-        bundle = load_bundle(settings.get("model", "default"))
+        bundle = load_bundle(settings.get("model", "default"), device=settings.get("device", "cpu"))
     modalities = tuple(settings.get("modalities") or bundle.modalities)
     in_channels = int(bundle.config["architecture"]["in_channels"])
     if len(modalities) != in_channels:
@@ -153,7 +180,13 @@ def vq_setup(params: str | os.PathLike | Mapping, bundle=None) -> VQSetup:
     region = str(settings.get("region", "volume"))
     if region not in REGIONS:
         raise ParamsError(f"featureClass.vqhist.region '{region}' is not one of {', '.join(REGIONS)}")
-    return VQSetup(bundle=bundle, modalities=modalities, region=region)
+    return VQSetup(
+        bundle=bundle,
+        modalities=modalities,
+        region=region,
+        batch_size=int(settings.get("batch_size", 32)),
+        normalize=str(settings.get("normalize", "counts")),
+    )
 
 
 def case_arrays(case, modalities: Sequence[str]) -> list[np.ndarray]:
@@ -166,6 +199,11 @@ def case_slices(case, setup: VQSetup):
     from ..nets.preprocess import volume_to_slices
 
     return volume_to_slices(case_arrays(case, setup.modalities), setup.input_size)
+
+
+def case_codewords(model, slices, batch_size: int = 32):
+    """Codeword indices (Z, 8, 8) on the CPU, as vqhist computes them."""
+    return model.volume_codeword_indices(slices, batch_size=batch_size).cpu()
 
 
 def check_codewords(codewords: Sequence[int], num_embeddings: int, model_name: str = "the model") -> list[int]:
@@ -189,7 +227,7 @@ def check_codewords(codewords: Sequence[int], num_embeddings: int, model_name: s
     return sorted(set(out))
 
 
-def background_codeword(model, slices=None, how: str | int = "model") -> int:
+def background_codeword(model, slices=None, how: str | int = "model", indices=None) -> int:
     """The background codeword (see the module docstring for ``how``: "model", "case" or an index)."""
     import torch
 
@@ -209,7 +247,8 @@ def background_codeword(model, slices=None, how: str | int = "model") -> int:
     if not bool(empty.any()):
         logger.info("no all-background latent cell in the case: using the model's background codeword %d", from_model)
         return from_model
-    indices = model.volume_codeword_indices(slices)
+    if indices is None:
+        indices = case_codewords(model, slices)
     return int(torch.bincount(indices[empty.to(indices.device)].cpu()).argmax())
 
 
@@ -509,8 +548,8 @@ def explain_codewords(
     from ..nets.preprocess import volume_to_slices
 
     slices = volume_to_slices(arrays, setup.input_size)
-    indices = model.volume_codeword_indices(slices).cpu()
-    bg = background_codeword(model, slices, background)
+    indices = case_codewords(model, slices, setup.batch_size)
+    bg = background_codeword(model, slices, background, indices)
     method = background if isinstance(background, str) else "given"
     in_mask = mask_to_latent(np.asarray(case.mask_array()), setup.input_size).cpu()
     mask = np.asarray(case.mask_array())

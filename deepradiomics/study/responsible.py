@@ -85,14 +85,14 @@ def _logit_mle(X: np.ndarray, y: np.ndarray):
             res = sm.Logit(y, sm.add_constant(X, has_constant="add")).fit(disp=0, maxiter=200)
         except Exception:  # noqa: BLE001 - PerfectSeparation(Error|Warning), singular matrix
             return float("nan"), False
-    p = res.predict()
+        p = res.predict()
     converged = bool(res.mle_retvals.get("converged", False))
     separated = bool(np.any(p < 1e-6) or np.any(p > 1 - 1e-6))
     ok = converged and not separated and np.isfinite(res.llf)
     return float(res.llf), ok
 
 
-def firth_logit(X: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-8) -> tuple[np.ndarray, float]:
+def firth_logit(X: np.ndarray, y: np.ndarray, max_iter: int = 200, tol: float = 1e-10) -> tuple[np.ndarray, float]:
     """Firth-penalised logistic regression (with intercept); returns (coefficients, penalised llf).
 
     Penalised log-likelihood ``l(b) + 0.5 log det I(b)`` maximised by Newton-Raphson with the modified
@@ -125,9 +125,8 @@ def firth_logit(X: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 
                 break
             step = step / 2
         beta = beta + step
-        improvement = candidate - current
         current = candidate
-        if np.max(np.abs(step)) < tol or abs(improvement) < tol:
+        if np.max(np.abs(step)) < tol:
             break
     return beta, float(current)
 
