@@ -194,6 +194,8 @@ def fit(
     history: list[dict[str, Any]] = []
     start_epoch, elapsed = 0, 0.0
     checkpoint = Path(out_dir) / "checkpoint.pt" if out_dir else None
+    if checkpoint:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
     if checkpoint and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
         net.load_state_dict(state["model"])
