@@ -26,6 +26,7 @@ Two models:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,9 @@ def auto_k(y, n_features: int, cases_per_feature: int = 5, max_k: int = 10) -> i
 def _welch_t_pvalues(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     from scipy import stats
 
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # columns constant within a class (unused codewords) give NaN or precision warnings: p = 1 below
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         _, p = stats.ttest_ind(X[y == 1], X[y == 0], axis=0, equal_var=False)
     return np.where(np.isfinite(p), p, 1.0)
 

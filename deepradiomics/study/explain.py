@@ -543,6 +543,23 @@ def explain_codewords(
     setup = vq_setup(params, bundle)
     model = setup.model
     chosen = check_codewords(codewords, setup.num_embeddings, f"model '{setup.bundle.name}'")
+    if samples not in ("voxel", "slice"):
+        raise ParamsError(f"samples '{samples}' is not one of: voxel, slice")
+    reference_name = _default_overlay(case) if _default_overlay(case) in case.modalities else setup.modalities[0]
+    reference = case.image(reference_name)
+    label_array = None
+    if labels is not None:  # check the label map before any network work
+        import SimpleITK as sitk
+
+        label_image = read_image(labels, "label map")
+        mismatch = same_geometry(label_image, reference)
+        if mismatch:
+            where = "<in-memory>" if isinstance(labels, sitk.Image) else str(labels)
+            raise CaseError(
+                f"label map '{where}' and the image '{case.source(reference_name)}' of case '{case.case_id}' differ in "
+                f"geometry ({mismatch}): resample the label map onto the image grid"
+            )
+        label_array = sitk.GetArrayFromImage(label_image).astype(np.int64)
     arrays = case_arrays(case, setup.modalities)
     shape = arrays[0].shape
     from ..nets.preprocess import volume_to_slices
@@ -598,8 +615,6 @@ def explain_codewords(
     rows.append(all_row)
     summary = pd.DataFrame(rows)
     summary["background_codeword"] = bg
-    reference_name = _default_overlay(case) if _default_overlay(case) in case.modalities else setup.modalities[0]
-    reference = case.image(reference_name)
     result = Explanation(
         response=response,
         per_codeword=per_codeword,
@@ -613,14 +628,7 @@ def explain_codewords(
     )
     for note in notes:
         logger.warning(note)
-    if labels is not None:
-        label_image = read_image(labels, "label map")
-        mismatch = same_geometry(label_image, reference)
-        if mismatch:
-            raise CaseError(f"label map '{labels if not hasattr(labels, 'GetSize') else '<in-memory>'}' and the case images differ in geometry ({mismatch}): resample the label map onto the image grid")
-        import SimpleITK as sitk
-
-        label_array = sitk.GetArrayFromImage(label_image).astype(np.int64)
+    if label_array is not None:
         result.per_label, result.dunn, result.kruskal = label_statistics(response, label_array, samples, label_names)
         if not np.isfinite(result.kruskal["statistic"]):
             notes.append("Kruskal-Wallis/Dunn not computed: fewer than two labels or every sample equal (e.g. an all-zero map)")

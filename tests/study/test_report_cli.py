@@ -1,0 +1,150 @@
+"""End-to-end on synthetic tables: run_study, the report folder and the CLI (through CliRunner)."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from deepradiomics.cli import main
+from deepradiomics.study import StudyDataError, run_study
+
+from ._synthetic import count_table, noise_table
+
+CAVEAT = "volumes are 8-bit slices; spacing set to 1 mm"
+FAST = dict(folds=3, repeats=2, n_boot=200)
+
+
+def _cohort(n, seed, prefix):
+    counts, y = count_table(n=n, seed=seed, planted={10: +1, 30: -1}, shift=12)
+    noise, _ = noise_table(n=n, p=20, seed=seed)
+    counts.index = noise.index = pd.Index([f"{prefix}{i:03d}" for i in range(n)], name="ID")
+    table = pd.concat([noise, counts], axis=1)
+    table.insert(0, "Image", [f"{i}/flair.nii.gz" for i in table.index])  # pass-through column
+    table.insert(1, "diagnostics_Versions_deepradiomics", "0.1")
+    labels = pd.DataFrame({"ID": table.index, "grade": np.where(y == 1, "G3", "G2"), "age": 50})
+    return table, labels
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    train, train_labels = _cohort(48, 0, "train")
+    test, test_labels = _cohort(30, 1, "test")
+    train_labels.loc[5, "grade"] = np.nan  # one blank label: dropped with a message
+    train.to_csv(folder / "features.csv")
+    test.to_csv(folder / "test_features.csv")
+    pd.concat([train_labels, test_labels]).to_csv(folder / "cases.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def study(files):
+    result = run_study(
+        files / "features.csv", labels=files / "cases.csv", target="grade", positive="G3",
+        test=files / "test_features.csv", caveats=[CAVEAT], **FAST,
+    )
+    report = result.write(files / "report")
+    return result, report
+
+
+def test_result_content(study):
+    result, _ = study
+    assert result.info["n_cases"] == 47 and result.info["n_dropped_blank"] == 1
+    assert any("dropped 1 of 48" in n for n in result.info["notes"])
+    assert (result.info["positive"], result.info["negative"]) == ("G3", "G2")
+    auc = result.metrics[result.metrics.metric == "AUC"].set_index(["family", "model"])["mean"]
+    # the planted codewords carry the label; the classical columns are noise
+    assert auc[("vqhist", "logistic")] > 0.85
+    assert abs(auc[("classical", "logistic")] - 0.5) < 0.25
+
+
+def test_metrics_csv_schema(study):
+    _, report = study
+    metrics = pd.read_csv(report.parent / "metrics.csv")
+    assert list(metrics.columns[:7]) == ["family", "model", "metric", "mean", "sd", "ci_low", "ci_high"]
+    assert set(metrics["family"]) == {"classical", "vqhist", "all"}
+    assert set(metrics["model"]) == {"logistic", "dlr"}
+    assert set(metrics["metric"]) == {"AUC", "accuracy", "sensitivity", "specificity", "PPV", "NPV", "MCC", "F1"}
+    assert len(metrics) == 3 * 2 * 8 and not metrics.duplicated(["family", "model", "metric"]).any()
+    finite = metrics.dropna(subset=["mean"])
+    assert ((finite["ci_low"] <= finite["mean"] + 1e-12) & (finite["mean"] <= finite["ci_high"] + 1e-12)).all()
+
+
+def test_comparisons_external_and_responsible_files(study):
+    result, report = study
+    folder = report.parent
+    comp = pd.read_csv(folder / "comparisons.csv")
+    assert {"family_a", "family_b", "test", "p_value", "p_adjusted"} <= set(comp.columns)
+    assert len(comp) == 2 * 3 * 2  # 2 models x 3 pairs x (Nadeau-Bengio, DeLong)
+    ext = pd.read_csv(folder / "external.csv")
+    assert (ext["n_cases"] == 30).all()
+    ext_auc = ext[(ext.metric == "AUC") & (ext.family == "vqhist") & (ext.model == "logistic")].iloc[0]
+    assert ext_auc["estimate"] > 0.8 and ext_auc["ci_low"] <= ext_auc["estimate"] <= ext_auc["ci_high"]
+    rv = pd.read_csv(folder / "responsible_vectors.csv")
+    assert set(rv.loc[rv["responsible"], "codeword"]) == {"Codeword010", "Codeword030"}
+    for name in ("roc_logistic.png", "roc_dlr.png", "roc_external_logistic.png", "responsible_vectors.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_html_is_self_contained_and_readable(study):
+    result, report = study
+    page = report.read_text()
+    sources = re.findall(r"""src\s*=\s*["']([^"']*)""", page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in page and "http://" not in page and "https://" not in page
+    # plain-language summary first, then caveats (with the data caveat passed in), then the tables
+    positions = [page.index(h) for h in ("<h2>Summary", "<h2>Caveats", "<h2>Performance", "<h2>Responsible")]
+    assert positions == sorted(positions)
+    assert CAVEAT in page and "Small sample" in page
+    assert "Codeword010" in page and "External validation" in page
+    vq = result.metrics.query("family == 'vqhist' and model == 'logistic' and metric == 'AUC'").iloc[0]
+    assert f"{vq['mean']:.2f} [{vq['ci_low']:.2f}, {vq['ci_high']:.2f}]" in page
+
+
+def test_cli_help():
+    result = CliRunner().invoke(main, ["study", "--help"])
+    assert result.exit_code == 0
+    for option in ("--target", "--labels", "--groups", "--test", "--folds", "--out-dir"):
+        assert option in result.output
+
+
+def test_cli_end_to_end(files, tmp_path):
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(
+        main,
+        ["study", str(files / "features.csv"), "--labels", str(files / "cases.csv"), "--target", "grade",
+         "--groups", "deep=vqhist", "--groups", "noise=firstorder", "--model", "logistic",
+         "--folds", "3", "--repeats", "2", "--caveat", CAVEAT, "-o", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "dropped 1 of 48" in result.stderr
+    assert result.stdout.strip() == str(out / "report.html")
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics["family"]) == {"deep", "noise"} and set(metrics["model"]) == {"logistic"}
+    assert (out / "responsible_vectors.csv").exists() and (out / "report.html").exists()
+
+
+def test_cli_bad_target_names_the_column(files, tmp_path):
+    result = CliRunner().invoke(
+        main, ["study", str(files / "features.csv"), "--labels", str(files / "cases.csv"), "--target", "grad",
+               "-o", str(tmp_path / "x")],
+    )
+    assert result.exit_code != 0
+    assert "'grad'" in result.output and "Did you mean 'grade'?" in result.output
+    assert "cases.csv" in result.output and "age" in result.output  # names the file and lists its columns
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_positive_and_bad_labels_tables(files, tmp_path):
+    with pytest.raises(StudyDataError, match=r"--positive 'G4'.*G2, G3"):
+        run_study(files / "features.csv", labels=files / "cases.csv", target="grade", positive="G4")
+    pd.DataFrame({"case": ["a"], "grade": ["G2"]}).to_csv(tmp_path / "noid.csv", index=False)
+    with pytest.raises(StudyDataError, match="no 'ID' column"):
+        run_study(files / "features.csv", labels=tmp_path / "noid.csv", target="grade")
+    pd.DataFrame({"ID": ["x1", "x2"], "grade": ["G2", "G3"]}).to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(StudyDataError, match="no case ID of the features table"):
+        run_study(files / "features.csv", labels=tmp_path / "other.csv", target="grade")
+    with pytest.raises(StudyDataError, match="two classes"):
+        run_study(files / "features.csv", labels=files / "cases.csv", target="age")
