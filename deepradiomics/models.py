@@ -91,7 +91,9 @@ def read_config(folder: Path) -> dict[str, Any]:
 
     config_path = folder / "config.yaml"
     if not config_path.is_file():
-        raise ModelError(f"bundle '{folder}' has no config.yaml: re-download or re-train the bundle (`deepradiomics train CONFIG -o {folder}`)")
+        raise ModelError(
+            f"bundle '{folder}' has no config.yaml: re-download or re-train the bundle (`deepradiomics train CONFIG -o {folder}`)"
+        )
     try:
         config = yaml.safe_load(config_path.read_text())
     except yaml.YAMLError as exc:
@@ -141,7 +143,9 @@ def load_bundle(name_or_path: str | Path = "default", device: str = "cpu") -> Bu
         model = VQSegNet.from_config(config["architecture"])
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{weights} does not fit the architecture in {folder / 'config.yaml'} ({exc}): re-train the bundle") from exc
+        raise ModelError(
+            f"{weights} does not fit the architecture in {folder / 'config.yaml'} ({exc}): re-train the bundle"
+        ) from exc
     model.to(device).eval()
     return Bundle(name=str(config.get("name", folder.name)), path=folder, config=config, sha256=actual, model=model)
 

@@ -123,7 +123,9 @@ class VQHistogram(FeatureClass):
         k = bundle.num_embeddings
         counts = torch.bincount(selected.flatten(), minlength=k).double()
         if counts.numel() != k:
-            raise FeatureError(f"model '{bundle.name}' produced codeword indices >= K={k}: the bundle is inconsistent, re-train it")
+            raise FeatureError(
+                f"model '{bundle.name}' produced codeword indices >= K={k}: the bundle is inconsistent, re-train it"
+            )
         total = float(counts.sum())
         self.latent_cells_ = int(total)
         self.perplexity_ = perplexity(counts)

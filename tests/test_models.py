@@ -31,7 +31,11 @@ TINY = {
 def tiny_bundle(folder, seed=0):
     torch.manual_seed(seed)
     net = VQSegNet.from_config(TINY)
-    config = {"name": "tiny", "architecture": TINY, "modalities": [{"name": n, "column": f"Image_{n}"} for n in ("t1", "Image", "t1ce")]}
+    config = {
+        "name": "tiny",
+        "architecture": TINY,
+        "modalities": [{"name": n, "column": f"Image_{n}"} for n in ("t1", "Image", "t1ce")],
+    }
     save_bundle(net, config, folder, "# tiny test model\nsha256 {sha256}\n")
     return net.eval()
 

@@ -22,7 +22,15 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MANIFEST = DATA / "lgg" / "cases.csv"
 COLUMNS = ["Image_t1", "Image", "Image_t1ce"]
-TINY = dict(in_channels=3, num_classes=2, filters=(8, 8, 16, 16), decoder_filters=(16, 16, 8, 8), input_size=32, num_embeddings=16, embedding_dim=8)
+TINY = dict(
+    in_channels=3,
+    num_classes=2,
+    filters=(8, 8, 16, 16),
+    decoder_filters=(16, 16, 8, 8),
+    input_size=32,
+    num_embeddings=16,
+    embedding_dim=8,
+)
 
 
 def _need_lgg() -> Path:
@@ -70,7 +78,9 @@ def test_augmentation_is_seeded_and_keeps_labels_and_background():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
     assert set(a[1].unique().tolist()) <= {0, 1}
     assert float(a[0][:, :, :4, :4].abs().max()) == 0.0  # background corner stays exactly 0
-    flip_only = augment_batch(x, y, torch.Generator().manual_seed(0), max_rotation=0.0, intensity_shift=0.0, intensity_scale=(1.0, 1.0))
+    flip_only = augment_batch(
+        x, y, torch.Generator().manual_seed(0), max_rotation=0.0, intensity_shift=0.0, intensity_scale=(1.0, 1.0)
+    )
     for i in range(4):
         assert torch.equal(flip_only[0][i], x[i]) or torch.equal(flip_only[0][i], x[i].flip(-1))
 

@@ -112,7 +112,9 @@ def test_perplexity_and_usage():
 
 def test_vqsegnet_api_roundtrip_and_background_cache():
     torch.manual_seed(0)
-    net = VQSegNet(3, 2, filters=(8, 8, 8, 8), decoder_filters=(8, 8, 8, 8), input_size=32, num_embeddings=16, embedding_dim=8).eval()
+    net = VQSegNet(
+        3, 2, filters=(8, 8, 8, 8), decoder_filters=(8, 8, 8, 8), input_size=32, num_embeddings=16, embedding_dim=8
+    ).eval()
     x = torch.randn(5, 3, 32, 32)
     x[[1, 3]] = 0.0
     z_e = net.encode(x)

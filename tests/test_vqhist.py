@@ -9,6 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from deepradiomics_plugins.vqhist import VQHistogram  # noqa: E402
+
 from deepradiomics.case import Case  # noqa: E402
 from deepradiomics.errors import CaseError, ParamsError  # noqa: E402
 from deepradiomics.models import save_bundle  # noqa: E402
@@ -17,7 +19,6 @@ from deepradiomics.nets.vqseg import VQSegNet  # noqa: E402
 from deepradiomics.testing import check_feature_class  # noqa: E402
 from deepradiomics.training.data import SliceSet, map_labels  # noqa: E402
 from deepradiomics.training.loop import fit  # noqa: E402
-from deepradiomics_plugins.vqhist import VQHistogram  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LGG_CASE = DATA / "lgg" / "TCGA_CS_4942_19970222"
@@ -53,7 +54,13 @@ def _train_tiny_bundle(folder: Path, arrays, mask, names, label_map, steps_epoch
     x = volume_to_slices(arrays, SIZE)
     y = mask_to_slices(map_labels(np.asarray(mask), label_map), SIZE)
     data = SliceSet(x, y, torch.zeros(len(x), dtype=torch.long), ["case"])
-    fit(net, data, None, {"epochs": steps_epochs, "batch_size": 16, "lr": 1e-3, "seed": seed, "augment": {"flip": False, "max_rotation": 0.0}}, progress=False)
+    fit(
+        net,
+        data,
+        None,
+        {"epochs": steps_epochs, "batch_size": 16, "lr": 1e-3, "seed": seed, "augment": {"flip": False, "max_rotation": 0.0}},
+        progress=False,
+    )
     config = {"name": folder.name, "architecture": arch, "modalities": [{"name": n, "column": f"Image_{n}"} for n in names]}
     save_bundle(net, config, folder, "# tiny test model trained in tests/test_vqhist.py\nsha256 {sha256}\n")
     return folder
@@ -61,14 +68,20 @@ def _train_tiny_bundle(folder: Path, arrays, mask, names, label_map, steps_epoch
 
 def _lgg_case() -> Case:
     folder = _need(LGG_CASE)
-    return Case({"Image": folder / "flair.nii.gz", "t1": folder / "t1.nii.gz", "t1ce": folder / "t1ce.nii.gz"}, folder / "mask.nii.gz", case_id=folder.name)
+    return Case(
+        {"Image": folder / "flair.nii.gz", "t1": folder / "t1.nii.gz", "t1ce": folder / "t1ce.nii.gz"},
+        folder / "mask.nii.gz",
+        case_id=folder.name,
+    )
 
 
 @pytest.fixture(scope="module")
 def lgg_bundle(tmp_path_factory) -> Path:
     case = _lgg_case()
     arrays = [case.array(n) for n in ("t1", "Image", "t1ce")]
-    return _train_tiny_bundle(tmp_path_factory.mktemp("models") / "tiny-lgg", arrays, case.mask_array(), ["t1", "Image", "t1ce"], {"nonzero": 1})
+    return _train_tiny_bundle(
+        tmp_path_factory.mktemp("models") / "tiny-lgg", arrays, case.mask_array(), ["t1", "Image", "t1ce"], {"nonzero": 1}
+    )
 
 
 def _settings(bundle, **extra):
@@ -109,7 +122,12 @@ def test_roi_counts_only_cells_touching_the_mask(lgg_bundle):
     # the number of counted cells, from the mask directly: resize (nearest) and look at each 4x4 block
     mask = mask_to_slices(case.mask_array(), SIZE).numpy() > 0
     block = SIZE // 8
-    expected = sum(mask[z, i * block : (i + 1) * block, j * block : (j + 1) * block].any() for z in range(mask.shape[0]) for i in range(8) for j in range(8))
+    expected = sum(
+        mask[z, i * block : (i + 1) * block, j * block : (j + 1) * block].any()
+        for z in range(mask.shape[0])
+        for i in range(8)
+        for j in range(8)
+    )
     assert 0 < sum(roi.values()) == expected < sum(volume.values())
     # and they are exactly the codewords of those cells
     codes = roi_class.codeword_map(case).numpy()
@@ -149,7 +167,12 @@ def test_wrong_number_of_modalities_is_a_params_error(lgg_bundle):
 def test_brats_four_channel_case_end_to_end(tmp_path):
     folder = _need(BRATS)
     names = ("t1", "t1ce", "t2", "flair")
-    case = Case({"Image": folder / "flair.nii.gz", **{n: folder / f"{n}.nii.gz" for n in names}}, folder / "seg.nii.gz", label=1, case_id="BraTS-GLI-00001-000")
+    case = Case(
+        {"Image": folder / "flair.nii.gz", **{n: folder / f"{n}.nii.gz" for n in names}},
+        folder / "seg.nii.gz",
+        label=1,
+        case_id="BraTS-GLI-00001-000",
+    )
     arrays = [case.array(n) for n in names]
     import SimpleITK as sitk
 

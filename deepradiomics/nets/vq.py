@@ -98,11 +98,7 @@ class VectorQuantizerEMA(nn.Module):
         """Squared L2 distances (N, K) between latents ``flat`` (N, D) and the codewords."""
         codebook = self.embedding.float()
         flat = flat.float()
-        return (
-            flat.pow(2).sum(1, keepdim=True)
-            - 2.0 * flat @ codebook.t()
-            + codebook.pow(2).sum(1)[None, :]
-        )
+        return flat.pow(2).sum(1, keepdim=True) - 2.0 * flat @ codebook.t() + codebook.pow(2).sum(1)[None, :]
 
     def quantize(self, z: torch.Tensor) -> torch.Tensor:
         """Indices (B, H, W) of the nearest codeword of each latent vector of ``z`` (B, D, H, W)."""

@@ -157,7 +157,16 @@ class VQSegNet(nn.Module):
     @classmethod
     def from_config(cls, arch: dict[str, Any]) -> VQSegNet:
         """Build from the ``architecture`` mapping of a bundle's config.yaml."""
-        keys = ("in_channels", "num_classes", "filters", "decoder_filters", "input_size", "num_embeddings", "embedding_dim", "quantizer")
+        keys = (
+            "in_channels",
+            "num_classes",
+            "filters",
+            "decoder_filters",
+            "input_size",
+            "num_embeddings",
+            "embedding_dim",
+            "quantizer",
+        )
         return cls(**{k: arch[k] for k in keys if k in arch})
 
     # ------------------------------------------------------------------ pieces

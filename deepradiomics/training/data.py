@@ -46,7 +46,9 @@ def map_labels(mask: np.ndarray, label_map: Mapping) -> np.ndarray:
     return out
 
 
-def load_case_slices(paths: Sequence[Path], mask_path: Path | None, size: int, label_map: Mapping) -> tuple[torch.Tensor, torch.Tensor]:
+def load_case_slices(
+    paths: Sequence[Path], mask_path: Path | None, size: int, label_map: Mapping
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Read one case's modality files and mask; return (Z, C, S, S) images and (Z, S, S) labels."""
     import SimpleITK as sitk
 
@@ -60,7 +62,9 @@ def load_case_slices(paths: Sequence[Path], mask_path: Path | None, size: int, l
         return images, torch.zeros(images.shape[0], size, size, dtype=torch.long)
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
     if mask.shape != arrays[0].shape:
-        raise CaseError(f"mask '{mask_path}' has shape {mask.shape}, images {arrays[0].shape}: resample the mask onto the image grid")
+        raise CaseError(
+            f"mask '{mask_path}' has shape {mask.shape}, images {arrays[0].shape}: resample the mask onto the image grid"
+        )
     return images, mask_to_slices(map_labels(mask, label_map), size)
 
 
@@ -80,16 +84,22 @@ def load_manifest_slices(
 
     manifest = Path(manifest)
     if not manifest.exists():
-        raise ParamsError(f"manifest '{manifest}' does not exist: fix data.manifest in the training config (relative paths are relative to the config file)")
+        raise ParamsError(
+            f"manifest '{manifest}' does not exist: fix data.manifest in the training config (relative paths are relative to the config file)"
+        )
     table = pd.read_csv(manifest)
     missing = [c for c in [*columns, mask_column] if c not in table.columns]
     if missing:
-        raise ParamsError(f"manifest '{manifest}' has no column(s) {missing}; it has {list(table.columns)}: fix data.modalities / data.mask_column")
+        raise ParamsError(
+            f"manifest '{manifest}' has no column(s) {missing}; it has {list(table.columns)}: fix data.modalities / data.mask_column"
+        )
     if max_cases:
         table = table.iloc[:max_cases]
     root = manifest.parent
     images, labels, index, ids = [], [], [], []
-    for i, row in enumerate(tqdm(table.itertuples(index=False), total=len(table), desc="loading slices", disable=not progress, file=None)):
+    for i, row in enumerate(
+        tqdm(table.itertuples(index=False), total=len(table), desc="loading slices", disable=not progress, file=None)
+    ):
         row = row._asdict()
         x, y = load_case_slices([root / row[c] for c in columns], root / row[mask_column], size, label_map)
         images.append(x)

@@ -71,7 +71,9 @@ def _merge(defaults: Mapping, values: Mapping, where: str) -> dict:
         if key not in defaults:
             from ..errors import did_you_mean
 
-            raise ParamsError(f"{where}: unknown key '{key}'.{did_you_mean(str(key), defaults)} Valid keys: {', '.join(defaults)}")
+            raise ParamsError(
+                f"{where}: unknown key '{key}'.{did_you_mean(str(key), defaults)} Valid keys: {', '.join(defaults)}"
+            )
         if isinstance(defaults[key], Mapping) and isinstance(value, Mapping) and key not in ("label_map",):
             out[key] = _merge(defaults[key], value, f"{where}.{key}")
         else:
@@ -104,7 +106,9 @@ def finalize_config(config: dict[str, Any], base: Path | None = None, where: str
         data["manifest"] = str((base / manifest).resolve() if not manifest.is_absolute() else manifest)
     mods = data["modalities"]
     if not mods or not all(isinstance(m, Mapping) and "column" in m and "name" in m for m in mods):
-        raise ParamsError(f"{where}: data.modalities must be a non-empty list of {{column: <manifest column>, name: <modality name>}}")
+        raise ParamsError(
+            f"{where}: data.modalities must be a non-empty list of {{column: <manifest column>, name: <modality name>}}"
+        )
     if not data["label_map"]:
         raise ParamsError(f"{where}: data.label_map is empty; e.g. {{nonzero: 1}} maps mask > 0 to class 1")
     return config
@@ -211,7 +215,13 @@ def fit(
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         order = torch.randperm(len(train), generator=generator)
-        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch + 1}/{epochs}", file=sys.stderr, disable=not progress, leave=False)
+        bar = tqdm(
+            range(0, len(order), batch_size),
+            desc=f"epoch {epoch + 1}/{epochs}",
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+        )
         sums = {"loss": 0.0, "dice": 0.0, "focal": 0.0, "latent": 0.0, "n": 0}
         for start in bar:
             rows = order[start : start + batch_size]
@@ -231,7 +241,11 @@ def fit(
             sums["n"] += n
             for key, value in (("loss", loss), ("dice", dice), ("focal", focal), ("latent", out["latent_loss"])):
                 sums[key] += float(value.detach()) * n
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", dice=f"{1 - float(dice.detach()):.3f}", ppl=f"{net.quantizer.last_perplexity:.0f}")
+            bar.set_postfix(
+                loss=f"{float(loss.detach()):.3f}",
+                dice=f"{1 - float(dice.detach()):.3f}",
+                ppl=f"{net.quantizer.last_perplexity:.0f}",
+            )
         bar.close()
         entry = {k: sums[k] / max(sums["n"], 1) for k in ("loss", "dice", "focal", "latent")}
         entry["train_soft_dice"] = 1 - entry.pop("dice")
@@ -242,7 +256,11 @@ def fit(
             entry.update({f"val_{k}": v for k, v in metrics.items() if k != "dice_per_case"})
         elapsed += time.perf_counter() - t0
         history.append(entry)
-        print("epoch " + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}), file=sys.stderr, flush=True)
+        print(
+            "epoch " + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}),
+            file=sys.stderr,
+            flush=True,
+        )
         if checkpoint:
             tmp = checkpoint.with_suffix(".tmp")
             torch.save(
@@ -274,7 +292,9 @@ def hardware_description(device: str, num_threads: int | None) -> str:
     return text
 
 
-def train_from_config(config_path: str | Path, out_dir: str | Path, progress: bool = True, command: str | None = None) -> dict[str, Any]:
+def train_from_config(
+    config_path: str | Path, out_dir: str | Path, progress: bool = True, command: str | None = None
+) -> dict[str, Any]:
     """Run a whole training from a config file and write the bundle to ``out_dir``; return the summary."""
     from ..models import save_bundle
 
@@ -346,27 +366,28 @@ def train_from_config(config_path: str | Path, out_dir: str | Path, progress: bo
 
 def make_card(config: Mapping[str, Any], metrics: Mapping[str, Any], command: str) -> str:
     """A model card with the data, the command, the measured metrics and the sha256 placeholder."""
+
     def fmt(v):
         return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
     arch = architecture(config)
     mods = ", ".join(f"{m['name']} (manifest column {m['column']})" for m in config["data"]["modalities"])
-    return f"""# Model card: {config['name']}
+    return f"""# Model card: {config["name"]}
 
 VQ segmentation network (Kobayashi et al., Sci Rep 2021 "Observing deep radiomics for the classification
-of glioma grades"): 2D residual encoder -> vector quantizer (K={arch['num_embeddings']}, D={arch['embedding_dim']},
+of glioma grades"): 2D residual encoder -> vector quantizer (K={arch["num_embeddings"]}, D={arch["embedding_dim"]},
 EMA codebook) -> decoder, trained on tumour segmentation. Used by the `vqhist` feature class.
 
 ## Data
-- Manifest: `{config['data']['manifest']}`
+- Manifest: `{config["data"]["manifest"]}`
 - Input modalities (channel order): {mods}
-- Label mapping (mask value -> class): {config['data']['label_map']}
-- Validation: {len(metrics.get('validation_cases') or [])} held-out patients (split by case, seed {config['train']['seed']}):
-  {', '.join(metrics.get('validation_cases') or [])}
+- Label mapping (mask value -> class): {config["data"]["label_map"]}
+- Validation: {len(metrics.get("validation_cases") or [])} held-out patients (split by case, seed {config["train"]["seed"]}):
+  {", ".join(metrics.get("validation_cases") or [])}
 
 ## Architecture
-- input {arch['input_size']}x{arch['input_size']}, encoder filters {arch['filters']}, decoder filters {arch['decoder_filters']},
-  latent 8x8, codebook {arch['num_embeddings']} x {arch['embedding_dim']}, quantizer {arch['quantizer']}
+- input {arch["input_size"]}x{arch["input_size"]}, encoder filters {arch["filters"]}, decoder filters {arch["decoder_filters"]},
+  latent 8x8, codebook {arch["num_embeddings"]} x {arch["embedding_dim"]}, quantizer {arch["quantizer"]}
 
 ## Command
 ```
@@ -374,13 +395,13 @@ EMA codebook) -> decoder, trained on tumour segmentation. Used by the `vqhist` f
 ```
 
 ## Metrics (measured at the end of training)
-- Validation Dice (mean over held-out patients, 3D on the resized slices): {fmt(metrics.get('validation_dice_mean'))}
-- Training-set Dice: {fmt(metrics.get('train_dice_mean'))}
-- Codebook usage (codewords used at least once) on the training slices: {fmt(metrics.get('codebook_usage_train'))} / {arch['num_embeddings']};
-  perplexity {fmt(metrics.get('perplexity_train'))}
-- Codebook usage on the validation slices: {fmt(metrics.get('codebook_usage_validation'))}; perplexity {fmt(metrics.get('perplexity_validation'))}
-- Epochs: {metrics.get('epochs')}; training time: {fmt(metrics.get('train_seconds'))} s
-- Hardware: {metrics.get('hardware')}
+- Validation Dice (mean over held-out patients, 3D on the resized slices): {fmt(metrics.get("validation_dice_mean"))}
+- Training-set Dice: {fmt(metrics.get("train_dice_mean"))}
+- Codebook usage (codewords used at least once) on the training slices: {fmt(metrics.get("codebook_usage_train"))} / {arch["num_embeddings"]};
+  perplexity {fmt(metrics.get("perplexity_train"))}
+- Codebook usage on the validation slices: {fmt(metrics.get("codebook_usage_validation"))}; perplexity {fmt(metrics.get("perplexity_validation"))}
+- Epochs: {metrics.get("epochs")}; training time: {fmt(metrics.get("train_seconds"))} s
+- Hardware: {metrics.get("hardware")}
 
 ## Integrity
 - sha256 of model.pt: `{{sha256}}` (also in config.yaml; checked on every load)
