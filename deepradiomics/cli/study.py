@@ -9,27 +9,96 @@ from ._common import report_errors, verbose_option
 
 @click.command("study")
 @click.argument("features", type=click.Path(dir_okay=False))
-@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Labels table with an ID column, e.g. the batch manifest (default: TARGET is a column of FEATURES).")
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Labels table with an ID column, e.g. the batch manifest (default: TARGET is a column of FEATURES).",
+)
 @click.option("--target", required=True, help="Label column; rows where it is blank are dropped.")
-@click.option("--positive", default=None, help="Value of TARGET that is the positive class (default: the larger of its two values).")
-@click.option("--groups", "groups", multiple=True, metavar="NAME=CLS1,CLS2", help="Define a feature family from feature classes (repeatable); replaces the defaults classical / each deep class / all.")
-@click.option("--model", "models", multiple=True, type=click.Choice(["logistic", "dlr", "dlr-loo"]), help="Model(s) to evaluate (repeatable; default logistic and dlr): logistic = L2 logistic regression; dlr = t-test+F-score selection, linear SVM (both repeated k-fold); dlr-loo = dlr with the paper's leave-one-out.")
+@click.option(
+    "--positive", default=None, help="Value of TARGET that is the positive class (default: the larger of its two values)."
+)
+@click.option(
+    "--groups",
+    "groups",
+    multiple=True,
+    metavar="NAME=CLS1,CLS2",
+    help="Define a feature family from feature classes (repeatable); replaces the defaults classical / each deep class / all.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=click.Choice(["logistic", "dlr", "dlr-loo"]),
+    help="Model(s) to evaluate (repeatable; default logistic and dlr): logistic = L2 logistic regression; dlr = t-test+F-score selection, linear SVM (both repeated k-fold); dlr-loo = dlr with the paper's leave-one-out.",
+)
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Folds of the repeated stratified CV.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Repeats of the stratified CV.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV splits and the bootstrap.")
-@click.option("--test", type=click.Path(dir_okay=False), default=None, help="External test features: fit on all of FEATURES, report metrics on this set (external.csv).")
+@click.option(
+    "--test",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="External test features: fit on all of FEATURES, report metrics on this set (external.csv).",
+)
 @click.option("--test-labels", type=click.Path(dir_okay=False), default=None, help="Labels of the test set (default: --labels).")
 @click.option("--caveat", "caveats", multiple=True, help="A data caveat to print in the report (repeatable).")
-@click.option("--caveats-file", type=click.Path(dir_okay=False, exists=True), default=None, help="Text file of data caveats, one per non-empty line.")
-@click.option("--correction", type=click.Choice(["holm", "fdr_bh", "bonferroni", "none"]), default="holm", show_default=True, help="Multiple-testing correction (comparisons, responsible vectors).")
-@click.option("--responsible/--no-responsible", default=None, help="Find responsible codewords (default: when vqhist columns exist).")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True, help="Bootstrap replicates for leave-one-out and external CIs.")
+@click.option(
+    "--caveats-file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Text file of data caveats, one per non-empty line.",
+)
+@click.option(
+    "--correction",
+    type=click.Choice(["holm", "fdr_bh", "bonferroni", "none"]),
+    default="holm",
+    show_default=True,
+    help="Multiple-testing correction (comparisons, responsible vectors).",
+)
+@click.option(
+    "--responsible/--no-responsible", default=None, help="Find responsible codewords (default: when vqhist columns exist)."
+)
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    type=click.IntRange(min=100),
+    default=2000,
+    show_default=True,
+    help="Bootstrap replicates for leave-one-out and external CIs.",
+)
 @click.option("--id-column", default="ID", show_default=True, help="Case ID column of the labels tables.")
-@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Report folder (metrics.csv, comparisons.csv, ROC PNGs, report.html, ...).")
+@click.option(
+    "-o",
+    "--out-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Report folder (metrics.csv, comparisons.csv, ROC PNGs, report.html, ...).",
+)
 @verbose_option
 @report_errors
-def command(features, labels, target, positive, groups, models, folds, repeats, seed, test, test_labels,
-            caveats, caveats_file, correction, responsible, n_boot, id_column, out_dir, verbose):
+def command(
+    features,
+    labels,
+    target,
+    positive,
+    groups,
+    models,
+    folds,
+    repeats,
+    seed,
+    test,
+    test_labels,
+    caveats,
+    caveats_file,
+    correction,
+    responsible,
+    n_boot,
+    id_column,
+    out_dir,
+    verbose,
+):
     """Compare feature families of FEATURES (a table from `deepradiomics batch`) on a binary label.
 
     Each family (default: classical = PyRadiomics classes, each deep class, all) is evaluated by a
@@ -78,8 +147,7 @@ def command(features, labels, target, positive, groups, models, folds, repeats, 
     auc_rows = result.metrics[result.metrics["metric"] == "AUC"]
     for row in auc_rows.itertuples():
         click.echo(
-            f"{row.family:>12} {row.model:<8} AUC {row.mean:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
-            f" ({row.validation})",
+            f"{row.family:>12} {row.model:<8} AUC {row.mean:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] ({row.validation})",
             err=True,
         )
     click.echo(str(report))

@@ -182,9 +182,7 @@ def make_pipeline(model: str, seed: int = 0, k="auto"):
 
 def check_model(model: str) -> str:
     if model not in MODELS:
-        raise ParamsError(
-            f"unknown model {model!r}; use one of {', '.join(MODELS)}." + did_you_mean(model, MODELS)
-        )
+        raise ParamsError(f"unknown model {model!r}; use one of {', '.join(MODELS)}." + did_you_mean(model, MODELS))
     return model
 
 
@@ -264,9 +262,7 @@ def cross_validate(
             scores[test] = decision_scores(fitted, Xv[test])
         boot = bootstrap_metrics(y, scores, threshold, n_boot=n_boot, seed=seed)
         summary = boot.rename(columns={"estimate": "mean"})[["mean", "sd", "ci_low", "ci_high"]]
-        return FamilyCV(
-            family, model, pd.DataFrame(), scores[None, :], summary, "leave-one-out", threshold, None
-        )
+        return FamilyCV(family, model, pd.DataFrame(), scores[None, :], summary, "leave-one-out", threshold, None)
 
     check_class_sizes(y, folds)
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
@@ -280,9 +276,11 @@ def cross_validate(
         rows.append({"repeat": repeat, "fold": fold, "n_test": len(test), **binary_metrics(y[test], s, threshold)})
     fold_metrics = pd.DataFrame(rows)
     test_fraction = 1.0 / folds
-    summary = pd.DataFrame(
-        {m: summarize_resamples(fold_metrics[m], test_fraction) for m in METRICS}
-    ).T[["mean", "sd", "ci_low", "ci_high"]].astype(float)
+    summary = (
+        pd.DataFrame({m: summarize_resamples(fold_metrics[m], test_fraction) for m in METRICS})
+        .T[["mean", "sd", "ci_low", "ci_high"]]
+        .astype(float)
+    )
     # a t-interval can overshoot the metric's range; report it clipped to [0, 1] ([-1, 1] for MCC)
     lower = np.where(summary.index == "MCC", -1.0, 0.0)
     summary["ci_low"] = np.maximum(summary["ci_low"], lower)
@@ -299,11 +297,7 @@ def cross_validate(
     )
 
 
-def fit_and_score(
-    X_train: pd.DataFrame, y_train, X_test: pd.DataFrame, model: str, seed: int = 0
-) -> tuple[object, np.ndarray]:
+def fit_and_score(X_train: pd.DataFrame, y_train, X_test: pd.DataFrame, model: str, seed: int = 0) -> tuple[object, np.ndarray]:
     """Fit ``model`` on the whole training table and score the test table (external validation)."""
-    pipeline = make_pipeline(model, seed=seed).fit(
-        np.asarray(X_train, float), np.asarray(y_train).astype(int)
-    )
+    pipeline = make_pipeline(model, seed=seed).fit(np.asarray(X_train, float), np.asarray(y_train).astype(int))
     return pipeline, decision_scores(pipeline, np.asarray(X_test, float))

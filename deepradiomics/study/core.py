@@ -160,8 +160,7 @@ def prepare_data(
     frame, name = read_table(features, what)
     if frame.index.duplicated().any():
         raise StudyDataError(
-            f"{name} repeats case IDs {frame.index[frame.index.duplicated()].unique()[:5].tolist()};"
-            " keep one row per case"
+            f"{name} repeats case IDs {frame.index[frame.index.duplicated()].unique()[:5].tolist()}; keep one row per case"
         )
     notes: list[str] = []
     if naming.ERROR_COLUMN in frame.columns:
@@ -176,10 +175,7 @@ def prepare_data(
     blank = _is_blank(values)
     n_blank = int(blank.sum()) - n_absent
     if n_blank:
-        notes.append(
-            f"dropped {n_blank} of {len(values) - n_absent} case(s) of {name} with a blank {target!r}"
-            f" in {labels_name}"
-        )
+        notes.append(f"dropped {n_blank} of {len(values) - n_absent} case(s) of {name} with a blank {target!r} in {labels_name}")
     keep = ~blank
     frame, values = frame[keep], values[keep]
     text = values.map(_fmt_value)
@@ -209,8 +205,7 @@ def prepare_data(
         stray = sorted(set(classes) - allowed)
         if stray:
             raise StudyDataError(
-                f"{target!r} in {labels_name} has values {stray} that the training set does not have"
-                f" ({exp_neg} / {exp_pos})"
+                f"{target!r} in {labels_name} has values {stray} that the training set does not have ({exp_neg} / {exp_pos})"
             )
         pos, negative = exp_pos, exp_neg
     y = (text == pos).to_numpy().astype(int)
@@ -333,12 +328,12 @@ def run_study(
     metric_rows, fold_frames, pred_cols = [], [], {}
     for model in models:
         for family, cols in families.items():
-            res = cross_validate(
-                data.features[cols], data.y, model, family, folds, repeats, seed, n_boot
-            )
+            res = cross_validate(data.features[cols], data.y, model, family, folds, repeats, seed, n_boot)
             cv[(family, model)] = res
             for metric, row in res.summary.iterrows():
-                metric_rows.append({"family": family, "model": model, "metric": metric, **row.to_dict(), "validation": res.validation})
+                metric_rows.append(
+                    {"family": family, "model": model, "metric": metric, **row.to_dict(), "validation": res.validation}
+                )
             if len(res.fold_metrics):
                 fold_frames.append(res.fold_metrics.assign(family=family, model=model))
             pred_cols[f"{family}:{model}"] = np.nanmean(res.scores, axis=0)
@@ -356,8 +351,15 @@ def run_study(
     external = external_predictions = None
     if test is not None:
         external, external_predictions = _external(
-            data, families, models, test, test_labels if test_labels is not None else labels,
-            target, id_column, seed, n_boot,
+            data,
+            families,
+            models,
+            test,
+            test_labels if test_labels is not None else labels,
+            target,
+            id_column,
+            seed,
+            n_boot,
         )
 
     rv = None
@@ -367,9 +369,7 @@ def run_study(
     if responsible and vq_cols:
         from .responsible import responsible_vectors
 
-        rv = responsible_vectors(
-            data.features[vq_cols], data.y, labels=(data.negative, data.positive), correction=correction
-        )
+        rv = responsible_vectors(data.features[vq_cols], data.y, labels=(data.negative, data.positive), correction=correction)
 
     all_caveats = [str(c) for c in caveats if str(c).strip()]
     info = {
@@ -393,9 +393,7 @@ def run_study(
     }
     if test is not None:
         info["n_test"] = int(len(external_predictions))
-    return StudyResult(
-        metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, all_caveats, cv
-    )
+    return StudyResult(metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, all_caveats, cv)
 
 
 def compare_families(cv: Mapping[tuple[str, str], FamilyCV], y, correction: str = "holm") -> pd.DataFrame:
@@ -418,16 +416,33 @@ def compare_families(cv: Mapping[tuple[str, str], FamilyCV], y, correction: str 
                 da, db = a.fold_metrics["AUC"].to_numpy(), b.fold_metrics["AUC"].to_numpy()
                 t, p = corrected_resampled_ttest(da - db, a.test_fraction)
                 rows.append(
-                    {"model": model, "family_a": fa, "family_b": fb, "metric": "AUC",
-                     "value_a": float(np.nanmean(da)), "value_b": float(np.nanmean(db)),
-                     "difference": float(np.nanmean(da - db)), "test": "Nadeau-Bengio corrected t (per-fold AUC)",
-                     "statistic": t, "p_value": p}
+                    {
+                        "model": model,
+                        "family_a": fa,
+                        "family_b": fb,
+                        "metric": "AUC",
+                        "value_a": float(np.nanmean(da)),
+                        "value_b": float(np.nanmean(db)),
+                        "difference": float(np.nanmean(da - db)),
+                        "test": "Nadeau-Bengio corrected t (per-fold AUC)",
+                        "statistic": t,
+                        "p_value": p,
+                    }
                 )
             d = delong_test(y, np.nanmean(a.scores, axis=0), np.nanmean(b.scores, axis=0))
             rows.append(
-                {"model": model, "family_a": fa, "family_b": fb, "metric": "AUC",
-                 "value_a": d["auc_a"], "value_b": d["auc_b"], "difference": d["difference"],
-                 "test": "DeLong (pooled out-of-fold scores)", "statistic": d["z"], "p_value": d["p"]}
+                {
+                    "model": model,
+                    "family_a": fa,
+                    "family_b": fb,
+                    "metric": "AUC",
+                    "value_a": d["auc_a"],
+                    "value_b": d["auc_b"],
+                    "difference": d["difference"],
+                    "test": "DeLong (pooled out-of-fold scores)",
+                    "statistic": d["z"],
+                    "p_value": d["p"],
+                }
             )
     table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS[:-1])
     table["p_adjusted"] = np.nan
@@ -438,7 +453,12 @@ def compare_families(cv: Mapping[tuple[str, str], FamilyCV], y, correction: str 
 
 def _external(data, families, models, test, test_labels, target, id_column, seed, n_boot):
     test_data = prepare_data(
-        test, test_labels, target, None, id_column, what="test features",
+        test,
+        test_labels,
+        target,
+        None,
+        id_column,
+        what="test features",
         expected_classes=(data.negative, data.positive),
     )
     if len(np.unique(test_data.y)) < 2:

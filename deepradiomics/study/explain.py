@@ -407,6 +407,7 @@ class Explanation:
     per_label: pd.DataFrame | None = None
     dunn: pd.DataFrame | None = None
     kruskal: dict | None = None
+    codewords: list[int] = field(default_factory=list)
 
     def response_image(self, array: np.ndarray | None = None):
         """The response map as a ``SimpleITK.Image`` with the input image's geometry."""
@@ -433,11 +434,18 @@ class Explanation:
             self.dunn.to_csv(out / "dunn.csv", index=False)
         (out / "notes.txt").write_text("\n".join(self.notes) + ("\n" if self.notes else ""))
         name = overlay_on or _default_overlay(self.case)
-        write_overlays(self.response, np.asarray(self.case.array(name)), out, mask=np.asarray(self.case.mask_array()), n_slices=n_slices, title=f"codewords {self._codeword_text()} on {name}")
+        write_overlays(
+            self.response,
+            np.asarray(self.case.array(name)),
+            out,
+            mask=np.asarray(self.case.mask_array()),
+            n_slices=n_slices,
+            title=f"codewords {self._codeword_text()} on {name}",
+        )
         return out
 
     def _codeword_text(self) -> str:
-        return ",".join(str(c) for c in self.per_codeword)
+        return ",".join(str(c) for c in self.codewords)
 
 
 def _default_overlay(case) -> str:
@@ -446,7 +454,9 @@ def _default_overlay(case) -> str:
     return MAIN_IMAGE if MAIN_IMAGE in case.modalities else next(iter(case.modalities))
 
 
-def write_overlays(response: np.ndarray, image: np.ndarray, out: Path, mask=None, n_slices: int = 3, title: str = "") -> list[Path]:
+def write_overlays(
+    response: np.ndarray, image: np.ndarray, out: Path, mask=None, n_slices: int = 3, title: str = ""
+) -> list[Path]:
     """PNG overlays of ``response`` on ``image``: the ``n_slices`` slices with most response and a montage."""
     import matplotlib
 
@@ -505,6 +515,7 @@ def explain_codewords(
     background: str | int = "model",
     bundle=None,
     batch_size: int = 16,
+    per_codeword: bool = True,
 ) -> Explanation:
     """Responsible regions of ``codewords`` in ``case`` by ablation (see the module docstring).
 
@@ -527,6 +538,9 @@ def explain_codewords(
         ``"model"`` (default), ``"case"`` or a codeword index (see the module docstring).
     bundle
         A loaded model bundle to use instead of the params' ``model``.
+    per_codeword
+        Also ablate each codeword alone (its own map and summary row); ``False`` ablates only all
+        chosen codewords together (the summary rows of single codewords then carry occurrences only).
 
     Raises
     ------
@@ -584,20 +598,25 @@ def explain_codewords(
             "occurrences": int(where.sum()),
             "occurrences_in_mask": int((where & in_mask).sum()),
             "slices_with_codeword": int(where.flatten(1).any(1).sum()),
-            "total_response": float(volume.sum(dtype=np.float64)),
-            "response_in_mask": float(volume[mask].sum(dtype=np.float64)),
-            "max_response": float(volume.max()),
+            "total_response": float(volume.sum(dtype=np.float64)) if volume is not None else float("nan"),
+            "response_in_mask": float(volume[mask].sum(dtype=np.float64)) if volume is not None else float("nan"),
+            "max_response": float(volume.max()) if volume is not None else float("nan"),
         }
 
     for codeword in chosen:
         where = indices == codeword
-        ablated = torch.where(where, torch.full_like(indices, bg), indices)
-        volume = to_volume(ablation_response(model, indices, ablated, batch_size))
-        per_codeword[codeword] = volume
-        row = row_for(str(codeword), where, volume)
+        if per_codeword or len(chosen) == 1:
+            ablated = torch.where(where, torch.full_like(indices, bg), indices)
+            volume = to_volume(ablation_response(model, indices, ablated, batch_size))
+            per_codeword[codeword] = volume
+            row = row_for(str(codeword), where, volume)
+        else:
+            row = row_for(str(codeword), where, None)  # not ablated alone: response columns NaN
         if row["occurrences"] == 0:
             row["note"] = "absent from the case: map all zero"
-            notes.append(f"codeword {codeword} does not occur in case '{case.case_id}': its responsible region is empty (all-zero map)")
+            notes.append(
+                f"codeword {codeword} does not occur in case '{case.case_id}': its responsible region is empty (all-zero map)"
+            )
         elif codeword == bg:
             row["note"] = "is the background codeword: ablation changes nothing"
             notes.append(f"codeword {codeword} is the background codeword itself: replacing it by the background changes nothing")
@@ -625,6 +644,7 @@ def explain_codewords(
         case=case,
         indices=indices,
         notes=notes,
+        codewords=chosen,
     )
     for note in notes:
         logger.warning(note)

@@ -44,19 +44,14 @@ def parse_groups(specs: Iterable[str]) -> dict[str, list[str]]:
         name = name.strip()
         class_list = [c.strip() for c in classes.split(",") if c.strip()]
         if not sep or not name or not class_list:
-            raise ParamsError(
-                f"invalid --groups value {spec!r}: write NAME=class1,class2 "
-                "(e.g. texture=glcm,glrlm,glszm)"
-            )
+            raise ParamsError(f"invalid --groups value {spec!r}: write NAME=class1,class2 (e.g. texture=glcm,glrlm,glszm)")
         if name in groups:
             raise ParamsError(f"--groups names family {name!r} twice; give each family one NAME=...")
         groups[name] = class_list
     return groups
 
 
-def feature_families(
-    columns: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None
-) -> dict[str, list[str]]:
+def feature_families(columns: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
     """Map family name -> feature columns (in table order).
 
     Parameters
@@ -90,8 +85,7 @@ def feature_families(
                 if cls not in present:
                     raise ParamsError(
                         f"family {name!r} names feature class {cls!r}, which no column of the features"
-                        f" table carries (classes present: {', '.join(present)})."
-                        + did_you_mean(cls, present)
+                        f" table carries (classes present: {', '.join(present)})." + did_you_mean(cls, present)
                     )
             wanted = set(classes)
             families[name] = [c for c in feature_cols if class_of[c] in wanted]

@@ -104,7 +104,7 @@ def _summary(result) -> str:
     parts = [
         f"<p>This study asked whether image features can tell <b>{pos}</b> from <b>{neg}</b> "
         f"(column <code>{html.escape(info['target'])}</code>) in {info['n_cases']} patients "
-        f"({info['n_positive']} {pos}, {info['n_negative']} {neg}). Several groups (\"families\") of "
+        f'({info["n_positive"]} {pos}, {info["n_negative"]} {neg}). Several groups ("families") of '
         "features were each given to the same kind of model, and each model was tested only on patients "
         "it had not seen while it was built.</p>",
         "<p>The main score is the <b>AUC</b>: the chance that the model ranks a randomly chosen "
@@ -169,12 +169,10 @@ def _summary(result) -> str:
     if rv is not None:
         resp = rv.responsible
         if len(resp):
-            items = ", ".join(
-                f"{html.escape(r.codeword)} ({html.escape(str(r.responsible_for))})" for r in resp.itertuples()
-            )
+            items = ", ".join(f"{html.escape(r.codeword)} ({html.escape(str(r.responsible_for))})" for r in resp.itertuples())
             parts.append(
                 f"<p>Codewords of the deep (VQ) histogram whose counts differ between the groups "
-                f"(\"responsible vectors\", with the group they are more frequent in): {items}.</p>"
+                f'("responsible vectors", with the group they are more frequent in): {items}.</p>'
             )
         else:
             parts.append("<p>No codeword of the deep (VQ) histogram was found responsible for either group.</p>")
@@ -298,9 +296,12 @@ def write_report(result, out_dir: str | Path) -> Path:
                 curves[family] = (y, scores, auc(y, scores))
         path = plot_roc(curves, out / f"roc_{model}.png", f"{model}: out-of-fold ROC ({info['positive']} vs {info['negative']})")
         figures.append(
-            (path, f"ROC curves of the {model} model from out-of-fold scores"
-             + (" (leave-one-out)" if MODELS[model][0] == "loo" else " averaged over repeats")
-             + "; the AUC in the legend is of these pooled scores and can differ slightly from the per-fold mean.")
+            (
+                path,
+                f"ROC curves of the {model} model from out-of-fold scores"
+                + (" (leave-one-out)" if MODELS[model][0] == "loo" else " averaged over repeats")
+                + "; the AUC in the legend is of these pooled scores and can differ slightly from the per-fold mean.",
+            )
         )
     if result.external is not None:
         result.external.to_csv(out / "external.csv", index=False)
@@ -340,13 +341,13 @@ def write_report(result, out_dir: str | Path) -> Path:
         body.append(_table_html(result.comparisons))
     else:
         body.append("<p>Only one family: nothing to compare.</p>")
-    rest = figures[len(info["models"]):]
+    rest = figures[len(info["models"]) :]
     if result.external is not None:
         body.append("<h2>External validation</h2><p>Estimate [95% bootstrap CI].</p>")
         body.append(_table_html(_external_matrix(result.external)))
         for path, caption in rest[: len(info["models"])]:
             body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
-        rest = rest[len(info["models"]):]
+        rest = rest[len(info["models"]) :]
     if rv is not None:
         body.append("<h2>Responsible vectors</h2>")
         shown = rv.table[rv.table["in_model"] | rv.table["responsible"]]

@@ -187,10 +187,7 @@ def responsible_vectors(
         raise ParamsError(f"counts have {len(X)} rows but the labels have {len(y)}")
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     if min(n_pos, n_neg) < 3:
-        raise ParamsError(
-            f"responsible vectors need at least 3 cases of each class (got {n_pos} positive, {n_neg}"
-            " negative)"
-        )
+        raise ParamsError(f"responsible vectors need at least 3 cases of each class (got {n_pos} positive, {n_neg} negative)")
     n = len(y)
     if min_cases is None:
         min_cases = max(3, int(np.ceil(0.10 * n)))
@@ -201,8 +198,7 @@ def responsible_vectors(
     passed = used.index[used >= min_cases].tolist()
     if not passed:
         raise ParamsError(
-            f"no codeword is used in at least {min_cases} cases (the most used one appears in"
-            f" {int(used.max())}); lower min_cases"
+            f"no codeword is used in at least {min_cases} cases (the most used one appears in {int(used.max())}); lower min_cases"
         )
 
     # Group comparisons on every codeword that passed the usage filter.
@@ -252,9 +248,7 @@ def responsible_vectors(
             status = "in model"
         else:
             status = f"not in top {max_codewords} by Mann-Whitney p"
-        responsible = bool(
-            col in in_model and lrt_adj[col] < alpha and mw_adj[col] < alpha and mean_neg != mean_pos
-        )
+        responsible = bool(col in in_model and lrt_adj[col] < alpha and mw_adj[col] < alpha and mean_neg != mean_pos)
         rows.append(
             {
                 "column": col,

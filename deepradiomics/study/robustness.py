@@ -174,7 +174,9 @@ def perturb_raw(image, kind: str, level: float):
     return out
 
 
-def codeword_histogram(case, setup, kind: str = "scale", level: float = 0.0, arrays: Sequence[np.ndarray] | None = None) -> np.ndarray:
+def codeword_histogram(
+    case, setup, kind: str = "scale", level: float = 0.0, arrays: Sequence[np.ndarray] | None = None
+) -> np.ndarray:
     """Codeword counts (K,) of ``case`` with a perturbation of the normalised input (see the module docstring).
 
     ``setup`` is a :class:`~deepradiomics.study.explain.VQSetup`; its ``region`` decides which latent cells
@@ -391,7 +393,17 @@ def _classification(
             auc0 = roc_auc_score(y, scores[(kind, 0.0)])
             for level in levels:
                 auc = roc_auc_score(y, scores[(kind, level)])
-                rows.append({"family": family, "kind": kind, "level": level, "auc": auc, "auc_change": auc - auc0, "n_cases": len(y), "folds": folds.n_splits})
+                rows.append(
+                    {
+                        "family": family,
+                        "kind": kind,
+                        "level": level,
+                        "auc": auc,
+                        "auc_change": auc - auc0,
+                        "n_cases": len(y),
+                        "folds": folds.n_splits,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -401,17 +413,23 @@ def _labels_for(labels, target: str, positive: str | None, case_ids: Sequence[st
 
     frame, _ = read_manifest(labels)
     if target not in frame.columns:
-        raise ParamsError(f"labels '{labels}' have no column '{target}'.{did_you_mean(target, frame.columns)} Columns: {', '.join(frame.columns)}")
+        raise ParamsError(
+            f"labels '{labels}' have no column '{target}'.{did_you_mean(target, frame.columns)} Columns: {', '.join(frame.columns)}"
+        )
     series = frame.set_index("ID")[target].astype(str).str.strip()
     series = series.reindex(list(case_ids))
     notes = []
     blank = series.isna() | series.isin(["", "nan", "NaN", "None"])
     if blank.any():
-        notes.append(f"{int(blank.sum())} case(s) without a '{target}' value left out of the classification: {', '.join(series.index[blank][:10])}")
+        notes.append(
+            f"{int(blank.sum())} case(s) without a '{target}' value left out of the classification: {', '.join(series.index[blank][:10])}"
+        )
     series = series[~blank]
     classes = sorted(series.unique())
     if len(classes) != 2:
-        raise RobustnessDataError(f"target '{target}' has {len(classes)} classes among the cases used ({', '.join(classes)}); exactly 2 are needed")
+        raise RobustnessDataError(
+            f"target '{target}' has {len(classes)} classes among the cases used ({', '.join(classes)}); exactly 2 are needed"
+        )
     if positive is None:
         positive = classes[1]
     elif positive not in classes:
@@ -473,7 +491,12 @@ def run_robustness(
     label = classical_params.label if classical_params is not None else 1
     deep_hist: dict[tuple[str, str, float], np.ndarray] = {}
     ratio_rows, classical_rows, notes = [], [], []
-    timing = {"cases": 0, "deep_seconds": 0.0, "classical_seconds": 0.0, "perturbations_per_case": 1 + len(KINDS) * (len(levels) - 1)}
+    timing = {
+        "cases": 0,
+        "deep_seconds": 0.0,
+        "classical_seconds": 0.0,
+        "perturbations_per_case": 1 + len(KINDS) * (len(levels) - 1),
+    }
     rows = frame.to_dict("records")
     iterator = rows
     if progress:
@@ -528,7 +551,10 @@ def run_robustness(
         for kind in KINDS:
             sub = classical_features[classical_features["kind"] == kind]
             cube = np.stack(
-                [sub[sub["level"] == level].set_index("ID").loc[case_ids, feature_cols].to_numpy(dtype=np.float64) for level in levels],
+                [
+                    sub[sub["level"] == level].set_index("ID").loc[case_ids, feature_cols].to_numpy(dtype=np.float64)
+                    for level in levels
+                ],
                 axis=1,
             )  # (cases, levels, features)
             finite = np.isfinite(cube).all(axis=(0, 1))
@@ -584,7 +610,9 @@ def run_robustness(
     combined = pd.DataFrame([{"kind": kind, "level": level} for kind in KINDS for level in levels])
     if deep_summary is not None:
         combined = combined.merge(
-            deep_summary.rename(columns={"ratio_mean": "deep_ratio_mean", "ratio_sd": "deep_ratio_sd"})[["kind", "level", "deep_ratio_mean", "deep_ratio_sd"]],
+            deep_summary.rename(columns={"ratio_mean": "deep_ratio_mean", "ratio_sd": "deep_ratio_sd"})[
+                ["kind", "level", "deep_ratio_mean", "deep_ratio_sd"]
+            ],
             on=["kind", "level"],
             how="left",
         )

@@ -164,9 +164,7 @@ def delong_test(y_true, scores_a, scores_b) -> dict[str, float]:
     pos, neg = preds[:, y == 1], preds[:, y == 0]
     m, n = pos.shape[1], neg.shape[1]
     if m < 2 or n < 2:
-        raise ParamsError(
-            f"DeLong needs at least two cases of each class (got {m} positive, {n} negative)"
-        )
+        raise ParamsError(f"DeLong needs at least two cases of each class (got {m} positive, {n} negative)")
     tx = np.vstack([_midrank(r) for r in pos])
     ty = np.vstack([_midrank(r) for r in neg])
     tz = np.vstack([_midrank(r) for r in preds[:, np.r_[np.flatnonzero(y == 1), np.flatnonzero(y == 0)]]])
@@ -215,9 +213,7 @@ def bootstrap_metrics(
     idx_pos, idx_neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     reps = np.empty((n_boot, len(METRICS)))
     for b in range(n_boot):
-        idx = np.concatenate(
-            [rng.choice(idx_pos, len(idx_pos)), rng.choice(idx_neg, len(idx_neg))]
-        )
+        idx = np.concatenate([rng.choice(idx_pos, len(idx_pos)), rng.choice(idx_neg, len(idx_neg))])
         m = binary_metrics(y[idx], s[idx], threshold)
         reps[b] = [m[k] for k in METRICS]
     alpha = (1 - level) / 2

@@ -49,9 +49,15 @@ def lgg_features(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_grade_study_on_real_features(lgg_features, tmp_path):
     features, manifest = lgg_features
-    result = run_study(features, labels=manifest, target="grade", positive="G3",
-                       groups={"firstorder": ["firstorder"], "shape": ["shape"], "classical": ["firstorder", "shape"]},
-                       caveats=[CAVEAT], n_boot=500)
+    result = run_study(
+        features,
+        labels=manifest,
+        target="grade",
+        positive="G3",
+        groups={"firstorder": ["firstorder"], "shape": ["shape"], "classical": ["firstorder", "shape"]},
+        caveats=[CAVEAT],
+        n_boot=500,
+    )
     assert result.info["n_cases"] == 62 and result.info["n_dropped_blank"] == 1  # one case has no grade
     assert (result.info["n_positive"], result.info["n_negative"]) == (32, 30)
     assert result.info["families"] == {"firstorder": 18, "shape": 14, "classical": 32}

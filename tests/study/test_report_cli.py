@@ -42,8 +42,13 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def study(files):
     result = run_study(
-        files / "features.csv", labels=files / "cases.csv", target="grade", positive="G3",
-        test=files / "test_features.csv", caveats=[CAVEAT], **FAST,
+        files / "features.csv",
+        labels=files / "cases.csv",
+        target="grade",
+        positive="G3",
+        test=files / "test_features.csv",
+        caveats=[CAVEAT],
+        **FAST,
     )
     report = result.write(files / "report")
     return result, report
@@ -114,9 +119,28 @@ def test_cli_end_to_end(files, tmp_path):
     out = tmp_path / "rep"
     result = CliRunner().invoke(
         main,
-        ["study", str(files / "features.csv"), "--labels", str(files / "cases.csv"), "--target", "grade",
-         "--groups", "deep=vqhist", "--groups", "noise=firstorder", "--model", "logistic",
-         "--folds", "3", "--repeats", "2", "--caveat", CAVEAT, "-o", str(out)],
+        [
+            "study",
+            str(files / "features.csv"),
+            "--labels",
+            str(files / "cases.csv"),
+            "--target",
+            "grade",
+            "--groups",
+            "deep=vqhist",
+            "--groups",
+            "noise=firstorder",
+            "--model",
+            "logistic",
+            "--folds",
+            "3",
+            "--repeats",
+            "2",
+            "--caveat",
+            CAVEAT,
+            "-o",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "dropped 1 of 48" in result.stderr
@@ -128,8 +152,17 @@ def test_cli_end_to_end(files, tmp_path):
 
 def test_cli_bad_target_names_the_column(files, tmp_path):
     result = CliRunner().invoke(
-        main, ["study", str(files / "features.csv"), "--labels", str(files / "cases.csv"), "--target", "grad",
-               "-o", str(tmp_path / "x")],
+        main,
+        [
+            "study",
+            str(files / "features.csv"),
+            "--labels",
+            str(files / "cases.csv"),
+            "--target",
+            "grad",
+            "-o",
+            str(tmp_path / "x"),
+        ],
     )
     assert result.exit_code != 0
     assert "'grad'" in result.output and "Did you mean 'grade'?" in result.output

@@ -70,6 +70,7 @@ def test_summarize_resamples_uses_the_corrected_variance():
 
 def _delong_variance_by_definition(y, a, b):
     """O(m n) structural components of DeLong et al. 1988, written independently of the fast version."""
+
     def psi(x, z):
         return (x > z) + 0.5 * (x == z)
 
