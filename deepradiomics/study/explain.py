@@ -585,7 +585,7 @@ def explain_codewords(
     in_mask = mask_to_latent(np.asarray(case.mask_array()), setup.input_size).cpu()
     mask = np.asarray(case.mask_array())
     notes: list[str] = []
-    per_codeword: dict[int, np.ndarray] = {}
+    maps: dict[int, np.ndarray] = {}
     rows = []
 
     def to_volume(slice_maps):
@@ -608,7 +608,7 @@ def explain_codewords(
         if per_codeword or len(chosen) == 1:
             ablated = torch.where(where, torch.full_like(indices, bg), indices)
             volume = to_volume(ablation_response(model, indices, ablated, batch_size))
-            per_codeword[codeword] = volume
+            maps[codeword] = volume
             row = row_for(str(codeword), where, volume)
         else:
             row = row_for(str(codeword), where, None)  # not ablated alone: response columns NaN
@@ -625,7 +625,7 @@ def explain_codewords(
         rows.append(row)
     where_all = torch.isin(indices, torch.tensor(chosen))
     if len(chosen) == 1:
-        response = per_codeword[chosen[0]]
+        response = maps[chosen[0]]
     else:
         ablated = torch.where(where_all, torch.full_like(indices, bg), indices)
         response = to_volume(ablation_response(model, indices, ablated, batch_size))
@@ -636,7 +636,7 @@ def explain_codewords(
     summary["background_codeword"] = bg
     result = Explanation(
         response=response,
-        per_codeword=per_codeword,
+        per_codeword=maps,
         summary=summary,
         background=bg,
         background_method=method,
