@@ -408,10 +408,19 @@ def _classification(
 
 
 def _labels_for(labels, target: str, positive: str | None, case_ids: Sequence[str]) -> tuple[pd.Series, list[str]]:
-    from ..batch import read_manifest
     from ..errors import did_you_mean
 
-    frame, _ = read_manifest(labels)
+    if isinstance(labels, pd.DataFrame):
+        frame = labels.reset_index() if "ID" not in labels.columns and labels.index.name == "ID" else labels
+    else:
+        if not Path(labels).is_file():
+            raise ParamsError(f"labels file '{labels}' does not exist: give a CSV with an ID column and the target column")
+        frame = pd.read_csv(labels, dtype=str, keep_default_na=False)
+    if "ID" not in frame.columns:
+        raise ParamsError(
+            f"labels '{labels}' have no 'ID' column.{did_you_mean('ID', map(str, frame.columns))} Columns: {', '.join(map(str, frame.columns))}"
+        )
+    frame = frame.astype({"ID": str})
     if target not in frame.columns:
         raise ParamsError(
             f"labels '{labels}' have no column '{target}'.{did_you_mean(target, frame.columns)} Columns: {', '.join(frame.columns)}"

@@ -219,7 +219,10 @@ def test_run_robustness_end_to_end_with_labels(model, lgg_rows, tmp_path):
     g2 = frame[frame["grade"] == "G2"]["ID"].iloc[:2].tolist()
     g3 = frame[frame["grade"] == "G3"]["ID"].iloc[:2].tolist()
     manifest = _manifest(tmp_path, frame, base, g2 + g3)
-    result = run_robustness(_params(tmp_path, model), manifest, levels=[0.0, 1.0], labels=manifest, target="grade")
+    labels = tmp_path / "labels.csv"  # only ID and the target: no image columns needed
+    frame[frame["ID"].isin(g2 + g3)][["ID", "grade"]].to_csv(labels, index=False)
+    result = run_robustness(_params(tmp_path, model), manifest, levels=[0.0, 1.0], labels=labels, target="grade")
+    assert "positive class 'G3'" in " ".join(result.notes)
     deep = result.deep_summary
     assert set(deep["kind"]) == {"scale", "shift"} and len(deep) == 4
     assert (deep[deep["level"] == 0]["ratio_mean"] == 0).all()
