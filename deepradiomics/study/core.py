@@ -461,6 +461,12 @@ def _external(data, families, models, test, test_labels, target, id_column, seed
         what="test features",
         expected_classes=(data.negative, data.positive),
     )
+    shared = test_data.features.index.astype(str).intersection(data.features.index.astype(str))
+    if len(shared):
+        raise StudyDataError(
+            f"the test set shares {len(shared)} case ID(s) with the training set (e.g. {list(shared[:3])});"
+            " an external test set must hold other patients: remove them from one of the tables"
+        )
     if len(np.unique(test_data.y)) < 2:
         raise StudyDataError(
             f"the test set has only class {data.positive if test_data.y.all() else data.negative}; external"

@@ -28,6 +28,7 @@ def lgg_features(tmp_path_factory) -> tuple[Path, Path]:
     if not manifest.exists():
         pytest.skip(f"real LGG data not found at {manifest} (the shared data folder sits beside the repository)")
     import radiomics
+    import SimpleITK as sitk
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
     radiomics.setVerbosity(logging.ERROR)
@@ -38,7 +39,9 @@ def lgg_features(tmp_path_factory) -> tuple[Path, Path]:
     cases = pd.read_csv(manifest)
     rows = {}
     for case in cases.itertuples():
-        result = extractor.execute(str(LGG / case.Image), str(LGG / case.Mask))
+        # float image: PyRadiomics' bin edges overflow on uint8 input (maximum + 2 * binWidth wraps past 255)
+        image = sitk.Cast(sitk.ReadImage(str(LGG / case.Image)), sitk.sitkFloat32)
+        result = extractor.execute(image, sitk.ReadImage(str(LGG / case.Mask)))
         rows[case.ID] = {k: float(v) for k, v in result.items() if not k.startswith("diagnostics_")}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "ID"

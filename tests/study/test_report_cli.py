@@ -181,3 +181,28 @@ def test_bad_positive_and_bad_labels_tables(files, tmp_path):
         run_study(files / "features.csv", labels=tmp_path / "other.csv", target="grade")
     with pytest.raises(StudyDataError, match="two classes"):
         run_study(files / "features.csv", labels=files / "cases.csv", target="age")
+
+
+def test_target_from_the_features_table_and_option_errors(files, tmp_path):
+    table = pd.read_csv(files / "features.csv", index_col=0).copy()
+    labels = pd.read_csv(files / "cases.csv").set_index("ID")
+    grade = labels["grade"].reindex(table.index).rename("grade")
+    table = pd.concat([table, grade], axis=1)  # the target as a pass-through manifest column
+    result = run_study(table, target="grade", models=["logistic"], folds=3, repeats=1, responsible=False)
+    assert result.info["n_cases"] == 47 and result.responsible is None
+    noise_only = table[[c for c in table.columns if "vqhist" not in c]]
+    with pytest.raises(StudyDataError, match="no vqhist columns"):
+        run_study(noise_only, target="grade", models=["logistic"], folds=3, repeats=1, responsible=True)
+
+
+def test_external_test_set_must_hold_other_patients(files):
+    with pytest.raises(StudyDataError, match="shares 47 case ID"):
+        run_study(
+            files / "features.csv",
+            labels=files / "cases.csv",
+            target="grade",
+            test=files / "features.csv",
+            models=["logistic"],
+            folds=3,
+            repeats=1,
+        )
