@@ -7,31 +7,51 @@ Public API
 :func:`responsible_vectors`; statistics :func:`binary_metrics`, :func:`corrected_resampled_ttest`,
 :func:`delong_test`, :func:`bootstrap_metrics`, :func:`adjust_pvalues`; :func:`write_report`.
 
-scikit-learn, statsmodels and matplotlib are imported only when these modules are used (this package
-is imported by nothing at ``deepradiomics`` import time).
+The names are resolved lazily: scikit-learn, statsmodels and matplotlib load only when a study
+function is first used.
 """
 
-from .classification import (
-    MODELS,
-    TTestFScoreSelector,
-    UnivariateScreen,
-    cross_validate,
-    fisher_score,
-    make_pipeline,
-)
-from .core import StudyDataError, StudyResult, prepare_data, run_study
-from .families import CLASSICAL_CLASSES, feature_families, parse_groups
-from .report import write_report
-from .responsible import ResponsibleVectors, firth_logit, responsible_vectors
-from .statistics import (
-    METRICS,
-    adjust_pvalues,
-    binary_metrics,
-    bootstrap_metrics,
-    corrected_resampled_ttest,
-    delong_test,
-    summarize_resamples,
-)
+import importlib
+
+#: public name -> submodule that defines it (imported on first access, PEP 562, so that importing a
+#: sibling such as ``deepradiomics.study.explain`` does not pull in scikit-learn and statsmodels)
+_EXPORTS = {
+    "MODELS": "classification",
+    "TTestFScoreSelector": "classification",
+    "UnivariateScreen": "classification",
+    "cross_validate": "classification",
+    "fisher_score": "classification",
+    "make_pipeline": "classification",
+    "StudyDataError": "core",
+    "StudyResult": "core",
+    "prepare_data": "core",
+    "run_study": "core",
+    "CLASSICAL_CLASSES": "families",
+    "feature_families": "families",
+    "parse_groups": "families",
+    "write_report": "report",
+    "ResponsibleVectors": "responsible",
+    "firth_logit": "responsible",
+    "responsible_vectors": "responsible",
+    "METRICS": "statistics",
+    "adjust_pvalues": "statistics",
+    "binary_metrics": "statistics",
+    "bootstrap_metrics": "statistics",
+    "corrected_resampled_ttest": "statistics",
+    "delong_test": "statistics",
+    "summarize_resamples": "statistics",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "CLASSICAL_CLASSES",
