@@ -26,7 +26,9 @@ With a label map (e.g. BraTS ``seg``: 1 = NET, 2 = ED, 3 = ET), the response is 
 and compared across labels by a Kruskal-Wallis test and Dunn's post-hoc test with Holm-adjusted
 p-values (scikit-posthocs). The samples are either the response of every voxel of a label
 (``samples="voxel"``, default) or the summed response of a label within each slice where it is present
-(``samples="slice"``).
+(``samples="slice"``). Neighbouring voxels (and slices) are not independent samples: with tens of
+thousands of voxels every difference is "significant", so read the p-values as a description of how
+separated the label distributions are, not as inference over patients.
 
 Examples
 --------
@@ -252,23 +254,30 @@ def background_codeword(model, slices=None, how: str | int = "model", indices=No
     return int(torch.bincount(indices[empty.to(indices.device)].cpu()).argmax())
 
 
-def ablation_response(model, indices, ablated, batch_size: int = 16):
+def ablation_response(model, indices, ablated, batch_size: int = 16, original_logits: dict | None = None):
     """Per-pixel L1 logit difference (Z, S, S), summed over classes, between decoding ``ablated`` and ``indices``.
 
-    Slices where the two grids are equal are not decoded and get exactly 0.
+    Slices where the two grids are equal are not decoded and get exactly 0. ``original_logits`` is an
+    optional cache ``{slice index: logits (num_classes, S, S)}`` of the unablated decoding, filled as
+    slices are decoded, so that several ablations of one case decode each original slice once.
     """
     import torch
 
     z = indices.shape[0]
     size = int(model.input_size)
     out = torch.zeros(z, size, size, dtype=torch.float32)
+    cache = {} if original_logits is None else original_logits
     changed = torch.nonzero((indices != ablated).flatten(1).any(1)).flatten()
     with torch.inference_mode():
         for start in range(0, len(changed), batch_size):
             rows = changed[start : start + batch_size]
-            original = model.decode(model.quantizer.embed(indices[rows]))
-            replaced = model.decode(model.quantizer.embed(ablated[rows]))
-            out[rows] = (replaced - original).abs().sum(1).float().cpu()
+            missing = [int(r) for r in rows if int(r) not in cache]
+            if missing:
+                decoded = model.decode(model.quantizer.embed(indices[missing])).float().cpu()
+                cache.update(zip(missing, decoded))
+            original = torch.stack([cache[int(r)] for r in rows])
+            replaced = model.decode(model.quantizer.embed(ablated[rows])).float().cpu()
+            out[rows] = (replaced - original).abs().sum(1)
     return out
 
 
@@ -586,6 +595,7 @@ def explain_codewords(
     mask = np.asarray(case.mask_array())
     notes: list[str] = []
     maps: dict[int, np.ndarray] = {}
+    original_logits: dict = {}  # each original slice is decoded once for all ablations
     rows = []
 
     def to_volume(slice_maps):
@@ -607,7 +617,7 @@ def explain_codewords(
         where = indices == codeword
         if per_codeword or len(chosen) == 1:
             ablated = torch.where(where, torch.full_like(indices, bg), indices)
-            volume = to_volume(ablation_response(model, indices, ablated, batch_size))
+            volume = to_volume(ablation_response(model, indices, ablated, batch_size, original_logits))
             maps[codeword] = volume
             row = row_for(str(codeword), where, volume)
         else:
@@ -628,7 +638,7 @@ def explain_codewords(
         response = maps[chosen[0]]
     else:
         ablated = torch.where(where_all, torch.full_like(indices, bg), indices)
-        response = to_volume(ablation_response(model, indices, ablated, batch_size))
+        response = to_volume(ablation_response(model, indices, ablated, batch_size, original_logits))
     all_row = row_for("all", where_all, response)
     all_row["note"] = "" if all_row["occurrences"] else "no chosen codeword occurs: map all zero"
     rows.append(all_row)
@@ -650,6 +660,11 @@ def explain_codewords(
         logger.warning(note)
     if label_array is not None:
         result.per_label, result.dunn, result.kruskal = label_statistics(response, label_array, samples, label_names)
+        if samples == "voxel":
+            notes.append(
+                "label tests use voxels as samples; neighbouring voxels are correlated, so the p-values describe "
+                "how separated the labels' response distributions are in this case, not inference over patients"
+            )
         if not np.isfinite(result.kruskal["statistic"]):
             notes.append("Kruskal-Wallis/Dunn not computed: fewer than two labels or every sample equal (e.g. an all-zero map)")
     return result

@@ -146,6 +146,10 @@ def test_ablating_all_non_background_codewords_is_concentrated_where_they_occur(
     assert (response[4:-4].sum(axis=(1, 2)) > 0).all()  # every slice with tissue responds
     inside, outside = response[cells].mean(), response[~cells].mean()
     assert inside > 1.5 * outside, (inside, outside)  # measured 2.4-3.8x over three seeds
+    from deepradiomics.study.explain import case_slices, vq_setup
+
+    # the case's all-zero input blocks give the same background codeword as the model's empty slice
+    assert background_codeword(model, case_slices(case, vq_setup(lgg_settings(lgg_model))), "case") == bg
     summary = result.summary.set_index("codeword")
     assert summary.loc["all", "occurrences"] == int(where.sum())
     assert summary.loc["all", "total_response"] == pytest.approx(float(response.sum(dtype=np.float64)))
