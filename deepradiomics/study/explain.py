@@ -92,7 +92,7 @@ def vqhist_settings(params: str | os.PathLike | Mapping) -> dict[str, Any]:
     if not isinstance(classes, Mapping) or "vqhist" not in classes:
         raise ParamsError(
             f"{where} has no featureClass.vqhist entry: explain and robustness need the vqhist settings, e.g. "
-            "featureClass: {vqhist: {model: default, modalities: [t1, flair, t1ce]}}"
+            "featureClass: {vqhist: {model: default, modalities: [t1, Image, t1ce]}}"
         )
     settings = dict(classes["vqhist"] or {})
     _validate_vqhist(settings, f"{where}: featureClass.vqhist")
@@ -568,6 +568,8 @@ def explain_codewords(
     chosen = check_codewords(codewords, setup.num_embeddings, f"model '{setup.bundle.name}'")
     if samples not in ("voxel", "slice"):
         raise ParamsError(f"samples '{samples}' is not one of: voxel, slice")
+    if not isinstance(background, str):
+        check_codewords([background], setup.num_embeddings, f"model '{setup.bundle.name}' (background codeword)")
     reference_name = _default_overlay(case) if _default_overlay(case) in case.modalities else setup.modalities[0]
     reference = case.image(reference_name)
     label_array = None

@@ -113,6 +113,8 @@ def test_out_of_range_codeword_names_value_and_k(lgg_images, lgg_model):
         explain_codewords(case, lgg_settings(lgg_model), [3, K])
     with pytest.raises(ParamsError, match="codeword -1"):
         explain_codewords(case, lgg_settings(lgg_model), [-1])
+    with pytest.raises(ParamsError, match=rf"codeword {K + 4}\b.*background.*K={K}"):
+        explain_codewords(case, lgg_settings(lgg_model), [1], background=K + 4)
 
 
 def _padded(image, z_pad: int = 4, canvas: int = 512):
