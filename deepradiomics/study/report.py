@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,6 +32,15 @@ td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}figcaption{font-size:.85em;color:#555}
 img{max-width:100%}
 """
+
+
+def class_name(info: dict, which: str) -> str:
+    """Display name of a class: the value itself (``G3``), or ``target = value`` for codes like 0/1."""
+    value = str(info[which])
+    bare = value[4:] if value.startswith("not ") else value
+    if re.fullmatch(r"-?\d+(\.\d+)?|True|False", bare):
+        return f"{info['target']} {'!=' if value.startswith('not ') else '='} {bare}"
+    return value
 
 
 def _fmt(x, digits: int = 2) -> str:
@@ -100,7 +110,7 @@ MODEL_WORDS = {
 
 def _summary(result) -> str:
     info = result.info
-    pos, neg = html.escape(str(info["positive"])), html.escape(str(info["negative"]))
+    pos, neg = html.escape(class_name(info, "positive")), html.escape(class_name(info, "negative"))
     parts = [
         f"<p>This study asked whether image features can tell <b>{pos}</b> from <b>{neg}</b> "
         f"(column <code>{html.escape(info['target'])}</code>) in {info['n_cases']} patients "
@@ -169,7 +179,11 @@ def _summary(result) -> str:
     if rv is not None:
         resp = rv.responsible
         if len(resp):
-            items = ", ".join(f"{html.escape(r.codeword)} ({html.escape(str(r.responsible_for))})" for r in resp.itertuples())
+            names = {str(info[w]): class_name(info, w) for w in ("positive", "negative")}
+            items = ", ".join(
+                f"{html.escape(r.codeword)} ({html.escape(names.get(str(r.responsible_for), str(r.responsible_for)))})"
+                for r in resp.itertuples()
+            )
             parts.append(
                 f"<p>Codewords of the deep (VQ) histogram whose counts differ between the groups "
                 f'("responsible vectors", with the group they are more frequent in): {items}.</p>'
@@ -294,13 +308,22 @@ def write_report(result, out_dir: str | Path) -> Path:
             if m == model:
                 scores = result.predictions[col].to_numpy()
                 curves[family] = (y, scores, auc(y, scores))
-        path = plot_roc(curves, out / f"roc_{model}.png", f"{model}: out-of-fold ROC ({info['positive']} vs {info['negative']})")
+        path = plot_roc(
+            curves,
+            out / f"roc_{model}.png",
+            f"{model}: out-of-fold ROC ({class_name(info, 'positive')} vs {class_name(info, 'negative')})",
+        )
+        loo = MODELS[model][0] == "loo"
         figures.append(
             (
                 path,
-                f"ROC curves of the {model} model from out-of-fold scores"
-                + (" (leave-one-out)" if MODELS[model][0] == "loo" else " averaged over repeats")
-                + "; the AUC in the legend is of these pooled scores and can differ slightly from the per-fold mean.",
+                f"ROC curves of the {model} model from "
+                + (
+                    "the pooled leave-one-out scores."
+                    if loo
+                    else "out-of-fold scores averaged over repeats; the AUC in the legend is of these pooled"
+                    " scores and can differ slightly from the mean of the per-fold AUCs in the table."
+                ),
             )
         )
     if result.external is not None:
@@ -323,7 +346,7 @@ def write_report(result, out_dir: str | Path) -> Path:
         figures.append((path, "Average codeword histogram per group; dashed lines mark responsible codewords."))
 
     body = [
-        "<h1>Radiomics study: " + html.escape(f"{info['positive']} vs {info['negative']}") + "</h1>",
+        "<h1>Radiomics study: " + html.escape(f"{class_name(info, 'positive')} vs {class_name(info, 'negative')}") + "</h1>",
         f"<p style='color:#666'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by deepradiomics "
         f"from {html.escape(str(info.get('features_source')))}.</p>",
         "<h2>Summary</h2>",
