@@ -56,9 +56,11 @@ class PreActBlock(nn.Module):
         self.proj = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.leaky_relu(self.norm1(x), 0.2))
-        h = self.conv2(F.leaky_relu(self.norm2(h), 0.2))
-        return self.proj(x) + h
+        # in-place activation and sum: the same numbers with fewer full-resolution temporaries, which
+        # matters on CPU where these memory-bound steps cost a third of the encoder's time
+        h = self.conv1(F.leaky_relu(self.norm1(x), 0.2, inplace=True))
+        h = self.conv2(F.leaky_relu(self.norm2(h), 0.2, inplace=True))
+        return h.add_(self.proj(x))
 
 
 def _n_down(input_size: int) -> int:
