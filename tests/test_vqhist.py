@@ -199,3 +199,21 @@ def test_params_files_name_vqhist_with_the_default_model():
         assert settings["model"] == "default" and list(settings["modalities"]) == ["t1", "Image", "t1ce"]
         assert VQHistogram(settings).settings.region == "volume"
     assert "glcm" in load_params(repo / "params" / "combined.yaml").classical
+
+
+def test_extractor_with_deep_params_and_the_shipped_default_model():
+    from deepradiomics.extractor import Extractor
+    from deepradiomics.models import load_bundle
+
+    folder = _need(LGG_CASE)
+    repo = Path(__file__).resolve().parents[1]
+    row = Extractor(repo / "params" / "deep.yaml").execute(
+        folder / "flair.nii.gz",
+        folder / "mask.nii.gz",
+        {"t1": folder / "t1.nii.gz", "t1ce": folder / "t1ce.nii.gz"},
+        case_id=folder.name,
+    )
+    features = row[[c for c in row.index if c.startswith("original_vqhist_Codeword")]]
+    assert len(features) == 512 and features.index[0] == "original_vqhist_Codeword000"
+    assert float(features.astype(float).sum()) == 20 * 64  # 20 axial slices x 8 x 8 latent cells
+    assert row["diagnostics_vqhist_ModelSha256"] == load_bundle("default").sha256
