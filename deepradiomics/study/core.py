@@ -52,15 +52,20 @@ class StudyDataError(DeepRadiomicsError, ValueError):
 
 
 # --------------------------------------------------------------------------------------------- data
-def read_table(table, what: str, index_col: int | None = 0) -> tuple[pd.DataFrame, str]:
-    """A DataFrame from a DataFrame or a CSV path; returns (frame, name for messages)."""
+def read_table(table, what: str, index_col: int | None = 0, id_column: str | None = None) -> tuple[pd.DataFrame, str]:
+    """A DataFrame from a DataFrame or a CSV path; returns (frame, name for messages).
+
+    Case IDs (the index column, or ``id_column``) are read as text, so that ``001`` stays ``001``.
+    """
     if isinstance(table, pd.DataFrame):
         return table.copy(), f"the {what} DataFrame"
     path = Path(table)
     if not path.is_file():
         raise StudyDataError(f"{what} file {str(path)!r} does not exist; check the path")
     try:
-        frame = pd.read_csv(path, index_col=index_col)
+        header = pd.read_csv(path, nrows=0).columns
+        id_name = header[index_col] if index_col is not None and len(header) else id_column
+        frame = pd.read_csv(path, index_col=index_col, dtype={id_name: str} if id_name in header else None)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
         raise StudyDataError(f"cannot read {what} file {str(path)!r} as CSV: {exc}") from exc
     return frame, str(path)
@@ -100,7 +105,7 @@ def _labels_series(
                 + did_you_mean(target, map(str, features.columns))
             )
         return features[target], features_name, np.zeros(len(features), bool)
-    table, name = read_table(labels, "labels", index_col=None)
+    table, name = read_table(labels, "labels", index_col=None, id_column=id_column)
     if id_column not in table.columns:
         if table.index.name == id_column:
             table = table.reset_index()

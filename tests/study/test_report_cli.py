@@ -206,3 +206,14 @@ def test_external_test_set_must_hold_other_patients(files):
             folds=3,
             repeats=1,
         )
+
+
+def test_ids_with_leading_zeros_join_as_text(tmp_path):
+    X, y = noise_table(n=20, p=4, seed=9)
+    X.index = pd.Index([f"{i:03d}" for i in range(20)], name="ID")
+    X.to_csv(tmp_path / "f.csv")
+    labels = pd.DataFrame({"ID": X.index, "label": y})
+    labels.to_csv(tmp_path / "l.csv", index=False)
+    result = run_study(tmp_path / "f.csv", labels=tmp_path / "l.csv", target="label", models=["logistic"], folds=2, repeats=1)
+    assert result.info["n_cases"] == 20
+    assert list(result.predictions.index[:2]) == ["000", "001"]
