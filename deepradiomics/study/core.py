@@ -185,7 +185,16 @@ def prepare_data(
     frame, values = frame[keep], values[keep]
     text = values.map(_fmt_value)
     classes = sorted(text.unique())
-    if positive is not None:
+    if expected_classes is not None:  # a test set: classes are those of the training set
+        negative, pos = expected_classes
+        allowed = set(classes) if negative.startswith("not ") else {negative, pos}
+        stray = sorted(set(classes) - allowed)
+        if stray:
+            raise StudyDataError(
+                f"{target!r} in {labels_name} has values {stray} that the training set does not have"
+                f" ({negative} / {pos}); relabel or drop those cases"
+            )
+    elif positive is not None:
         pos = _fmt_value(positive)
         if pos not in classes:
             raise StudyDataError(
@@ -204,15 +213,6 @@ def prepare_data(
                 " --positive VALUE"
             )
         negative, pos = classes
-    if expected_classes is not None:
-        exp_neg, exp_pos = expected_classes
-        allowed = set(classes) if exp_neg.startswith("not ") else {exp_neg, exp_pos}
-        stray = sorted(set(classes) - allowed)
-        if stray:
-            raise StudyDataError(
-                f"{target!r} in {labels_name} has values {stray} that the training set does not have ({exp_neg} / {exp_pos})"
-            )
-        pos, negative = exp_pos, exp_neg
     y = (text == pos).to_numpy().astype(int)
 
     feature_cols = naming.feature_columns([str(c) for c in frame.columns])

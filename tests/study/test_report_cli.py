@@ -217,3 +217,21 @@ def test_ids_with_leading_zeros_join_as_text(tmp_path):
     result = run_study(tmp_path / "f.csv", labels=tmp_path / "l.csv", target="label", models=["logistic"], folds=2, repeats=1)
     assert result.info["n_cases"] == 20
     assert list(result.predictions.index[:2]) == ["000", "001"]
+
+
+def test_external_labels_must_match_the_training_classes(files, tmp_path):
+    test = pd.read_csv(files / "test_features.csv", index_col=0)
+    labels = pd.read_csv(files / "cases.csv")
+    labels.loc[labels["ID"] == test.index[0], "grade"] = "G4"
+    labels.to_csv(tmp_path / "cases.csv", index=False)
+    with pytest.raises(StudyDataError, match=r"\['G4'\] that the training set does not have"):
+        run_study(
+            files / "features.csv",
+            labels=files / "cases.csv",
+            target="grade",
+            test=files / "test_features.csv",
+            test_labels=tmp_path / "cases.csv",
+            models=["logistic"],
+            folds=3,
+            repeats=1,
+        )
