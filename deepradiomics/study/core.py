@@ -374,7 +374,14 @@ def run_study(
     if responsible and vq_cols:
         from .responsible import responsible_vectors
 
-        rv = responsible_vectors(data.features[vq_cols], data.y, labels=(data.negative, data.positive), correction=correction)
+        try:
+            rv = responsible_vectors(data.features[vq_cols], data.y, labels=(data.negative, data.positive), correction=correction)
+        except ParamsError as exc:
+            if responsible is True:
+                raise
+            # "auto": the classification results stand on their own; say why the explanation is missing
+            data.notes.append(f"responsible vectors skipped: {exc}")
+            logger.warning(data.notes[-1])
 
     all_caveats = [str(c) for c in caveats if str(c).strip()]
     info = {

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from deepradiomics.cli import main
+from deepradiomics.errors import ParamsError
 from deepradiomics.study import StudyDataError, run_study
 
 from ._synthetic import count_table, noise_table
@@ -235,3 +236,14 @@ def test_external_labels_must_match_the_training_classes(files, tmp_path):
             folds=3,
             repeats=1,
         )
+
+
+def test_responsible_vectors_auto_skips_with_a_note_but_true_raises():
+    counts, y = count_table(n=40, seed=1)
+    counts.iloc[3, 0] = np.nan  # incomplete counts: the classification still runs (imputed in the folds)
+    labels = pd.DataFrame({"ID": counts.index, "t": y})
+    result = run_study(counts, labels=labels, target="t", models=["logistic"], folds=3, repeats=1)
+    assert result.responsible is None
+    assert any(n.startswith("responsible vectors skipped") and "Codeword000" in n for n in result.info["notes"])
+    with pytest.raises(ParamsError, match="Codeword000"):
+        run_study(counts, labels=labels, target="t", models=["logistic"], folds=3, repeats=1, responsible=True)
