@@ -118,6 +118,7 @@ def command(
           -m t1ce=t1ce.nii.gz --codewords 17,230 -o explain_out/
     """
     import logging
+    from pathlib import Path
 
     from ..case import MAIN_IMAGE, Case
     from ..study.explain import explain_codewords
@@ -125,7 +126,7 @@ def command(
     logging.basicConfig(
         level={0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
     )
-    case = Case({MAIN_IMAGE: image, **parse_modalities(modalities)}, mask, label=label, case_id=click.format_filename(image))
+    case = Case({MAIN_IMAGE: image, **parse_modalities(modalities)}, mask, label=label, case_id=Path(image).name.split(".")[0])
     result = explain_codewords(
         case, params, codewords, labels=labels, label_names=label_names or None, samples=samples, background=background
     )

@@ -659,7 +659,7 @@ def explain_codewords(
         codewords=chosen,
     )
     for note in notes:
-        logger.warning(note)
+        logger.info(note)  # the notes travel with the result (notes.txt); the CLI prints them
     if label_array is not None:
         result.per_label, result.dunn, result.kruskal = label_statistics(response, label_array, samples, label_names)
         if samples == "voxel":
