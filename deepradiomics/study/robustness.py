@@ -16,6 +16,8 @@ change*, expressed in units of the volume's foreground statistics:
   deviation ``sd`` of the raw volume (voxels > 0, as the z-score uses), over the foreground
   ``I' = mu + (1 + s) (I - mu)`` (*scale*, i.e. ``z' = z (1 + s)``) or ``I' = I + s * sd`` (*shift*, i.e.
   ``z' = z + s``). The mask is unchanged. Shape classes are left out: they do not read intensities.
+  Every level, 0 included, is computed on a float32 copy of the image (see :func:`perturb_raw` for the
+  PyRadiomics uint8 overflow this avoids), so level 0 can differ from a plain extraction of a uint8 image.
 
 Measures
 --------
@@ -151,13 +153,16 @@ def perturb_raw(image, kind: str, level: float):
     """A ``SimpleITK.Image`` with the raw-unit equivalent of the perturbation over its foreground (> 0).
 
     ``scale``: ``I' = mu + (1+s)(I - mu)``; ``shift``: ``I' = I + s sd`` (``mu``, ``sd``: foreground mean and
-    standard deviation). Level 0 returns ``image`` itself.
+    standard deviation). Every level, 0 included, is returned as float32, so that all levels go through
+    the same PyRadiomics code path: on uint8 images PyRadiomics 3.0.1 computes the top bin edge
+    ``max + 2 * binWidth`` in uint8, which wraps around when the ROI maximum exceeds 255 - 2 binWidth and
+    puts the whole ROI into one bin (seen on LGG case TCGA_HT_7616_19940813: glcm Contrast 0 instead of 1.14).
     """
     import SimpleITK as sitk
 
     _check_kind(kind)
     if level == 0:
-        return image
+        return sitk.Cast(image, sitk.sitkFloat32)
     raw = sitk.GetArrayFromImage(image).astype(np.float64)
     foreground = raw > 0
     if not foreground.any():
@@ -530,7 +535,7 @@ def run_robustness(
 
             start = time.perf_counter()
             image, mask = case.image(), case.mask_image()
-            f0 = backend.execute(case)
+            f0 = backend.execute(Case({"Image": perturb_raw(image, "scale", 0.0)}, mask, label=case.label, case_id=case_id))
             for kind in KINDS:
                 for level in levels:
                     if level == 0:

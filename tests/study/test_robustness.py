@@ -105,7 +105,9 @@ def test_raw_and_normalised_perturbations_are_the_same_relative_change():
     # the network's own z-scoring undoes a raw shift: why the deep perturbation acts after normalisation
     shifted = sitk.GetArrayFromImage(perturb_raw(image, "shift", 1.0))
     np.testing.assert_allclose(zscore_foreground(shifted), zscore_foreground(raw), atol=1e-4)
-    assert perturb_raw(image, "scale", 0.0) is image
+    unperturbed = perturb_raw(image, "scale", 0.0)  # float32, so every level takes PyRadiomics' float path
+    assert unperturbed.GetPixelID() == sitk.sitkFloat32
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(unperturbed), raw)
 
 
 def test_histogram_ratio():
