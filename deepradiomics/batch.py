@@ -141,9 +141,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(extractor, threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    # Share the cores between workers instead of letting each library start one thread per core.
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when a deep class imports it
     _WORKER["extractor"] = extractor
 
 
