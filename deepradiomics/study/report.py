@@ -342,7 +342,12 @@ def write_report(result, out_dir: str | Path) -> Path:
     rv = result.responsible
     if rv is not None:
         rv.table.to_csv(out / "responsible_vectors.csv", index=False)
-        path = plot_class_histograms(rv.class_means, rv.responsible, out / "responsible_vectors.png")
+        names = {str(info[w]): class_name(info, w) for w in ("positive", "negative")}
+        means = rv.class_means.rename(index=lambda v: names.get(str(v), str(v)))
+        marked = rv.responsible.assign(responsible_for=[names.get(str(v), str(v)) for v in rv.responsible["responsible_for"]])
+        n_resp = len(marked)
+        title = "Average codeword histogram per class" + ("" if n_resp else " (no responsible codeword)")
+        path = plot_class_histograms(means, marked, out / "responsible_vectors.png", title=title)
         figures.append((path, "Average codeword histogram per group; dashed lines mark responsible codewords."))
 
     body = [
