@@ -84,6 +84,23 @@ def classical_class(name: str) -> type:
     return type(f"PyRadiomics_{name}", (ClassicalFeatureClass,), {"name": name, "__module__": __name__})
 
 
+def _drop_symmetrical_notice(record) -> bool:
+    return not str(record.msg).startswith("GLCM is symmetrical")
+
+
+def _silence_symmetrical_glcm_notice() -> None:
+    """PyRadiomics warns on every case that a symmetrical GLCM makes SumAverage = 2 x JointAverage.
+
+    That is a property of the default settings, not of the case; printed once per case it buries real
+    warnings in a batch. Only that message is filtered (idempotent), nothing else of PyRadiomics' logging.
+    """
+    import logging
+
+    glcm_logger = logging.getLogger("radiomics.glcm")
+    if _drop_symmetrical_notice not in glcm_logger.filters:
+        glcm_logger.addFilter(_drop_symmetrical_notice)
+
+
 class PyRadiomicsBackend:
     """One ``RadiomicsFeatureExtractor`` per params set; ``execute(case)`` -> ordered ``{name: value}``.
 
@@ -102,6 +119,7 @@ class PyRadiomicsBackend:
         if self._extractor is None:
             from radiomics import featureextractor
 
+            _silence_symmetrical_glcm_notice()
             self._extractor = featureextractor.RadiomicsFeatureExtractor(self.pyradiomics_params)
         return self._extractor
 
