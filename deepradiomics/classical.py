@@ -101,6 +101,32 @@ def _silence_symmetrical_glcm_notice() -> None:
         glcm_logger.addFilter(_drop_symmetrical_notice)
 
 
+def widen_if_overflowing(image, bin_width: float):
+    """Cast a narrow integer image to 32-bit when PyRadiomics' bin edges would overflow its type.
+
+    PyRadiomics 3.0.1 computes the upper bin edge as ``maximum + 2 * binWidth`` in the image's own dtype.
+    Under numpy 2's promotion rules an integer binWidth keeps that sum in (say) uint8, so 250 + 50 wraps
+    to 44 and the histogram silently loses its top bins (seen on 1 of the 63 LGG FLAIR volumes: firstorder
+    Entropy off by 2.4). Widening the type keeps every voxel value and fixes the edges; only the
+    ``diagnostics_Image-original_Hash`` then differs from plain PyRadiomics on the same file.
+    """
+    import SimpleITK as sitk
+
+    narrow = {
+        sitk.sitkUInt8: np.uint8,
+        sitk.sitkInt8: np.int8,
+        sitk.sitkUInt16: np.uint16,
+        sitk.sitkInt16: np.int16,
+    }
+    dtype = narrow.get(image.GetPixelID())
+    if dtype is None:
+        return image
+    maximum = int(sitk.GetArrayViewFromImage(image).max())
+    if maximum + 2 * bin_width <= np.iinfo(dtype).max:
+        return image
+    return sitk.Cast(image, sitk.sitkInt32)
+
+
 class PyRadiomicsBackend:
     """One ``RadiomicsFeatureExtractor`` per params set; ``execute(case)`` -> ordered ``{name: value}``.
 
@@ -123,9 +149,16 @@ class PyRadiomicsBackend:
             self._extractor = featureextractor.RadiomicsFeatureExtractor(self.pyradiomics_params)
         return self._extractor
 
+    def largest_bin_width(self) -> float:
+        """The largest binWidth of the settings and image-type overrides (PyRadiomics' default: 25)."""
+        widths = [self.pyradiomics_params.get("setting", {}).get("binWidth") or 25]
+        for custom in (self.pyradiomics_params.get("imageType") or {}).values():
+            widths.append((custom or {}).get("binWidth") or 0)
+        return float(max(widths))
+
     def execute(self, case) -> OrderedDict:
         """Classical features of ``case`` (its ``Image`` modality), diagnostics first, as PyRadiomics orders them."""
-        image, mask = case.image(), case.mask_image()
+        image, mask = widen_if_overflowing(case.image(), self.largest_bin_width()), case.mask_image()
         try:
             raw = self.extractor.execute(image, mask, label=case.label)
         except (ValueError, RuntimeError, AssertionError, IndexError) as exc:

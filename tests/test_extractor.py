@@ -87,3 +87,19 @@ def test_transformer_in_a_pipeline(lgg_manifest):
 def test_series_is_json_serialisable(brain1):
     row = Extractor.from_dict({"featureClass": {"firstorder": ["Mean"]}}).execute(brain1["image"], brain1["mask"])
     json.dumps(row.to_dict(), default=str)
+
+
+def test_uint8_images_are_binned_as_pyradiomics_intends(lgg_manifest):
+    """PyRadiomics 3.0.1 + numpy 2 wraps `max + 2 * binWidth` in uint8 for an int binWidth; we widen the type."""
+    import SimpleITK as sitk
+    from radiomics import featureextractor
+
+    folder = lgg_manifest.parent
+    image_path = folder / "TCGA_HT_7616_19940813" / "flair.nii.gz"
+    mask_path = folder / "TCGA_HT_7616_19940813" / "mask.nii.gz"
+    image, mask = sitk.ReadImage(str(image_path)), sitk.ReadImage(str(mask_path))
+    assert image.GetPixelID() == sitk.sitkUInt8
+    params = {"setting": {"binWidth": 25}, "featureClass": {"firstorder": ["Entropy"]}}
+    reference = featureextractor.RadiomicsFeatureExtractor(params).execute(sitk.Cast(image, sitk.sitkFloat32), mask)
+    row = Extractor.from_dict(params).execute(image_path, mask_path)
+    assert row["original_firstorder_Entropy"] == pytest.approx(float(reference["original_firstorder_Entropy"]), rel=1e-12)
