@@ -17,6 +17,7 @@ from deepradiomics.study.robustness import (
     perturb_normalized,
     perturb_raw,
 )
+from tests.study._tiny_model import tiny_bundle
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LGG = DATA / "lgg"
@@ -116,34 +117,6 @@ def test_histogram_ratio():
 
 
 # ---------------------------------------------------------------------------------------------- real data
-def tiny_bundle(folder: Path, arrays, modalities, seed: int = 0) -> Path:
-    """Tiny VQSegNet (K=16, D=8, S=32), zero encoder biases, codebook k-means-initialised on real slices."""
-    torch = pytest.importorskip("torch")
-    from deepradiomics.models import save_bundle
-    from deepradiomics.nets.preprocess import volume_to_slices
-    from deepradiomics.nets.vqseg import VQSegNet
-
-    torch.manual_seed(seed)
-    arch = dict(
-        in_channels=len(modalities),
-        num_classes=2,
-        filters=[4, 4, 4],
-        decoder_filters=[4, 4, 4],
-        input_size=32,
-        num_embeddings=K,
-        embedding_dim=8,
-    )
-    net = VQSegNet.from_config(arch)
-    for module in net.encoder.modules():
-        if isinstance(module, torch.nn.Conv2d) and module.bias is not None:
-            torch.nn.init.zeros_(module.bias)
-    net.train()
-    net(volume_to_slices(arrays, 32))
-    net.eval()
-    config = {"name": f"tiny-{seed}", "architecture": arch, "modalities": [{"name": m} for m in modalities]}
-    return save_bundle(net, config, folder, "tiny test model {sha256}")
-
-
 @pytest.fixture(scope="module")
 def lgg_rows():
     from deepradiomics.batch import case_from_row, read_manifest
