@@ -107,25 +107,33 @@ class VQHistogram(FeatureClass):
         slices = volume_to_slices(arrays, bundle.input_size)
         return bundle.model.volume_codeword_indices(slices, batch_size=int(self.settings.batch_size)).cpu()
 
-    def compute(self, case) -> dict[str, float]:
+    @staticmethod
+    def count_codewords(indices, mask, bundle, region: str = "volume"):
+        """Counts (K,) float64 tensor of codeword ``indices`` (Z, 8, 8) over ``region`` ("volume" or "roi").
+
+        ``mask`` is the case's boolean (z, y, x) region of interest (read only for ``roi``); ``bundle`` gives
+        K, the input size and the name for messages. Shared by ``compute`` and the robustness sweeps.
+        """
         import torch
 
         from deepradiomics.nets.preprocess import mask_to_latent
-        from deepradiomics.nets.vq import perplexity
 
-        bundle = self._bundle()
-        indices = self.codeword_map(case)
-        if self.settings.region == "roi":
-            cells = mask_to_latent(case.mask_array(), bundle.input_size, indices.shape[-1])
-            selected = indices[cells]
+        if region == "roi":
+            selected = indices[mask_to_latent(mask, bundle.input_size, indices.shape[-1])]
         else:
             selected = indices.flatten()
         k = bundle.num_embeddings
         counts = torch.bincount(selected.flatten(), minlength=k).double()
         if counts.numel() != k:
-            raise FeatureError(
-                f"model '{bundle.name}' produced codeword indices >= K={k}: the bundle is inconsistent, re-train it"
-            )
+            raise FeatureError(f"model '{bundle.name}' produced codeword indices >= K={k}: the bundle is inconsistent, re-train it")
+        return counts
+
+    def compute(self, case) -> dict[str, float]:
+        from deepradiomics.nets.vq import perplexity
+
+        bundle = self._bundle()
+        mask = case.mask_array() if self.settings.region == "roi" else None
+        counts = self.count_codewords(self.codeword_map(case), mask, bundle, self.settings.region)
         total = float(counts.sum())
         self.latent_cells_ = int(total)
         self.perplexity_ = perplexity(counts)

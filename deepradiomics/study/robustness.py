@@ -188,9 +188,8 @@ def codeword_histogram(
     count, as in vqhist: ``volume`` every cell of every slice, ``roi`` the cells whose (S/8) x (S/8) block
     of the resized slice holds a mask voxel. Counts are returned (vqhist's ``normalize`` is not applied).
     """
-    import torch
-
-    from ..nets.preprocess import mask_to_latent, volume_to_slices
+    from ..nets.preprocess import volume_to_slices
+    from ..registry import get_registry
     from .explain import case_arrays, case_codewords
 
     if arrays is None:
@@ -198,11 +197,9 @@ def codeword_histogram(
     normalised = [perturb_normalized(a, kind, level) for a in arrays]
     slices = volume_to_slices(normalised, setup.input_size, normalize=False)
     indices = case_codewords(setup.model, slices, setup.batch_size)
-    if setup.region == "roi":
-        chosen = indices[mask_to_latent(np.asarray(case.mask_array()), setup.input_size, indices.shape[-1])]
-    else:
-        chosen = indices.flatten()
-    return torch.bincount(chosen.flatten(), minlength=setup.num_embeddings).numpy().astype(np.float64)
+    mask = np.asarray(case.mask_array()) if setup.region == "roi" else None
+    counts = get_registry().get("vqhist").count_codewords(indices, mask, setup.bundle, setup.region)
+    return counts.numpy()
 
 
 def histogram_ratio(h, h0) -> float:
