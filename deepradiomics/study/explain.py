@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import CaseError, ModelError, ParamsError, PluginError
+from ..errors import CaseError, ModelError, ParamsError
 
 logger = logging.getLogger("deepradiomics.study.explain")
 
@@ -61,80 +61,44 @@ REGIONS = ("volume", "roi")
 
 # ---------------------------------------------------------------------------------------------- setup
 def vqhist_settings(params: str | os.PathLike | Mapping) -> dict[str, Any]:
-    """The ``featureClass.vqhist`` mapping of a params file or mapping.
+    """The ``featureClass.vqhist`` mapping of a params file or mapping, validated by the vqhist class.
 
-    A mapping without a ``featureClass`` key is taken as the vqhist settings themselves. When the
-    ``vqhist`` class is installed, the settings are also validated by it (unknown keys are errors).
+    A mapping without a ``featureClass`` key is taken as the vqhist settings themselves.
 
     Raises
     ------
     ParamsError
-        The file is missing or has no ``featureClass.vqhist`` entry.
+        The file is missing or invalid, or has no ``featureClass.vqhist`` entry.
     """
-    import yaml
+    from ..featureclass import build_settings
+    from ..params import load_params
 
-    if isinstance(params, Mapping):
-        data, where = dict(params), "<dict>"
-        if "featureClass" not in data:
-            settings = data
-            _validate_vqhist(settings, where)
-            return settings
-    else:
-        path = Path(params)
-        where = str(path)
-        if not path.is_file():
-            raise ParamsError(f"params file '{path}' does not exist: give a YAML file with a featureClass.vqhist entry")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"params file '{path}' is not valid YAML: {exc}") from exc
-    classes = data.get("featureClass") if isinstance(data, Mapping) else None
-    if not isinstance(classes, Mapping) or "vqhist" not in classes:
+    if isinstance(params, Mapping) and "featureClass" not in params:
+        build_settings(_vqhist_settings_class(), dict(params), "<dict>")
+        return dict(params)
+    loaded = load_params(params)
+    if "vqhist" not in loaded.deep:
         raise ParamsError(
-            f"{where} has no featureClass.vqhist entry: explain and robustness need the vqhist settings, e.g. "
+            f"{loaded.source} has no featureClass.vqhist entry: explain and robustness need the vqhist settings, e.g. "
             "featureClass: {vqhist: {model: default, modalities: [t1, Image, t1ce]}}"
         )
-    settings = dict(classes["vqhist"] or {})
-    _validate_vqhist(settings, f"{where}: featureClass.vqhist")
-    return settings
-
-
-def _validate_vqhist(settings: Mapping, where: str) -> None:
-    settings_cls = _vqhist_settings_class()
-    if settings_cls is not None:
-        from ..featureclass import build_settings
-
-        build_settings(settings_cls, dict(settings), where)
+    return dict(loaded.deep["vqhist"])
 
 
 def _vqhist_settings_class():
-    """vqhist's Settings dataclass, or None when the plugin is not installed or not importable."""
+    """vqhist's Settings dataclass (a PluginError if the plugin cannot be loaded)."""
     from ..registry import get_registry
 
-    registry = get_registry()
-    if "vqhist" not in registry:
-        return None
-    try:
-        return registry.get("vqhist").Settings
-    except PluginError as exc:  # declared but broken: read the settings as they are
-        logger.warning("vqhist settings read without the plugin's defaults: %s", exc)
-        return None
+    return get_registry().get("vqhist").Settings
 
 
 def resolved_vqhist_settings(settings: Mapping, where: str = "featureClass.vqhist") -> dict[str, Any]:
-    """vqhist settings with the plugin's defaults filled in (``model``, ``modalities``, ``region``, ...).
-
-    Without an importable vqhist plugin the mapping is used as given (``model`` defaults to
-    ``"default"``, ``modalities`` to the bundle's, ``region`` to ``"volume"``).
-    """
+    """vqhist settings with the plugin's defaults filled in (``model``, ``modalities``, ``region``, ...)."""
     import dataclasses
 
-    settings_cls = _vqhist_settings_class()
-    if settings_cls is None:
-        return dict(settings)
     from ..featureclass import build_settings
 
-    return dataclasses.asdict(build_settings(settings_cls, dict(settings), where))
+    return dataclasses.asdict(build_settings(_vqhist_settings_class(), dict(settings), where))
 
 
 @dataclass

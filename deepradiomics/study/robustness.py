@@ -217,33 +217,18 @@ def split_params(params: str | os.PathLike | Mapping) -> tuple[dict | None, Any]
 
     Shape classes are dropped from the classical part (intensity perturbations cannot change them).
     """
-    import yaml
-
-    from ..classical import CLASSICAL_CLASS_NAMES
     from ..params import load_params
-    from .explain import vqhist_settings
 
-    if isinstance(params, Mapping):
-        data, where = dict(params), "<dict>"
-    else:
-        path = Path(params)
-        where = str(path)
-        if not path.is_file():
-            raise ParamsError(f"params file '{path}' does not exist: give a YAML file with vqhist and/or classical classes")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"params file '{path}' is not valid YAML: {exc}") from exc
-    classes = dict(data.get("featureClass") or {})
-    deep = vqhist_settings(data) if "vqhist" in classes else None
-    classical_classes = {k: v for k, v in classes.items() if k in CLASSICAL_CLASS_NAMES and k not in INTENSITY_FREE_CLASSES}
+    loaded = load_params(params)
+    deep = dict(loaded.deep["vqhist"]) if "vqhist" in loaded.deep else None
+    classical_classes = {k: v for k, v in loaded.classical.items() if k not in INTENSITY_FREE_CLASSES}
     classical = None
     if classical_classes:
-        classical_data = {k: v for k, v in data.items() if k != "featureClass"}
+        classical_data = loaded.to_pyradiomics()
         classical_data["featureClass"] = classical_classes
-        classical = load_params(classical_data, name=where)
+        classical = load_params(classical_data, name=loaded.source)
     if deep is None and classical is None:
-        raise ParamsError(f"{where}: no vqhist and no intensity-based classical class: nothing to perturb")
+        raise ParamsError(f"{loaded.source}: no vqhist and no intensity-based classical class: nothing to perturb")
     return deep, classical
 
 
