@@ -34,10 +34,13 @@ class RadiomicsFeatureExtractor:
         params = load_params(dict(source) if isinstance(source, Mapping) else source)
         if kwargs:
             params = params.with_settings(kwargs)
-        self._extractor = Extractor(params)
-        from radiomics import featureextractor
+        from .classical import PyRadiomicsBackend
 
-        self._pyradiomics = featureextractor.RadiomicsFeatureExtractor(params.to_pyradiomics())
+        self._extractor = Extractor(params)
+        # One PyRadiomics extractor, shared with the Extractor's backend, so that PyRadiomics' own methods
+        # (enableFeatureClassByName, settings[...]) change what execute() computes.
+        self._extractor._backend = PyRadiomicsBackend(params.to_pyradiomics())
+        self._pyradiomics = self._extractor._backend.extractor
 
     def __getattr__(self, name):
         # Everything else (settings, enabledFeatures, enable*/disable*) is PyRadiomics' own.
@@ -48,18 +51,6 @@ class RadiomicsFeatureExtractor:
         if voxelBased:
             raise NotImplementedError("voxel-based extraction: use radiomics.featureextractor directly")
         extractor = self._extractor
-        # Keep changes made through PyRadiomics' methods (enableFeatureClassByName, settings[...]).
-        extractor._backend = _SharedBackend(self._pyradiomics)
         case = extractor.make_case(imageFilepath, maskFilepath, modalities, label if label is not None else self._pyradiomics.settings.get("label", 1))
         return OrderedDict(extractor.compute(case))
 
-
-class _SharedBackend:
-    def __init__(self, pyradiomics_extractor) -> None:
-        from .classical import PyRadiomicsBackend
-
-        self._backend = PyRadiomicsBackend({})
-        self._backend._extractor = pyradiomics_extractor
-
-    def execute(self, case):
-        return self._backend.execute(case)
