@@ -33,20 +33,14 @@ class LazyGroup(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module_name, short_help = COMMANDS[cmd_name]
-        if ctx.resilient_parsing or _only_listing(ctx):
+        if ctx.resilient_parsing or getattr(ctx, "_listing_commands", False):
             # `deepradiomics --help` lists commands: show the short help without importing anything.
             return click.Command(cmd_name, short_help=short_help, help=short_help)
         module = importlib.import_module(f"deepradiomics.cli.{module_name}")
         return module.command
 
-
-def _only_listing(ctx: click.Context) -> bool:
-    # While click renders the group's own --help it calls get_command for every name.
-    return ctx.info_name is not None and getattr(ctx, "_listing_commands", False)
-
-
-class _Group(LazyGroup):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # While click renders the group's own --help it calls get_command for every name.
         ctx._listing_commands = True  # type: ignore[attr-defined]
         try:
             super().format_commands(ctx, formatter)
@@ -54,7 +48,7 @@ class _Group(LazyGroup):
             ctx._listing_commands = False  # type: ignore[attr-defined]
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="deepradiomics")
 def main() -> None:
     """deepradiomics: classical (PyRadiomics) and deep radiomics features in one table.
