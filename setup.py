@@ -19,7 +19,9 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    packages=find_packages(include=["deepradiomics", "deepradiomics.*"]) + ["deepradiomics_plugins"],
+    packages=find_packages(include=["deepradiomics", "deepradiomics.*"])
+    + ["deepradiomics_plugins"]
+    + [f"deepradiomics_plugins.{name}" for name in find_packages(where="plugins")],
     package_dir={"deepradiomics_plugins": "plugins"},
     include_package_data=True,
     package_data={"deepradiomics": ["data/models/*/*", "data/*.yaml"]},
@@ -47,6 +49,9 @@ setup(
         "console_scripts": ["deepradiomics=deepradiomics.cli:main"],
         "deepradiomics.feature_classes": [
             "vqhist = deepradiomics_plugins.vqhist:VQHistogram",
+        ],
+        "deepradiomics.commands": [
+            "explain = deepradiomics_plugins.vqhist.cli:command",
         ],
     },
 )

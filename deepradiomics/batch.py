@@ -3,19 +3,39 @@
 A manifest is a CSV (or DataFrame) with columns ``ID``, ``Image``, ``Mask``, optional ``Label`` and
 ``Image_<name>`` for extra modalities; paths are relative to the manifest's folder; other columns pass
 through to the output. A failed case becomes a row with ``diagnostics_Error`` and NaN features, and the
-batch carries on. With ``out_dir``, each finished case is written to ``out_dir/cases/<ID>.json`` as soon
-as it is done, and a re-run with the same params skips it (failed cases are retried).
+batch carries on.
+
+Guarantees
+----------
+- **Resume without stale rows.** With ``out_dir``, each finished case is written to
+  ``out_dir/cases/<ID>-<hash>.json`` as soon as it is done. A re-run reuses it only when its key matches:
+  the params hash (which includes every model and fitted-artifact sha256), the label, the transforms, and
+  the identity (resolved path, size, modification time) of every input file; and only when the stored
+  row is intact (its checksum matches and it has the plugin classes' feature columns). Anything else is
+  recomputed, with one warning line for a damaged file. Failed cases are retried on a re-run.
+- **Faults cost one case.** At most ``jobs`` cases are in flight at a time. When a worker process dies
+  (e.g. SIGKILL by the out-of-memory killer), the pool is rebuilt and the cases that were in flight are
+  retried once; a case that kills a worker twice becomes an error row. Dask tasks are retried once too.
+  Workers exit when the main process dies. Ctrl-C keeps what was finished.
+- **Order.** Cases run largest first (by the total size of their input files) so that the slowest cases
+  do not finish last on one worker; the table keeps the manifest's order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 import multiprocessing
 import os
 import re
 import sys
+import threading
 import traceback
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +43,23 @@ from .case import MAIN_IMAGE, Case
 from .errors import CaseError, DeepRadiomicsError, ParamsError, did_you_mean
 from .naming import ERROR_COLUMN, is_diagnostic, is_feature
 
+logger = logging.getLogger("deepradiomics.batch")
+
 REQUIRED_COLUMNS = ("ID", "Image", "Mask")
 MODALITY_PREFIX = "Image_"
+#: what a worker's death (SIGKILL, OOM) does: retry the cases in flight this many times, then error rows
+WORKER_DEATH_RETRIES = 1
 
 
+# ------------------------------------------------------------------------------------------------ manifest
 def read_manifest(manifest, base_dir: str | os.PathLike | None = None):
     """Read and check a manifest; return ``(DataFrame, base_dir)`` with paths still as written.
 
     Raises
     ------
     ParamsError
-        When the file is missing, a required column is absent (with a did-you-mean), or IDs repeat.
+        When the file is missing, unreadable or not a CSV, a required column is absent (with a
+        did-you-mean), a column is named like an output column, or IDs are blank or repeat.
     """
     import pandas as pd
 
@@ -45,21 +71,46 @@ def read_manifest(manifest, base_dir: str | os.PathLike | None = None):
         where = f"manifest '{path}'"
         if not path.is_file():
             raise ParamsError(f"{where} does not exist: give a CSV with columns ID, Image, Mask")
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = _read_csv_text(path, where)
         base = Path(base_dir) if base_dir is not None else path.resolve().parent
     if "ID" not in frame.columns and frame.index.name == "ID":
         frame = frame.reset_index()
+    frame.columns = [str(c) for c in frame.columns]
     for column in REQUIRED_COLUMNS:
         if column not in frame.columns:
             raise ParamsError(
                 f"{where} has no '{column}' column.{did_you_mean(column, map(str, frame.columns))} "
                 f"Required: {', '.join(REQUIRED_COLUMNS)}; found: {', '.join(map(str, frame.columns))}"
             )
-    frame["ID"] = frame["ID"].astype(str)
+    reserved = [c for c in frame.columns if is_diagnostic(c) or is_feature(c)]
+    if reserved:
+        raise ParamsError(
+            f"{where}: column '{reserved[0]}' is named like an output column (diagnostics or a feature name) and "
+            "would be overwritten by the results: rename it"
+        )
+    frame["ID"] = frame["ID"].fillna("").astype(str)
+    blank = frame.index[frame["ID"].str.strip() == ""]
+    if len(blank):
+        raise ParamsError(f"{where}: row {int(blank[0]) + 2} has a blank ID: give every case an ID")
     duplicated = frame["ID"][frame["ID"].duplicated()].unique()
     if len(duplicated):
         raise ParamsError(f"{where}: IDs must be unique; repeated: {', '.join(duplicated[:5])}")
     return frame, base
+
+
+def _read_csv_text(path: Path, where: str):
+    import pandas as pd
+
+    head = path.read_bytes()[:4096]
+    if not head.strip():
+        raise ParamsError(f"{where} is empty: give a CSV with a header line 'ID,Image,Mask' and one row per case")
+    if b"\x00" in head:
+        raise ParamsError(f"{where} is a binary file, not a CSV: give a text CSV with columns ID, Image, Mask")
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ParamsError(f"{where} cannot be read as a CSV ({first}): give a text CSV with columns ID, Image, Mask") from exc
 
 
 def _resolve(value: Any, base: Path) -> Any:
@@ -69,139 +120,357 @@ def _resolve(value: Any, base: Path) -> Any:
     return str(path if path.is_absolute() else base / path)
 
 
-def case_from_row(row: dict, base: Path, default_label: int = 1) -> Case:
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
+
+
+def case_from_row(row: dict, base: Path, default_label: int = 1, transforms: Sequence = ()) -> Case:
     """Build the :class:`Case` of one manifest row (paths resolved against ``base``)."""
+    case_id = str(row["ID"])
+    for column in ("Image", "Mask"):
+        if _is_blank(row.get(column)):
+            raise CaseError(f"case '{case_id}': the manifest's '{column}' cell is blank: give the path of the {column.lower()} file")
     modalities = {MAIN_IMAGE: _resolve(row["Image"], base)}
     for column, value in row.items():
-        if str(column).startswith(MODALITY_PREFIX) and value not in ("", None):
+        if str(column).startswith(MODALITY_PREFIX) and not _is_blank(value):
             modalities[str(column)[len(MODALITY_PREFIX):]] = _resolve(value, base)
     label = row.get("Label", "")
-    if label in ("", None) or (isinstance(label, float) and label != label):
-        label = default_label
+    label = default_label if _is_blank(label) else parse_label(label, f"case '{case_id}': Label")
+    return Case(modalities, _resolve(row["Mask"], base), label=label, case_id=case_id, transforms=tuple(transforms))
+
+
+def parse_label(value: Any, where: str) -> int:
+    """A label value as an int: whole numbers only (``2``, ``"2"``, ``2.0``), 1 to 2**31 - 1."""
     try:
-        label = int(float(label))
-    except (TypeError, ValueError):
-        raise CaseError(f"case '{row['ID']}': Label {label!r} in the manifest is not an integer") from None
-    return Case(modalities, _resolve(row["Mask"], base), label=label, case_id=str(row["ID"]))
+        number = float(str(value).strip())
+    except ValueError:
+        raise CaseError(f"{where} {value!r} is not an integer label value") from None
+    if not number.is_integer():
+        raise CaseError(f"{where} {value!r} is not a whole number: give the integer label value of the region")
+    label = int(number)
+    if not 1 <= label <= 2**31 - 1:
+        raise CaseError(f"{where} {label} is out of range: label values are 1 to 2147483647 (0 is the background)")
+    return label
 
 
-def _safe_name(case_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", case_id)
+def input_identity(case: Case) -> list:
+    """``[role, resolved path, size, mtime_ns]`` of every input file of ``case`` (folders: every file in them)."""
+    out = []
+    for role, value in [*case.modalities.items(), ("mask", case.mask)]:
+        if not isinstance(value, (str, os.PathLike)):
+            out.append([role, f"<in-memory {role}>", None, None])
+            continue
+        path = Path(value).resolve()
+        if path.is_dir():
+            for child in sorted(p for p in path.iterdir() if p.is_file()):
+                stat = child.stat()
+                out.append([role, str(child), stat.st_size, stat.st_mtime_ns])
+        elif path.exists():
+            stat = path.stat()
+            out.append([role, str(path), stat.st_size, stat.st_mtime_ns])
+        else:
+            out.append([role, str(path), None, None])
+    return out
+
+
+def _input_bytes(row: dict, base: Path) -> int:
+    """Total size of a row's input files (the largest-first scheduling key); 0 for what is missing."""
+    total = 0
+    for column, value in row.items():
+        if (column in ("Image", "Mask") or str(column).startswith(MODALITY_PREFIX)) and isinstance(value, str) and value.strip():
+            path = Path(_resolve(value, base))
+            try:
+                total += sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
+            except OSError:
+                pass
+    return total
+
+
+# ------------------------------------------------------------------------------------------------ cache
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_file_name(case_id: str) -> str:
+    """File name of a case in the cache: readable, and unique even when two IDs sanitise alike."""
+    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', case_id)[:80]}-{hashlib.sha256(case_id.encode()).hexdigest()[:10]}"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file unique to this process and thread, then rename (safe for concurrent batches)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 class ResultCache:
-    """Per-case results under ``out_dir``: ``cases/<ID>.json`` (done) and ``failed/<ID>.json``."""
+    """Per-case results under ``out_dir``: ``cases/`` (done) and ``failed/`` (retried on a re-run)."""
 
-    def __init__(self, out_dir: str | os.PathLike, params_hash: str) -> None:
+    def __init__(self, out_dir: str | os.PathLike, key_base: dict, expected_features: Sequence[str] = ()) -> None:
         self.root = Path(out_dir)
-        self.params_hash = params_hash
-        (self.root / "cases").mkdir(parents=True, exist_ok=True)
-        (self.root / "failed").mkdir(parents=True, exist_ok=True)
+        self.key_base = key_base
+        self.expected_features = list(expected_features)
+        for kind in ("cases", "failed"):
+            (self.root / kind).mkdir(parents=True, exist_ok=True)
 
     def _path(self, kind: str, case_id: str) -> Path:
-        return self.root / kind / f"{_safe_name(case_id)}.json"
+        return self.root / kind / f"{cache_file_name(case_id)}.json"
 
-    def load(self, case_id: str) -> dict | None:
+    def key(self, case: Case) -> str:
+        """What a result depends on: params and artifacts, label, transforms, input file identities."""
+        return _digest({**self.key_base, "label": case.label, "transforms": [t.describe() for t in case.transforms], "inputs": input_identity(case)})
+
+    def load(self, case_id: str, key: str) -> dict | None:
         path = self._path("cases", case_id)
         if not path.is_file():
             return None
         try:
-            stored = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None  # a half-written file from an interrupted run: compute again
-        if stored.get("params_hash") != self.params_hash or stored.get("id") != case_id:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(stored, dict) or not isinstance(stored.get("row"), dict):
+                raise ValueError("not a cached row")
+            row = stored["row"]
+            if stored.get("checksum") != _digest(row):
+                raise ValueError("checksum mismatch")
+            missing = [c for c in self.expected_features if c not in row]
+            if missing:
+                raise ValueError(f"missing feature columns, e.g. {missing[0]}")
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            logger.warning("cached result %s of case '%s' is damaged (%s): computing the case again", path, case_id, exc)
             return None
-        return stored["row"]
+        if stored.get("id") != case_id or stored.get("key") != key:
+            return None  # other params, label, transforms or input files: stale, compute again
+        return row
 
-    def store(self, case_id: str, row: dict) -> None:
+    def store(self, case_id: str, key: str, row: dict) -> None:
         failed = ERROR_COLUMN in row
-        path = self._path("failed" if failed else "cases", case_id)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"id": case_id, "params_hash": self.params_hash, "row": row}, default=str))
-        temporary.replace(path)  # atomic: an interrupted write never leaves a truncated result
+        payload = {"id": case_id, "key": key, "checksum": _digest(row), "row": row}
+        _atomic_write(self._path("failed" if failed else "cases", case_id), json.dumps(payload, default=str).encode("utf-8"))
         if not failed:
             self._path("failed", case_id).unlink(missing_ok=True)
 
 
-def compute_row(extractor, row: dict, base: Path) -> dict:
+# ------------------------------------------------------------------------------------------------ tasks
+@dataclass
+class RowTask:
+    """Features of one manifest row (what a worker runs): an extractor plus the transforms of the case.
+
+    ``transforms`` is a sequence applied to every case, or a mapping ``{ID: sequence}`` per case.
+    """
+
+    extractor: Any
+    transforms: tuple | Mapping = ()
+
+    def case(self, row: dict, base: Path) -> Case:
+        transforms = self.transforms.get(row["ID"], ()) if isinstance(self.transforms, Mapping) else self.transforms
+        return case_from_row(row, base, self.extractor.params.label, transforms)
+
+    def __call__(self, row: dict, base: Path) -> dict:
+        return compute_row(self, row, base)
+
+
+def error_message(exc: BaseException) -> str:
+    """``Type: message`` of an exception, with the place it came from when it is not a deepradiomics error."""
+    if isinstance(exc, DeepRadiomicsError):
+        return f"{type(exc).__name__}: {exc}"
+    last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def compute_row(task: RowTask, row: dict, base: Path) -> dict:
     """Features of one manifest row; any failure becomes ``{diagnostics_Error: message}``."""
     try:
-        case = case_from_row(row, base, extractor.params.label)
-        return extractor.compute(case)
-    except DeepRadiomicsError as exc:
-        return {ERROR_COLUMN: f"{type(exc).__name__}: {exc}"}
+        return task.extractor.compute(task.case(row, base))
     except Exception as exc:  # a batch records every failure and carries on
-        last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
-        return {ERROR_COLUMN: f"{type(exc).__name__}: {exc}{where}"}
+        return {ERROR_COLUMN: error_message(exc)}
 
 
-# Each worker process builds its extractor once (pool initializer), then serves many cases.
+@dataclass
+class DescribeTask:
+    """Descriptors of one manifest row for a fitted class (``describe``), for ``fit``."""
+
+    feature_class: Any
+    label: int = 1
+
+    def __call__(self, row: dict, base: Path) -> dict:
+        return self.feature_class.describe(case_from_row(row, base, self.label))
+
+
+# Each worker process builds its task once (pool initializer), then serves many cases.
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(extractor, threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Make this worker die with the main process (no orphans after a SIGKILL of the batch)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:  # portable fallback: the parent changed (re-parented to init)
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _init_worker(task, threads: int, parent: int) -> None:
     # Share the cores between workers instead of letting each library start one thread per core.
     import SimpleITK as sitk
 
+    _exit_with_parent(parent)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     else:
         os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when a deep class imports it
-    _WORKER["extractor"] = extractor
+    _WORKER["task"] = task
 
 
-def _work(row: dict, base: Path) -> tuple[str, dict]:
-    return row["ID"], compute_row(_WORKER["extractor"], row, base)
+def _work(row: dict, base: Path) -> tuple[str, Any]:
+    return row["ID"], _WORKER["task"](row, base)
 
 
-def _standalone(extractor, row: dict, base: Path) -> tuple[str, dict]:
-    return row["ID"], compute_row(extractor, row, base)
+def _standalone(task, row: dict, base: Path) -> tuple[str, Any]:
+    return row["ID"], task(row, base)
 
 
-def _iterate(extractor, rows: list[dict], base: Path, jobs: int, scheduler: str) -> Iterable[tuple[str, dict]]:
+def map_cases(
+    task: Callable[[dict, Path], Any],
+    rows: Sequence[dict],
+    base: Path,
+    jobs: int = 1,
+    scheduler: str = "processes",
+    on_error: Callable[[dict, BaseException | str], Any] | None = None,
+) -> Iterable[tuple[str, Any]]:
+    """Run ``task(row, base)`` for every row; yield ``(ID, result)`` as they finish.
+
+    ``scheduler``: ``"processes"`` (a pool of ``jobs`` workers; in the calling process when ``jobs == 1``),
+    ``"dask"`` (a local Dask cluster of ``jobs`` workers) or a Dask scheduler address ``tcp://HOST:PORT``.
+    Rows are submitted largest first. ``on_error(row, reason)`` turns a case whose worker died (twice) into a
+    result; without it such a case raises.
+    """
     if not rows:
         return
+    rows = sorted(rows, key=lambda r: -_input_bytes(r, base))
     if scheduler == "processes" and jobs <= 1:
         for row in rows:
-            yield row["ID"], compute_row(extractor, row, base)
+            yield row["ID"], task(row, base)
         return
     if scheduler == "processes":
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        yield from _map_pool(task, rows, base, jobs, on_error)
+        return
+    yield from _map_dask(task, rows, base, jobs, scheduler, on_error)
 
-        # fork is cheapest, but unsafe once torch has started its thread pools in this process.
-        method = "fork" if "torch" not in sys.modules and sys.platform.startswith("linux") else "spawn"
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(
+
+def _map_pool(task, rows, base, jobs, on_error) -> Iterable[tuple[str, Any]]:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    # fork is cheapest, but unsafe once torch has started its thread pools in this process.
+    method = "fork" if "torch" not in sys.modules and sys.platform.startswith("linux") else "spawn"
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pending = list(reversed(rows))  # pop() takes the largest first
+    deaths: dict[str, int] = {}
+
+    def new_pool():
+        return ProcessPoolExecutor(
             max_workers=jobs,
             mp_context=multiprocessing.get_context(method),
             initializer=_init_worker,
-            initargs=(extractor, threads),
-        ) as pool:
-            futures = [pool.submit(_work, row, base) for row in rows]
-            for future in as_completed(futures):
-                yield future.result()
-        return
-    # Dask: "dask" starts a local cluster with `jobs` workers; "tcp://host:port" joins a running one.
+            initargs=(task, threads, os.getpid()),
+        )
+
+    pool = new_pool()
+    in_flight: dict = {}
     try:
+        while pending or in_flight:
+            while pending and len(in_flight) < jobs:
+                row = pending.pop()
+                in_flight[pool.submit(_work, row, base)] = row
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                row = in_flight.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    in_flight[future] = row  # handled below with the other cases in flight
+            if broken:
+                lost = list(in_flight.values())
+                in_flight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                for row in lost:
+                    deaths[row["ID"]] = deaths.get(row["ID"], 0) + 1
+                    if deaths[row["ID"]] > WORKER_DEATH_RETRIES:
+                        reason = "the worker process computing this case died twice (killed, e.g. by the out-of-memory killer)"
+                        if on_error is None:
+                            raise DeepRadiomicsError(f"case '{row['ID']}': {reason}")
+                        yield row["ID"], on_error(row, reason)
+                    else:
+                        logger.warning("a worker process died while computing case '%s': retrying it once", row["ID"])
+                        pending.append(row)
+                pool = new_pool()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _map_dask(task, rows, base, jobs, scheduler, on_error) -> Iterable[tuple[str, Any]]:
+    try:
+        import dask
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
         raise ParamsError("the Dask scheduler needs dask.distributed: pip install 'dask[distributed]'") from exc
-    if scheduler == "dask":
-        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-    else:
-        cluster, client = None, Client(scheduler)
-    try:
-        scattered = client.scatter(extractor, broadcast=True)
-        futures = [client.submit(_standalone, scattered, row, base, pure=False) for row in rows]
-        for future in as_completed(futures):
-            yield future.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    if scheduler != "dask" and not re.match(r"^(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?/?$", scheduler):
+        raise ParamsError(f"--scheduler '{scheduler}' is not 'processes', 'dask' or a Dask address such as tcp://HOST:8786")
+    # a task that was on a worker that died is retried once, then reported (KilledWorker)
+    with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATH_RETRIES}):
+        if scheduler == "dask":
+            cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True, dashboard_address=None)
+            client = Client(cluster)
+        else:
+            cluster = None
+            try:
+                client = Client(scheduler, timeout="10s")
+            except (OSError, TimeoutError) as exc:
+                raise ParamsError(f"cannot reach the Dask scheduler at '{scheduler}' ({type(exc).__name__}): start it or fix --scheduler") from exc
+        try:
+            scattered = client.scatter(task, broadcast=True)
+            futures = {client.submit(_standalone, scattered, row, base, pure=False): row for row in rows}
+            for future in as_completed(futures):
+                row = futures[future]
+                try:
+                    yield future.result()
+                except Exception as exc:  # KilledWorker (a worker died twice on it), or a lost connection
+                    if on_error is None:
+                        raise
+                    yield row["ID"], on_error(row, exc)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def error_row(row: dict, reason: BaseException | str) -> dict:
+    """The result of a case whose worker died (``map_cases``' on_error): ``{diagnostics_Error: message}``."""
+    return {ERROR_COLUMN: reason if isinstance(reason, str) else error_message(reason)}
+
+
+# ------------------------------------------------------------------------------------------------ batch
+@dataclass
+class BatchRun:
+    """What :func:`run_batch` did (for summaries and benchmarks)."""
+
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
 
 
 def run_batch(
@@ -212,44 +481,72 @@ def run_batch(
     progress: bool = False,
     base_dir: str | os.PathLike | None = None,
     scheduler: str = "processes",
+    transforms: Sequence | Mapping = (),
+    run: BatchRun | None = None,
 ):
     """Extract every case of ``manifest`` with ``extractor``; return a DataFrame indexed by ID.
 
     Parameters
     ----------
     extractor
-        An :class:`~deepradiomics.extractor.Extractor` (fitted, if its classes need fitting).
+        An :class:`~deepradiomics.extractor.Extractor` (its fitted classes fitted or pointing to artifacts).
     manifest
         CSV path or DataFrame with ``ID``, ``Image``, ``Mask``, optional ``Label``, ``Image_<name>``.
     jobs
         Worker processes (or Dask workers for ``scheduler="dask"``).
     out_dir
-        Folder for per-case results; finished cases are skipped on a re-run with the same params.
+        Folder for per-case results; a re-run reuses what is still valid (see the module docstring).
     progress
         Show a progress bar on stderr.
     scheduler
         ``"processes"`` (default), ``"dask"`` (a local Dask cluster) or a Dask scheduler address.
+    transforms
+        Case transforms applied to every case (e.g. :mod:`deepradiomics.perturb` perturbations), or a
+        mapping ``{ID: transforms}`` per case.
+    run
+        A :class:`BatchRun` to fill with the IDs computed and reused.
     """
     from tqdm.auto import tqdm
 
     frame, base = read_manifest(manifest, base_dir)
+    extractor.check_fitted()  # a missing fit fails the whole batch at once, not every case
     records = frame.to_dict(orient="records")
-    cache = ResultCache(out_dir, extractor.params.hash) if out_dir is not None else None
+    task = RowTask(extractor, transforms if isinstance(transforms, Mapping) else tuple(transforms))
+    cache = None
+    keys: dict[str, str] = {}
+    if out_dir is not None:
+        expected = [c for name, fc in extractor.plugin_classes.items() for c in _class_columns(name, fc)]
+        cache = ResultCache(out_dir, {"params": extractor.params_hash}, expected)
     results: dict[str, dict] = {}
     todo = []
     for record in records:
-        cached = cache.load(record["ID"]) if cache else None
+        cached = None
+        if cache is not None:
+            try:
+                keys[record["ID"]] = cache.key(task.case(record, base))
+                cached = cache.load(record["ID"], keys[record["ID"]])
+            except DeepRadiomicsError:
+                cached = None  # a bad row (blank path, bad label): computing it records the error
         if cached is not None:
             results[record["ID"]] = cached
         else:
             todo.append(record)
+    run = run if run is not None else BatchRun()
+    run.reused = [r["ID"] for r in records if r["ID"] in results]
     with tqdm(total=len(records), initial=len(results), desc="cases", unit="case", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
-        for case_id, row in _iterate(extractor, todo, base, jobs, scheduler):
+        for case_id, row in map_cases(task, todo, base, jobs, scheduler, on_error=error_row):
             results[case_id] = row
-            if cache:
-                cache.store(case_id, row)
+            run.computed.append(case_id)
+            if cache is not None and case_id in keys:
+                cache.store(case_id, keys[case_id], row)
             bar.update(1)
     return assemble(frame, results)
+
+
+def _class_columns(name: str, feature_class) -> list[str]:
+    from .naming import format_name
+
+    return [format_name(feature_class.image_type, name, f) for f in feature_class.feature_names()]
 
 
 def assemble(frame, results: dict[str, dict]):
@@ -285,3 +582,104 @@ def failures(table) -> list[tuple[str, str]]:
         return []
     failed = table[table[ERROR_COLUMN].astype(str).str.len() > 0]
     return list(zip(failed.index, failed[ERROR_COLUMN]))
+
+
+# ------------------------------------------------------------------------------------------------ fit
+def describe_cases(
+    feature_class,
+    manifest,
+    jobs: int = 1,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    label: int = 1,
+    base_dir: str | os.PathLike | None = None,
+    scheduler: str = "processes",
+) -> dict[str, dict]:
+    """``{ID: descriptors}`` of a fitted class for every case of ``manifest`` (parallel, cached).
+
+    A failing case stops the fit with its message (a cohort-level encoder silently fitted on fewer cases
+    than the user listed would be a hidden change of the study). With ``cache_dir`` the descriptors of
+    each case are kept as ``.npz`` (keyed like the batch cache) and reused by later fits, e.g. the
+    fold-wise refits of a study.
+    """
+    import dataclasses
+
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    frame, base = read_manifest(manifest, base_dir)
+    records = frame.to_dict(orient="records")
+    task = DescribeTask(feature_class, label)
+    settings = {k: v for k, v in dataclasses.asdict(feature_class.settings).items() if k != feature_class.fitted_setting}
+    artifacts = {k: v for k, v in feature_class.artifacts().items() if k != "Fitted"}
+    key_base = {"class": feature_class.name, "settings": settings, "artifacts": artifacts}
+    folder = Path(cache_dir) / "descriptors" / feature_class.name if cache_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, dict] = {}
+    keys: dict[str, str] = {}
+    todo = []
+    for record in records:
+        case = case_from_row(record, base, label)
+        if folder is not None:
+            keys[record["ID"]] = _digest({**key_base, "label": case.label, "inputs": input_identity(case)})
+            cached = _load_descriptors(folder / f"{cache_file_name(record['ID'])}.npz", keys[record["ID"]])
+            if cached is not None:
+                out[record["ID"]] = cached
+                continue
+        todo.append(record)
+    failed: list[str] = []
+    with tqdm(total=len(records), initial=len(out), desc=f"describe {feature_class.name}", unit="case", file=sys.stderr, disable=not progress) as bar:
+        for case_id, result in map_cases(Guarded(task), todo, base, jobs, scheduler, on_error=error_row):
+            if isinstance(result, dict) and ERROR_COLUMN in result:
+                failed.append(f"{case_id}: {result[ERROR_COLUMN]}")
+                continue
+            out[case_id] = result
+            if folder is not None:
+                buffer = _npz_bytes({**result, "__key__": np.array(keys[case_id])})
+                _atomic_write(folder / f"{cache_file_name(case_id)}.npz", buffer)
+            bar.update(1)
+    if failed:
+        raise DeepRadiomicsError(
+            f"fitting '{feature_class.name}' needs every case of the manifest, but {len(failed)} failed; first: {failed[0]}. "
+            "Fix or remove those cases and fit again"
+        )
+    return {r["ID"]: out[r["ID"]] for r in records}
+
+
+@dataclass
+class Guarded:
+    """A task whose exceptions become ``{diagnostics_Error: message}`` (so that one case does not end the pool)."""
+
+    task: Any
+
+    def __call__(self, row: dict, base: Path):
+        try:
+            return self.task(row, base)
+        except Exception as exc:
+            return {ERROR_COLUMN: error_message(exc)}
+
+
+def _npz_bytes(arrays: dict) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _load_descriptors(path: Path, key: str) -> dict | None:
+    import numpy as np
+
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["__key__"]) != key:
+                return None
+            return {k: data[k] for k in data.files if k != "__key__"}
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("cached descriptors %s are damaged (%s): computing them again", path, exc)
+        return None

@@ -102,6 +102,10 @@ class Case:
         Value of the region of interest in ``mask``.
     case_id
         Identifier used for batch rows and messages.
+    transforms
+        Transforms applied, in order, to every modality image after it is read and checked (e.g. the
+        intensity perturbations of :mod:`deepradiomics.perturb`): callables ``t(image, case, name) ->
+        image`` with a ``describe()`` method whose text goes into the diagnostics and the batch cache key.
 
     Examples
     --------
@@ -114,6 +118,7 @@ class Case:
     mask: ImageLike
     label: int = 1
     case_id: str = "case"
+    transforms: tuple = ()
     _images: dict = field(default_factory=dict, init=False, repr=False)
     _mask_image: object = field(default=None, init=False, repr=False)
 
@@ -167,8 +172,30 @@ class Case:
                     f"{name} image '{self.source(name)}' and mask '{self.source('mask')}' of case '{self.case_id}' "
                     f"differ in geometry ({mismatch}): resample the mask onto the image grid"
                 )
+            for transform in self.transforms:
+                image = transform(image, self, name)
             self._images[name] = image
         return self._images[name]
+
+    def with_transforms(self, *transforms) -> Case:
+        """A new case on the same files with ``transforms`` appended (nothing read or cached is shared)."""
+        return Case(self.modalities, self.mask, self.label, self.case_id, tuple(self.transforms) + tuple(transforms))
+
+    def diagnostics(self) -> dict:
+        """``diagnostics_Case_*``: ROI volume (mm^3), number of axial slices, and the transforms applied."""
+        import numpy as np
+
+        from .naming import diagnostics_name
+
+        mask = self.mask_image()
+        voxels = int(np.count_nonzero(self.mask_array()))
+        out = {
+            diagnostics_name("Case", "RoiVolume"): float(voxels * np.prod(mask.GetSpacing())),
+            diagnostics_name("Case", "Slices"): int(mask.GetSize()[2]),
+        }
+        if self.transforms:
+            out[diagnostics_name("Case", "Transforms")] = "; ".join(t.describe() for t in self.transforms)
+        return out
 
     def array(self, name: str = MAIN_IMAGE):
         """Modality ``name`` as a numpy array in SimpleITK's (z, y, x) order."""

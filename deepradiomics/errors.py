@@ -1,12 +1,14 @@
 """Exception hierarchy.
 
 Every error raised on purpose by deepradiomics derives from :class:`DeepRadiomicsError`, so a caller
-can catch one type. Messages name the file, the key or the value at fault and what to do about it.
+can catch one type: ``ParamsError``, ``CaseError``, ``FeatureError``, ``ModelError``, ``NotFittedError``,
+``PluginError``. Messages name the file, the key or the value at fault and what to do about it.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
 
 
@@ -32,6 +34,13 @@ class ModelError(DeepRadiomicsError, RuntimeError):
 
 class PluginError(DeepRadiomicsError, RuntimeError):
     """A plugin (entry point) cannot be loaded or does not follow the FeatureClass contract."""
+
+
+class NotFittedError(DeepRadiomicsError, ValueError, AttributeError):
+    """A fitted feature class (``requires_fit``) was used before ``fit`` or without its fitted artifact.
+
+    Like scikit-learn's ``NotFittedError`` it is both a ValueError and an AttributeError.
+    """
 
 
 def _edit_distance(a: str, b: str) -> int:
@@ -70,3 +79,55 @@ def did_you_mean(value: str, candidates: Iterable[str]) -> str:
     if _edit_distance(value.lower(), best.lower()) <= max(1, len(value) // 3):
         return f" Did you mean '{best}'?"
     return ""
+
+
+class ParamsFileNotFoundError(FileNotFoundError, ParamsError):
+    """A params file that does not exist.
+
+    PyRadiomics raises ``IOError`` there; this error is both a :class:`FileNotFoundError` (so ``except
+    IOError`` / ``except OSError`` code written for PyRadiomics catches it) and a :class:`ParamsError`.
+    Build it as ``ParamsFileNotFoundError(errno.ENOENT, message, path)``; ``str()`` is the message.
+    """
+
+    def __str__(self) -> str:
+        return self.strerror if self.strerror else super().__str__()
+
+
+def __getattr__(name: str) -> type:
+    """Exception classes that derive from an optional library's, built on first use (PEP 562).
+
+    ``ParamsSchemaError`` derives from pykwalify's ``SchemaError`` (what PyRadiomics raises for an
+    invalid params file), so that ``from deepradiomics.errors import ParamsSchemaError`` imports
+    pykwalify only when that class is asked for, and ``import deepradiomics.errors`` stays light.
+    """
+    if name == "ParamsSchemaError":
+        return _params_schema_error_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache  # one class object, so that isinstance checks and pickling see the same class every time
+def _params_schema_error_class() -> type:
+    from pykwalify.errors import PyKwalifyException, SchemaError, retnames
+
+    class ParamsSchemaError(ParamsError, SchemaError):
+        """Invalid parameters, catchable both as :class:`ParamsError` and as pykwalify's ``SchemaError``.
+
+        PyRadiomics validates params with pykwalify and raises ``pykwalify.errors.SchemaError``; the
+        PyRadiomics-compatible extractor (:mod:`deepradiomics.compat`) raises this class instead, so
+        that code catching either type keeps working. ``str()`` is the one-line message.
+        """
+
+        def __init__(self, message: str = "", path: str = "/") -> None:
+            ParamsError.__init__(self, message)
+            # SchemaError.__init__ calls super(self.__class__, self).__init__, which recurses in any subclass:
+            # set pykwalify's fields (msg, retcode, path) through its base class instead.
+            PyKwalifyException.__init__(self, msg=message, retcode=retnames["schemaerror"], path=path)
+
+        def __str__(self) -> str:
+            return str(self.args[0]) if self.args else ""
+
+        __repr__ = Exception.__repr__
+
+    ParamsSchemaError.__module__ = __name__
+    ParamsSchemaError.__qualname__ = "ParamsSchemaError"  # pickled by reference as deepradiomics.errors.ParamsSchemaError
+    return ParamsSchemaError

@@ -1,9 +1,10 @@
 """The FeatureClass contract shared by classical and deep feature classes.
 
-A feature class has a ``name`` (its token in column names), a ``family`` ("classical" or "deep"), a
-typed ``Settings`` dataclass, ``feature_names()``, ``compute(case)``, an optional cohort-level
-``fit(cases)`` and ``diagnostics()``. ``__init__`` only stores settings (scikit-learn's habit);
-fitted state lives in attributes ending in ``_``.
+A feature class has a ``name`` (its token in column names), a ``family`` ("classical" = hand-crafted or
+"deep" = learned; it only groups columns), a typed ``Settings`` dataclass, ``feature_names()``,
+``compute(case)`` and ``diagnostics()``; fitted classes add a cohort-level ``fit`` (see
+:class:`FeatureClass`). ``__init__`` only stores settings (scikit-learn's habit); fitted state lives in
+attributes ending in ``_``.
 
 Example of a third-party class (see ``plugins/template.py`` for a complete one)::
 
@@ -26,12 +27,17 @@ Example of a third-party class (see ``plugins/template.py`` for a complete one):
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import ParamsError, did_you_mean
+from .errors import NotFittedError, ParamsError, did_you_mean
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FAMILIES = ("classical", "deep")
 
@@ -94,34 +100,203 @@ class FeatureClass:
     """Base class of every feature class (see the module docstring for an example).
 
     Subclasses set ``name``, ``family``, ``Settings`` and implement ``feature_names`` and ``compute``.
-    Classes that learn a cohort-level encoder set ``requires_fit = True`` and implement ``fit``.
+
+    Class metadata read by the framework and the study (never by class name):
+
+    ``family``
+        ``"classical"`` (hand-crafted) or ``"deep"`` (learned): only groups columns into study families.
+        Whether PyRadiomics computes a class is the backend's business (the registry's source), not this.
+    ``histograms``
+        ``{name: regex over the feature token}`` of the column groups that are histograms (e.g. codeword
+        counts): robustness reports their difference ratio and the study looks for responsible vectors.
+    ``subfamilies``
+        ``{suffix: regex over the feature token}``: extra study families ``<name>-<suffix>`` (e.g. per layer).
+
+    **Fitted classes** (``requires_fit = True``) learn cohort-level state in three steps, so that the
+    per-case work is done (and cached, and parallelised) once and only the cohort step is refitted::
+
+        descriptors = [fc.describe(case) for case in cases]   # per case: dict of arrays
+        fc.fit_descriptors(descriptors, case_ids)              # cohort step, fitted attributes end in "_"
+        features = fc.encode(fc.describe(case))                # what compute(case) does
+
+    ``fitted_state()`` / ``set_fitted_state(arrays)`` expose the fitted state as arrays, which
+    :meth:`save_fitted` writes (``.npz`` + ``config.yaml`` with sha256, never pickle) and the setting named
+    by ``fitted_setting`` points to, so a params file rebuilds the fitted class. ``compute`` before fit
+    raises NotFittedError naming ``deepradiomics fit``.
     """
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = "deep"
     Settings: ClassVar[type] = NoSettings
     requires_fit: ClassVar[bool] = False
+    #: the setting holding the folder of the fitted artifact (fitted classes only)
+    fitted_setting: ClassVar[str] = "fitted"
+    histograms: ClassVar[Mapping[str, str]] = {}
+    subfamilies: ClassVar[Mapping[str, str]] = {}
     #: image type token of the columns this class produces
     image_type: ClassVar[str] = "original"
 
-    def __init__(self, settings: Any = None, *, where: str | None = None) -> None:
+    def __init__(self, settings: Any = None, *, where: str | None = None, base_dir: str | os.PathLike | None = None) -> None:
         self.settings = build_settings(self.Settings, settings, where or f"featureClass.{self.name}")
+        self._where = where or f"featureClass.{self.name}"
+        #: folder that relative paths in the settings are relative to (the params file's folder)
+        self._base_dir = None if base_dir is None else Path(base_dir)
 
     def feature_names(self) -> list[str]:
         """The ``<Feature>`` tokens this class produces, in column order."""
         raise NotImplementedError
 
     def compute(self, case) -> dict[str, float]:
-        """Features of one :class:`~deepradiomics.case.Case` as ``{Feature: float}``."""
-        raise NotImplementedError
+        """Features of one :class:`~deepradiomics.case.Case` as ``{Feature: float}``.
 
-    def fit(self, cases: Sequence) -> FeatureClass:
-        """Learn a cohort-level encoder from ``cases`` (only for ``requires_fit`` classes)."""
-        return self
+        Fitted classes need not override it: it is ``encode(describe(case))`` once fitted.
+        """
+        if not self.requires_fit:
+            raise NotImplementedError(f"{type(self).__name__} does not implement compute()")
+        self.check_fitted()
+        return self.encode(self.describe(case))
 
     def diagnostics(self) -> dict[str, Any]:
-        """Provenance for ``diagnostics_<name>_<Key>`` columns (model sha256, settings, ...)."""
+        """Provenance for ``diagnostics_<name>_<Key>`` columns (settings, counts, ...)."""
         return {}
+
+    def artifacts(self) -> dict[str, str]:
+        """``{Key: sha256}`` of every model file or fitted artifact the features depend on.
+
+        Written as ``diagnostics_<name>_<Key>Sha256``, folded into the params hash and into the batch
+        cache key, so that a retrained model at the same path is never mistaken for the old one.
+        The base class reports the fitted artifact of a fitted class (key ``Fitted``).
+        """
+        if not self.requires_fit:
+            return {}
+        digest = getattr(self, "fitted_sha256_", None)
+        if digest is None and self.fitted_path() is not None:
+            from .artifacts import read_artifact_config
+
+            digest = read_artifact_config(self.fitted_path(), self.name)["state_sha256"]
+        return {"Fitted": digest} if digest else {}
+
+    def params_entry(self) -> Any:
+        """This instance's entry in a params file's ``featureClass`` section (its settings, defaults left out)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self.Settings)}
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(self.settings).items()
+            if v is not None and v != defaults.get(k)
+        }
+
+    def resolve_path(self, value: str | os.PathLike) -> Path:
+        """A path setting resolved against the params file's folder (the working directory for dict params)."""
+        path = Path(value).expanduser()
+        if path.is_absolute() or self._base_dir is None:
+            return path
+        return self._base_dir / path
+
+    # ------------------------------------------------------------------ fitted classes
+    def describe(self, case) -> dict[str, np.ndarray]:
+        """Per-case descriptors that ``fit_descriptors`` learns from and ``encode`` turns into features."""
+        raise NotImplementedError(f"{type(self).__name__} is not a fitted class (requires_fit is False)")
+
+    def fit_descriptors(self, descriptors: Sequence[Mapping[str, np.ndarray]], case_ids: Sequence[str] = ()) -> FeatureClass:
+        """Learn the cohort-level state from the descriptors of the training cases; return self."""
+        raise NotImplementedError(f"{type(self).__name__} is not a fitted class (requires_fit is False)")
+
+    def encode(self, descriptors: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """Features of one case from its descriptors (fitted state needed)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a fitted class (requires_fit is False)")
+
+    def fitted_state(self) -> dict[str, np.ndarray] | None:
+        """The fitted state as named arrays, or None before fit."""
+        return None
+
+    def set_fitted_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore the fitted state from named arrays (as returned by :meth:`fitted_state`)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a fitted class (requires_fit is False)")
+
+    def fit(self, cases: Sequence) -> FeatureClass:
+        """Fit on ``cases`` (describe each, then fit the cohort step); return self."""
+        cases = list(cases)
+        descriptors = [self.describe(case) for case in cases]
+        return self.fit_from_descriptors(descriptors, [getattr(c, "case_id", str(i)) for i, c in enumerate(cases)])
+
+    def fit_from_descriptors(self, descriptors: Sequence[Mapping[str, np.ndarray]], case_ids: Sequence[str]) -> FeatureClass:
+        """What the framework calls: :meth:`fit_descriptors` plus the record of what it was fitted on."""
+        if len(descriptors) == 0:
+            raise NotFittedError(f"feature class '{self.name}' ({self._where}): no case to fit on")
+        self.fit_descriptors(descriptors, case_ids)
+        self.fitted_on_ = tuple(str(c) for c in case_ids)
+        self.fitted_sha256_ = None  # fitted in memory: no artifact yet
+        return self
+
+    def fitted_path(self) -> Path | None:
+        """The fitted artifact folder named by the ``fitted_setting`` setting, or None."""
+        value = getattr(self.settings, self.fitted_setting, None)
+        return None if value in (None, "") else self.resolve_path(value)
+
+    def is_fitted(self) -> bool:
+        return not self.requires_fit or self.fitted_state() is not None
+
+    def check_fitted(self) -> None:
+        """Load the fitted artifact named by the settings if needed; NotFittedError when there is none."""
+        if self.is_fitted():
+            return
+        path = self.fitted_path()
+        if path is None:
+            raise NotFittedError(
+                f"feature class '{self.name}' ({self._where}) is not fitted: run `deepradiomics fit PARAMS MANIFEST -o DIR` "
+                f"and extract with DIR/params.yaml, or call Extractor.fit(cases) first"
+            )
+        self.load_fitted(path)
+
+    def save_fitted(self, folder: str | os.PathLike, fitted_on: Sequence[str] = ()) -> str:
+        """Write the fitted state to ``folder`` (``state.npz`` + ``config.yaml``); return its sha256."""
+        from .artifacts import save_artifact
+
+        state = self.fitted_state()
+        if state is None:
+            raise NotFittedError(f"feature class '{self.name}' is not fitted: nothing to save")
+        settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k != self.fitted_setting}
+        digest = save_artifact(folder, self.name, state, settings, fitted_on or getattr(self, "fitted_on_", ()))
+        self.fitted_sha256_ = digest
+        return digest
+
+    def load_fitted(self, folder: str | os.PathLike) -> FeatureClass:
+        """Restore the fitted state saved in ``folder`` (sha256 checked; ModelError when tampered)."""
+        from .artifacts import load_artifact
+
+        arrays, config = load_artifact(folder, self.name)
+        saved = config.get("settings") or {}
+        current = {k: v for k, v in dataclasses.asdict(self.settings).items() if k != self.fitted_setting}
+        differing = [k for k in saved if k in current and _plain_value(current[k]) != saved[k]]
+        if differing:
+            raise ParamsError(
+                f"{self._where}: settings {', '.join(differing)} differ from those the artifact '{folder}' was fitted with "
+                f"({', '.join(f'{k}={saved[k]!r}' for k in differing)}): use the params.yaml written by `deepradiomics fit`, or refit"
+            )
+        self.set_fitted_state(arrays)
+        self.fitted_sha256_ = config["state_sha256"]
+        self.fitted_on_ = tuple(config.get("fitted_on") or ())
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v) for v in value]
+    return value
+
+
+def contract_problems(cls: type) -> list[str]:
+    """What makes ``cls`` break the class-level contract (checked when the registry loads it)."""
+    problems = []
+    if not (isinstance(cls, type) and issubclass(cls, FeatureClass)):
+        return [f"{cls!r} is not a subclass of deepradiomics.FeatureClass"]
+    if cls.family not in FAMILIES:
+        problems.append(f"family={cls.family!r} is not one of {FAMILIES}")
+    if not dataclasses.is_dataclass(cls.Settings):
+        problems.append("Settings is not a dataclass")
+    elif cls.requires_fit and cls.fitted_setting not in {f.name for f in dataclasses.fields(cls.Settings)}:
+        problems.append(f"it requires fit but its Settings have no field '{cls.fitted_setting}' (its fitted_setting)")
+    return problems

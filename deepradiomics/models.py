@@ -1,31 +1,51 @@
 """Model bundles: a folder with ``model.pt`` (state dict), ``config.yaml`` and ``card.md``.
 
-``config.yaml`` records the architecture, the codebook size (K, D), the input modalities (names and
-order), the input size and preprocessing, the label mapping and the sha256 of ``model.pt``. Loading
-checks that sha256 before torch reads a byte of the weights, and reads them with
+``config.yaml`` (format 2) records:
+
+- ``architecture``: ``type`` (a key of :data:`ARCHITECTURES`, e.g. ``vqseg``) and the keyword arguments of
+  that network's ``from_config``;
+- ``modalities``: the input channels in order, each ``{name: <case modality>, column: <manifest column>}``;
+- ``preprocessing``: the machine-readable block of :class:`~deepradiomics.nets.preprocess.Preprocessing`
+  (orientation, normalisation, input size, channel names), read back and applied by feature classes;
+- ``model_sha256``: the sha256 of ``model.pt``.
+
+Loading checks that sha256 before torch reads a byte of the weights, and reads them with
 ``torch.load(..., weights_only=True)``: a bundle never executes code. Nothing is downloaded at run time;
-the default bundle ships inside the package (``deepradiomics/data/models/``).
+shipped bundles live inside the package (``deepradiomics/data/models/``). Bundles written by earlier
+versions (format 1: ``type: VQSegNet`` and a prose ``preprocessing`` block) are migrated when read.
 
 Examples
 --------
->>> bundle = load_bundle("default")  # doctest: +SKIP
->>> bundle.name, bundle.num_embeddings, bundle.modalities  # doctest: +SKIP
-('vq-lgg-cpu', 512, ['t1', 'Image', 't1ce'])
+>>> bundle = load_bundle("vq-lgg-cpu")  # doctest: +SKIP
+>>> bundle.architecture, bundle.modalities, bundle.preprocessing.input_size  # doctest: +SKIP
+('vqseg', ['t1', 'Image', 't1ce'], 128)
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .errors import ModelError, did_you_mean
 
-#: name of the bundle that ``"default"`` resolves to
-DEFAULT_MODEL = "vq-lgg-cpu"
 MODELS_DIR = Path(__file__).resolve().parent / "data" / "models"
 BUNDLE_FILES = ("model.pt", "config.yaml", "card.md")
+FORMAT_VERSION = 2
+
+#: ``architecture.type`` -> ``"module:Class"``; the class builds itself with ``from_config(architecture)``.
+#: Imported only when a bundle of that type is loaded.
+ARCHITECTURES: dict[str, str] = {
+    "vqseg": "deepradiomics.nets.vqseg:VQSegNet",
+    "dlrcnn": "deepradiomics.nets.dlrcnn:DLRCNN",
+    "vgg3d": "deepradiomics.nets.vgg3d:VGG3D",
+}
+#: architecture names written by format-1 bundles
+_TYPE_ALIASES = {"VQSegNet": "vqseg"}
 
 
 def sha256_file(path: str | Path) -> str:
@@ -44,22 +64,83 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "config.yaml").is_file())
 
 
-def resolve_bundle(name_or_path: str | Path) -> Path:
-    """Folder of a bundle: ``"default"``, a shipped bundle's name, or a path to a bundle folder."""
+def resolve_bundle(name_or_path: str | Path, base_dir: str | Path | None = None, default: str | None = None) -> Path:
+    """Folder of a bundle: a shipped bundle's name, ``"default"`` (= ``default``), or a bundle folder.
+
+    A relative folder is resolved against ``base_dir`` (the folder of the params file that names it),
+    else against the working directory; the error says which.
+    """
     text = str(name_or_path)
     if text == "default":
-        text = DEFAULT_MODEL
+        if default is None:
+            raise ModelError("model 'default': this feature class has no default bundle; give a bundle name or folder")
+        text = default
     if "/" not in text and "\\" not in text and (MODELS_DIR / text).is_dir():
         return MODELS_DIR / text
     path = Path(text).expanduser()
-    if path.is_dir():
-        return path
+    anchor = Path(base_dir) if base_dir is not None and not path.is_absolute() else None
+    candidate = anchor / path if anchor is not None else path
+    if candidate.is_dir():
+        return candidate
     shipped = ", ".join(shipped_models()) or "none"
-    raise ModelError(
-        f"model '{name_or_path}' is neither a shipped bundle (shipped: {shipped}; 'default' = {DEFAULT_MODEL}) "
-        f"nor a bundle folder: give the path of a folder holding {', '.join(BUNDLE_FILES)} "
-        "(written by `deepradiomics train CONFIG -o FOLDER`)"
+    where = f" (resolved against {anchor.resolve()})" if anchor is not None else (
+        f" (resolved against the working directory {Path.cwd()})" if not path.is_absolute() else ""
     )
+    raise ModelError(
+        f"model '{name_or_path}'{where} is neither a shipped bundle (shipped: {shipped}"
+        f"{'; default = ' + default if default else ''}){did_you_mean(text, shipped_models())} nor a bundle folder: "
+        f"give a shipped name or the path of a folder holding {', '.join(BUNDLE_FILES)} "
+        "(written by `deepradiomics train CONFIG -o FOLDER`; relative paths in a params file are relative to that file)"
+    )
+
+
+def architecture_class(type_name: str, where: str = "config.yaml"):
+    """The network class registered for ``architecture.type`` (ModelError naming the known types)."""
+    if type_name not in ARCHITECTURES:
+        raise ModelError(
+            f"{where}: architecture.type '{type_name}' is unknown.{did_you_mean(str(type_name), ARCHITECTURES)} "
+            f"Known types: {', '.join(ARCHITECTURES)}"
+        )
+    module_name, _, class_name = ARCHITECTURES[type_name].partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(f"{where}: architecture '{type_name}' cannot be built ({exc}): reinstall deepradiomics") from exc
+
+
+def build_network(architecture: Mapping[str, Any], where: str = "config.yaml"):
+    """Build the (untrained) network described by an ``architecture`` mapping."""
+    cls = architecture_class(str(architecture.get("type", "")), where)
+    missing = [key for key in getattr(cls, "REQUIRED_KEYS", ()) if key not in architecture]
+    if missing:
+        raise ModelError(f"{where}: architecture lacks the key '{missing[0]}': re-train the bundle")
+    try:
+        return cls.from_config(dict(architecture))
+    except KeyError as exc:
+        raise ModelError(f"{where}: architecture lacks the key {exc}: re-train the bundle") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: architecture is invalid ({exc}): re-train the bundle") from exc
+
+
+def migrate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 copy of a bundle config (format 1: ``type: VQSegNet`` and a prose preprocessing block).
+
+    Format 1 was written only for the VQ network, whose preprocessing was fixed: axial slices, z-score
+    per modality over voxels > 0, bilinear resize to ``architecture.input_size``.
+    """
+    config = copy.deepcopy(config)
+    if int(config.get("format_version", 1)) >= FORMAT_VERSION:
+        return config
+    arch = config.setdefault("architecture", {})
+    arch["type"] = _TYPE_ALIASES.get(arch.get("type", "VQSegNet"), arch.get("type", "vqseg"))
+    config["preprocessing"] = {
+        "orientation": "axial",
+        "normalization": "zscore-foreground",
+        "input_size": arch.get("input_size"),
+        "channels": [m.get("name") for m in config.get("modalities", []) if isinstance(m, Mapping)],
+    }
+    config["format_version"] = FORMAT_VERSION
+    return config
 
 
 @dataclass
@@ -73,64 +154,103 @@ class Bundle:
     model: Any = field(repr=False)
 
     @property
-    def num_embeddings(self) -> int:
-        return int(self.config["architecture"]["num_embeddings"])
-
-    @property
-    def input_size(self) -> int:
-        return int(self.config["architecture"]["input_size"])
+    def architecture(self) -> str:
+        """``architecture.type``, e.g. ``"vqseg"``."""
+        return str(self.config["architecture"]["type"])
 
     @property
     def modalities(self) -> list[str]:
+        """Case modality names in the network's channel order."""
         return [m["name"] for m in self.config["modalities"]]
+
+    @property
+    def preprocessing(self):
+        """The :class:`~deepradiomics.nets.preprocess.Preprocessing` the network was trained with."""
+        from .nets.preprocess import Preprocessing
+
+        return Preprocessing.from_config(self.config["preprocessing"], where=str(self.path / "config.yaml"))
+
+    @property
+    def input_size(self) -> int | None:
+        return self.preprocessing.input_size
+
+    @property
+    def num_embeddings(self) -> int:
+        """K of a codebook network (``architecture.num_embeddings``)."""
+        try:
+            return int(self.config["architecture"]["num_embeddings"])
+        except KeyError:
+            raise ModelError(f"bundle '{self.name}' ({self.architecture}) has no codebook (architecture.num_embeddings)") from None
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    """Read and validate ``config.yaml`` of a bundle folder (ModelError naming the key on failure)."""
+    """Read, migrate and validate ``config.yaml`` of a bundle folder (ModelError naming the key on failure)."""
     import yaml
 
-    config_path = folder / "config.yaml"
+    config_path = Path(folder) / "config.yaml"
     if not config_path.is_file():
         raise ModelError(
-            f"bundle '{folder}' has no config.yaml: re-download or re-train the bundle (`deepradiomics train CONFIG -o {folder}`)"
+            f"bundle '{folder}' has no config.yaml: re-train the bundle (`deepradiomics train CONFIG -o {folder}`)"
         )
     try:
         config = yaml.safe_load(config_path.read_text())
-    except yaml.YAMLError as exc:
-        raise ModelError(f"{config_path} is not valid YAML ({exc}): re-download or re-train the bundle") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{config_path} is not valid YAML ({exc}): re-train the bundle") from exc
     if not isinstance(config, dict):
-        raise ModelError(f"{config_path} must be a mapping, got {type(config).__name__}: re-download or re-train the bundle")
+        raise ModelError(f"{config_path} must be a mapping, got {type(config).__name__}: re-train the bundle")
     for key in ("architecture", "modalities", "model_sha256"):
         if key not in config:
-            raise ModelError(f"{config_path} lacks the key '{key}': re-download or re-train the bundle")
-    for key in ("in_channels", "num_classes", "input_size", "num_embeddings", "embedding_dim", "filters", "decoder_filters"):
-        if key not in config["architecture"]:
-            raise ModelError(f"{config_path}: architecture lacks the key '{key}': re-download or re-train the bundle")
-    if len(config["modalities"]) != int(config["architecture"]["in_channels"]):
+            raise ModelError(f"{config_path} lacks the key '{key}': re-train the bundle")
+    if not isinstance(config["architecture"], Mapping) or not isinstance(config["modalities"], list):
+        raise ModelError(f"{config_path}: 'architecture' must be a mapping and 'modalities' a list: re-train the bundle")
+    config = migrate_config(config)
+    architecture_class(str(config["architecture"].get("type")), str(config_path))
+    names = [m.get("name") if isinstance(m, Mapping) else None for m in config["modalities"]]
+    if not all(isinstance(n, str) and n for n in names):
+        raise ModelError(f"{config_path}: every entry of 'modalities' needs a 'name': re-train the bundle")
+    in_channels = config["architecture"].get("in_channels")
+    if in_channels is not None and len(names) != int(in_channels):
         raise ModelError(
-            f"{config_path}: {len(config['modalities'])} modalities listed but architecture.in_channels = "
-            f"{config['architecture']['in_channels']}: re-download or re-train the bundle"
+            f"{config_path}: {len(names)} modalities listed but architecture.in_channels = {in_channels}: re-train the bundle"
+        )
+    from .nets.preprocess import Preprocessing
+
+    preprocessing = Preprocessing.from_config(config.get("preprocessing") or {}, where=str(config_path))
+    if list(preprocessing.channels) != names:
+        raise ModelError(
+            f"{config_path}: preprocessing.channels {list(preprocessing.channels)} differ from the modalities {names}: re-train the bundle"
         )
     return config
 
 
-def load_bundle(name_or_path: str | Path = "default", device: str = "cpu") -> Bundle:
+def load_bundle(
+    name_or_path: str | Path, device: str = "cpu", base_dir: str | Path | None = None, default: str | None = None
+) -> Bundle:
     """Load a bundle, check the sha256 of ``model.pt`` against ``config.yaml`` and build the network.
+
+    Parameters
+    ----------
+    name_or_path
+        A shipped bundle's name, ``"default"`` (then ``default`` names the bundle) or a bundle folder.
+    device
+        Where the network goes (``"cpu"``, ``"cuda"``).
+    base_dir
+        Folder that a relative bundle path is relative to (the params file's folder).
 
     Raises
     ------
     ModelError
         The bundle is missing, malformed, or ``model.pt`` does not match its recorded sha256.
     """
+    import pickle
+
     import torch
 
-    from .nets.vqseg import VQSegNet
-
-    folder = resolve_bundle(name_or_path)
+    folder = resolve_bundle(name_or_path, base_dir, default)
     config = read_config(folder)
     weights = folder / "model.pt"
     if not weights.is_file():
-        raise ModelError(f"bundle '{folder}' has no model.pt: re-download or re-train the bundle")
+        raise ModelError(f"bundle '{folder}' has no model.pt: re-train the bundle")
     actual = sha256_file(weights)
     expected = str(config["model_sha256"])
     if actual != expected:
@@ -138,32 +258,40 @@ def load_bundle(name_or_path: str | Path = "default", device: str = "cpu") -> Bu
             f"{weights} has sha256 {actual} but {folder / 'config.yaml'} records {expected}: the weights were "
             "changed or corrupted; re-download/re-train the bundle, do not edit model.pt"
         )
+    model = build_network(config["architecture"], str(folder / "config.yaml"))
     try:
         state = torch.load(weights, map_location=device, weights_only=True)
-        model = VQSegNet.from_config(config["architecture"])
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise ModelError(
-            f"{weights} does not fit the architecture in {folder / 'config.yaml'} ({exc}): re-train the bundle"
-        ) from exc
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        # torch's message suggests disabling weights_only: never relay that advice
+        raise ModelError(f"{weights} is not a plain state dict of tensors and is refused: re-train the bundle") from exc
+    try:
+        model.load_state_dict(state)  # copies into float32 parameters, so half-precision files load too
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ModelError(f"{weights} does not fit the architecture in {folder / 'config.yaml'} ({detail}): re-train the bundle") from exc
     model.to(device).eval()
     return Bundle(name=str(config.get("name", folder.name)), path=folder, config=config, sha256=actual, model=model)
 
 
-def save_bundle(model, config: dict[str, Any], folder: str | Path, card: str) -> Path:
-    """Write ``model.pt`` (state dict only), ``config.yaml`` (with ``model_sha256``) and ``card.md``.
+def save_bundle(model, config: dict[str, Any], folder: str | Path, card: str, half: bool = False) -> Path:
+    """Write ``model.pt`` (state dict only), ``config.yaml`` (format 2, with ``model_sha256``) and ``card.md``.
 
-    ``card`` may contain ``{sha256}``, replaced by the weights' hash.
+    ``card`` may contain ``{sha256}``, replaced by the weights' hash. ``half=True`` stores floating-point
+    tensors as float16 (half the size); :func:`load_bundle` copies them into the float32 network.
     """
     import torch
     import yaml
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        state[key] = value.half() if half and value.is_floating_point() else value
     torch.save(state, folder / "model.pt")
     digest = sha256_file(folder / "model.pt")
-    config = dict(config)
+    config = migrate_config(dict(config))  # a config without format_version is read as format 1
+    config["format_version"] = FORMAT_VERSION
     config["model_sha256"] = digest
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (folder / "card.md").write_text(card.replace("{sha256}", digest))

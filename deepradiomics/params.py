@@ -1,15 +1,19 @@
-"""Parameter files: PyRadiomics' format, plus deep feature classes as mappings of their settings.
+"""Parameter files: PyRadiomics' format, plus plugin feature classes as mappings of their settings.
 
 A PyRadiomics file (``setting``, ``imageType``, ``featureClass``, ``voxelSetting``) loads unchanged and
-its classical part is validated by PyRadiomics' own schema. A deep class takes a mapping::
+its PyRadiomics part is validated by PyRadiomics' own schema. A class computed by PyRadiomics takes a
+list of feature names; any other class (deep or hand-crafted, first- or third-party) takes a mapping of
+its settings::
 
     featureClass:
       glcm: [Contrast, JointEntropy]
-      vqhist: {model: default, modalities: [t1, Image, t1ce], region: volume}
+      mydeepclass: {model: default, region: volume}
 
-Files are read with ``yaml.safe_load``; nothing in a params file executes code or imports by path.
-Everything is checked before any image is read, and errors name the file, the key and the closest
-valid name.
+Which classes PyRadiomics computes is decided by where the registry found them (PyRadiomics itself),
+never by a class's ``family``. Relative paths in a plugin class's settings are relative to the params
+file's folder. Files are read with ``yaml.safe_load``; nothing in a params file executes code or
+imports by path. Everything is checked before any image is read, and errors name the file, the key and
+the closest valid name.
 """
 
 from __future__ import annotations
@@ -58,32 +62,36 @@ class Params:
     ----------
     setting, image_types, voxel_setting
         PyRadiomics' ``setting``, ``imageType`` and ``voxelSetting`` sections.
-    classical
-        PyRadiomics classes in file order, each mapped to its feature list (empty = all features).
-    deep
-        Other (deep or plugin) classes in file order, each mapped to its raw settings mapping.
+    pyradiomics
+        Classes computed by PyRadiomics, in file order, each mapped to its feature list (empty = all).
+    plugins
+        Every other class (deep or hand-crafted plugins), in file order, each mapped to its settings mapping.
     source
         File the parameters came from (``"<dict>"`` for a mapping), used in messages.
+    base_dir
+        Folder that relative paths in plugin settings are relative to (the file's folder; None for a mapping,
+        meaning the working directory).
     """
 
     setting: dict = field(default_factory=dict)
     image_types: dict = field(default_factory=lambda: {"Original": {}})
-    classical: dict = field(default_factory=dict)
-    deep: dict = field(default_factory=dict)
+    pyradiomics: dict = field(default_factory=dict)
+    plugins: dict = field(default_factory=dict)
     voxel_setting: dict = field(default_factory=dict)
     source: str = "<dict>"
     class_order: tuple = ()
+    base_dir: Path | None = None
 
     @property
     def label(self) -> int:
         return int(self.setting.get("label", 1))
 
     def to_pyradiomics(self) -> dict:
-        """The classical part as a PyRadiomics parameter dict (a deep copy)."""
+        """The PyRadiomics part as a PyRadiomics parameter dict (a deep copy)."""
         params: dict[str, Any] = {
             "setting": copy.deepcopy(self.setting),
             "imageType": copy.deepcopy(self.image_types),
-            "featureClass": {name: list(features) for name, features in self.classical.items()},
+            "featureClass": {name: list(features) for name, features in self.pyradiomics.items()},
         }
         if self.voxel_setting:
             params["voxelSetting"] = copy.deepcopy(self.voxel_setting)
@@ -93,7 +101,7 @@ class Params:
         """The whole parameter set in the params-file layout (round-trips through :func:`load_params`)."""
         params = self.to_pyradiomics()
         params["featureClass"] = {
-            name: (list(self.classical[name]) if name in self.classical else copy.deepcopy(self.deep[name]))
+            name: (list(self.pyradiomics[name]) if name in self.pyradiomics else copy.deepcopy(self.plugins[name]))
             for name in self.class_order
         }
         return params
@@ -108,7 +116,7 @@ class Params:
         """A copy with ``setting`` keys overridden (``-s KEY=VALUE`` on the command line), re-validated."""
         data = self.to_dict()
         data.setdefault("setting", {}).update(overrides)
-        return load_params(data, name=f"{self.source} (with -s overrides)")
+        return load_params(data, name=f"{self.source} (with -s overrides)", base_dir=self.base_dir)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -123,7 +131,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_params(source: str | Path | Mapping, *, name: str | None = None) -> Params:
+def load_params(source: str | Path | Mapping, *, name: str | None = None, base_dir: str | Path | None = None) -> Params:
     """Load and validate a parameter file or mapping.
 
     Parameters
@@ -132,6 +140,9 @@ def load_params(source: str | Path | Mapping, *, name: str | None = None) -> Par
         Path of a YAML (or JSON) params file, or a mapping with the same layout.
     name
         How to call the source in messages (default: the path, or ``"<dict>"``).
+    base_dir
+        Folder that relative paths in plugin settings are relative to (default: the file's folder; for a
+        mapping, the working directory).
 
     Returns
     -------
@@ -142,7 +153,7 @@ def load_params(source: str | Path | Mapping, *, name: str | None = None) -> Par
     Examples
     --------
     >>> p = load_params({"featureClass": {"glcm": ["Contrast"]}})
-    >>> p.classical
+    >>> p.pyradiomics
     {'glcm': ['Contrast']}
     """
     where = name
@@ -151,21 +162,36 @@ def load_params(source: str | Path | Mapping, *, name: str | None = None) -> Par
     else:
         path = Path(source)
         where = where or str(path)
-        if not path.is_file():
-            raise ParamsError(f"params file '{path}' does not exist: give the path of a YAML file such as params/classical.yaml")
-        try:
-            with open(path) as handle:
-                data = yaml.safe_load(handle)
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"params file '{path}' is not valid YAML: {exc}") from exc
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ParamsError(f"params file '{path}' must hold a mapping with keys {', '.join(TOP_LEVEL_KEYS)}; found a {type(data).__name__}")
-    return _validate(dict(data), where)
+        data = _read_params_file(path)
+        if base_dir is None:
+            base_dir = path.resolve().parent
+    return _validate(dict(data), where, None if base_dir is None else Path(base_dir))
 
 
-def _validate(data: dict, where: str) -> Params:
+def _read_params_file(path: Path) -> dict:
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ParamsError(f"params file '{path}' {what}: give the path of a YAML file such as params/classical.yaml")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())
+        raise ParamsError(f"params file '{path}' is not valid YAML: {first}") from exc
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ParamsError(f"params file '{path}' cannot be read as UTF-8 text ({type(exc).__name__}): give a YAML params file") from exc
+    if data is None:
+        # PyRadiomics refuses an empty file too: an empty params set is almost always a wrong path or a truncated file
+        raise ParamsError(
+            f"params file '{path}' is empty: write at least one section, e.g. 'featureClass: {{firstorder: []}}' "
+            "(an empty featureClass section enables PyRadiomics' default classes)"
+        )
+    if not isinstance(data, Mapping):
+        raise ParamsError(f"params file '{path}' must hold a mapping with keys {', '.join(TOP_LEVEL_KEYS)}; found a {type(data).__name__}")
+    return dict(data)
+
+
+def _validate(data: dict, where: str, base_dir: Path | None = None) -> Params:
     from .registry import get_registry
 
     for key in data:
@@ -199,12 +225,12 @@ def _validate(data: dict, where: str) -> Params:
 
     registry = get_registry()
     if feature_classes is None:
-        # PyRadiomics' default: all classical classes with all features.
-        feature_classes = {name: [] for name in registry.names(family="classical") if name != "shape2D"}
+        # PyRadiomics' default: all of its classes (but shape2D) with all features.
+        feature_classes = {name: [] for name in registry.names() if registry.entry(name).computed_by_pyradiomics and name != "shape2D"}
     if not isinstance(feature_classes, dict) or not feature_classes:
         raise ParamsError(f"{where}: 'featureClass' must be a non-empty mapping of class name to features or settings")
-    classical: dict[str, list[str]] = {}
-    deep: dict[str, dict] = {}
+    pyradiomics: dict[str, list[str]] = {}
+    plugins: dict[str, dict] = {}
     for name, value in feature_classes.items():
         if name not in registry:
             raise ParamsError(
@@ -212,34 +238,42 @@ def _validate(data: dict, where: str) -> Params:
                 f"Available: {', '.join(registry.names())} (`deepradiomics plugins` lists them with their source)"
             )
         entry = registry.entry(name)
-        if entry.family == "classical":
-            if value is not None and not isinstance(value, (list, tuple)):
-                raise ParamsError(f"{where}: featureClass.{name} takes a list of feature names (or [] for all), got {value!r}")
-            features = [str(f) for f in (value or [])]
-            valid = registry.get(name)().feature_names(all_names=True)
-            for feature in features:
-                if feature not in valid:
-                    raise ParamsError(f"{where}: unknown feature 'featureClass.{name}: {feature}'.{did_you_mean(feature, valid)}")
-            classical[name] = features
+        if entry.computed_by_pyradiomics:
+            pyradiomics[name] = _pyradiomics_features(registry.get(name), value, f"{where}: featureClass.{name}")
         else:
             if value is not None and not isinstance(value, Mapping):
-                raise ParamsError(f"{where}: featureClass.{name} takes a mapping of its settings (e.g. {{model: default}}), got {value!r}")
+                raise ParamsError(
+                    f"{where}: featureClass.{name} takes a mapping of its settings (e.g. {{{name}: {{}}}} for the defaults), got {value!r}"
+                )
             settings = dict(value or {})
-            registry.get(name)(settings, where=f"{where}: featureClass.{name}")  # validates the settings
-            deep[name] = settings
+            registry.get(name)(settings, where=f"{where}: featureClass.{name}", base_dir=base_dir)  # validates the settings
+            plugins[name] = settings
 
     params = Params(
         setting=_freeze(setting),
         image_types=_freeze(image_types),
-        classical=classical,
-        deep=deep,
+        pyradiomics=pyradiomics,
+        plugins=plugins,
         voxel_setting=_freeze(voxel_setting),
         source=where,
         class_order=tuple(feature_classes),
+        base_dir=base_dir,
     )
-    if classical:
+    if pyradiomics:
         _check_with_pyradiomics(params, where)
     return params
+
+
+def _pyradiomics_features(cls: type, value: Any, where: str) -> list[str]:
+    """The feature list of a PyRadiomics class (empty = all), each name checked."""
+    if value is not None and not isinstance(value, (list, tuple)):
+        raise ParamsError(f"{where} takes a list of feature names (or [] for all), got {value!r}")
+    features = [str(f) for f in (value or [])]
+    valid = cls().feature_names(all_names=True)
+    for feature in features:
+        if feature not in valid:
+            raise ParamsError(f"{where}: unknown feature '{feature}'.{did_you_mean(feature, valid)}")
+    return features
 
 
 def _check_with_pyradiomics(params: Params, where: str) -> None:

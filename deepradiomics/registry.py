@@ -58,19 +58,20 @@ class RegistryEntry:
             return self.family_hint
         return self.load().family
 
+    @property
+    def computed_by_pyradiomics(self) -> bool:
+        """True for PyRadiomics' own classes: the backend computes them in one PyRadiomics call per case."""
+        return self.source == CLASSICAL_SOURCE
+
 
 def _check_class(cls: type, entry: RegistryEntry) -> None:
-    from .featureclass import FAMILIES, FeatureClass
+    from .featureclass import contract_problems
 
-    problem = None
-    if not (isinstance(cls, type) and issubclass(cls, FeatureClass)):
-        problem = f"{cls!r} is not a subclass of deepradiomics.FeatureClass"
-    elif cls.name != entry.name:
-        problem = f"its class attribute name={cls.name!r} differs from the entry-point name '{entry.name}'"
-    elif cls.family not in FAMILIES:
-        problem = f"family={cls.family!r} is not one of {FAMILIES}"
-    if problem:
-        raise PluginError(f"feature class '{entry.name}' from distribution '{entry.source}' is invalid: {problem}")
+    problems = contract_problems(cls)
+    if not problems and cls.name != entry.name:
+        problems = [f"its class attribute name={cls.name!r} differs from the entry-point name '{entry.name}'"]
+    if problems:
+        raise PluginError(f"feature class '{entry.name}' from distribution '{entry.source}' is invalid: {'; '.join(problems)}")
 
 
 class FeatureRegistry:
@@ -123,6 +124,12 @@ class FeatureRegistry:
         _check_class(cls, entry)
         self._entries[cls.name] = entry
         return cls
+
+    def unregister(self, name: str) -> None:
+        """Remove a class registered with :meth:`register` (entry-point classes cannot be removed)."""
+        entry = self._entries.get(name)
+        if entry is not None and entry.source not in (CLASSICAL_SOURCE,) and not any(ep.name == name for ep in importlib.metadata.entry_points(group=self.group)):
+            del self._entries[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

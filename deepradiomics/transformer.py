@@ -59,7 +59,7 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
         from .extractor import Extractor
 
         self.extractor_ = Extractor(self.params)
-        if any(c.requires_fit for c in self.extractor_.deep_classes.values()):
+        if self.extractor_.fitted_classes:
             frame, base = read_manifest(X, self.base_dir)
             self.extractor_.fit([case_from_row(r, base) for r in frame.to_dict(orient="records")])
         table = self._table(X)

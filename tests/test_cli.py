@@ -71,7 +71,8 @@ def test_extract_output_formats(params_file, lgg_case, tmp_path, suffix):
     table = read_table(out)
     assert table["original_firstorder_Mean"].dtype == float and len(table) == 1
     if suffix == ".json":
-        assert "original_firstorder_Mean" in json.loads(out.read_text())["flair"]
+        data = json.loads(out.read_text())
+        assert data["index"] == "ID" and "original_firstorder_Mean" in data["columns"] and list(data["rows"]) == ["flair"]
 
 
 def test_bad_input_gives_one_clear_line(params_file, lgg_case, tmp_path):

@@ -17,10 +17,10 @@ def write(tmp_path, data, name="params.yaml"):
 
 def test_shipped_classical_params_load_unchanged():
     params = load_params(REPO / "params" / "classical.yaml")
-    assert list(params.classical) == ["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
+    assert list(params.pyradiomics) == ["firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
     assert params.setting["binWidth"] == 25
     assert params.image_types == {"Original": {}}
-    assert params.deep == {}
+    assert params.plugins == {}
 
 
 def test_pyradiomics_example_file_with_filters_loads():
@@ -30,7 +30,7 @@ def test_pyradiomics_example_file_with_filters_loads():
         "setting": {"binWidth": 25, "label": 1, "interpolator": "sitkBSpline", "resampledPixelSpacing": None},
         "voxelSetting": {"kernelRadius": 2},
     })
-    assert params.classical["glcm"] == ["Contrast", "JointEntropy"]
+    assert params.pyradiomics["glcm"] == ["Contrast", "JointEntropy"]
     assert params.image_types["LoG"] == {"sigma": [1.0, 3.0]}
 
 
@@ -85,4 +85,4 @@ def test_overrides_hash_and_round_trip():
 
 def test_no_feature_class_means_pyradiomics_defaults():
     params = load_params({"setting": {"binWidth": 25}})
-    assert set(params.classical) == {"firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"}
+    assert set(params.pyradiomics) == {"firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"}

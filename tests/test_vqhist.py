@@ -195,10 +195,10 @@ def test_params_files_name_vqhist_with_the_default_model():
     repo = Path(__file__).resolve().parents[1]
     for name in ("deep.yaml", "combined.yaml"):
         params = load_params(repo / "params" / name)
-        settings = params.deep["vqhist"]
+        settings = params.plugins["vqhist"]
         assert settings["model"] == "default" and list(settings["modalities"]) == ["t1", "Image", "t1ce"]
         assert VQHistogram(settings).settings.region == "volume"
-    assert "glcm" in load_params(repo / "params" / "combined.yaml").classical
+    assert "glcm" in load_params(repo / "params" / "combined.yaml").pyradiomics
 
 
 def test_extractor_with_deep_params_and_the_shipped_default_model():

@@ -1,15 +1,24 @@
-"""Helpers shared by the subcommands: error reporting and logging set-up."""
+"""Helpers shared by the subcommands: error reporting, one logging set-up, common options.
+
+Logging: every command logs through the ``logging`` module to stderr (data goes to stdout or ``-o``).
+``-q`` shows errors only, the default shows warnings, ``-v`` adds information (progress notes, notes
+of studies), ``-vv`` debugging output, for deepradiomics and PyRadiomics alike.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+import sys
 
 import click
 
+#: -q / default / -v / -vv
+LEVELS = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+
 
 def report_errors(function):
-    """Turn a DeepRadiomicsError into a one-line ``Error: ...`` on stderr and exit status 2."""
+    """Turn a deepradiomics error (and an unwritable output) into one ``Error: ...`` line on stderr, exit status 2."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -18,31 +27,77 @@ def report_errors(function):
         try:
             return function(*args, **kwargs)
         except DeepRadiomicsError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(" ".join(str(exc).split())) from exc
+        except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+            raise click.ClickException(f"cannot write '{exc.filename}': {exc.strerror}: choose another path") from exc
+        except OSError as exc:
+            if getattr(exc, "errno", None) == 28:  # ENOSPC
+                raise click.ClickException(f"no space left on the device while writing '{exc.filename}': free some space or write elsewhere") from exc
+            raise
 
     return wrapper
 
 
-def quiet_pyradiomics(verbose: int) -> None:
-    """PyRadiomics logs INFO/WARNING chatter to stderr from import; keep errors only unless -v."""
-    import radiomics  # the command is about to extract anyway; importing it first lets us tame its logger
+def setup_logging(verbose: int = 0, quiet: bool = False) -> int:
+    """Configure logging for a command; returns the level. Idempotent (one handler on the root logger)."""
+    level = LEVELS[-1] if quiet else LEVELS.get(min(verbose, 2), logging.DEBUG)
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_deepradiomics", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._deepradiomics = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("deepradiomics").setLevel(level)
+    if "radiomics" in sys.modules or _pyradiomics_installed():
+        import radiomics
 
-    level = {0: logging.ERROR, 1: logging.WARNING}.get(verbose, logging.INFO)
-    radiomics.setVerbosity(level)
-    logging.getLogger("radiomics").propagate = False
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        # PyRadiomics adds its own stderr handler at import and chats at INFO: route it through ours
+        radiomics.setVerbosity(max(level, logging.WARNING) if not verbose else level)
+        radiomics_logger = logging.getLogger("radiomics")
+        radiomics_logger.propagate = True
+        for h in list(radiomics_logger.handlers):
+            radiomics_logger.removeHandler(h)
+        radiomics_logger.setLevel(level)
+    for noisy in ("pykwalify", "distributed", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    return level
+
+
+def _pyradiomics_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("radiomics") is not None
+
+
+def verbosity_options(function):
+    """``-v/--verbose`` (repeatable) and ``-q/--quiet``, with the same meaning in every command."""
+    function = click.option("-q", "--quiet", is_flag=True, help="Errors only on stderr.")(function)
+    return click.option("-v", "--verbose", count=True, help="More log output on stderr (-v information, -vv debugging).")(function)
 
 
 def parse_modalities(values) -> dict[str, str]:
-    modalities = {}
+    """``-m NAME=PATH`` values -> ``{NAME: PATH}``; a repeated or reserved name is refused."""
+    modalities: dict[str, str] = {}
     for text in values:
         if "=" not in text:
             raise click.BadParameter(f"{text!r} is not NAME=PATH, e.g. -m t1=t1.nii.gz", param_hint="-m/--modality")
         name, path = text.split("=", 1)
         if not name or name == "Image":
             raise click.BadParameter(f"{text!r}: give a modality name other than 'Image' (IMAGE is the main image)", param_hint="-m/--modality")
+        if not path:
+            raise click.BadParameter(f"{text!r}: the path after '=' is empty", param_hint="-m/--modality")
+        if name in modalities:
+            raise click.BadParameter(f"modality '{name}' is given twice ({modalities[name]} and {path}): give each name once", param_hint="-m/--modality")
         modalities[name] = path
     return modalities
 
 
-verbose_option = click.option("-v", "--verbose", count=True, help="More log output on stderr (-v warnings, -vv info).")
+def load_extractor(params: str, settings=()):
+    """An Extractor from a params file and ``-s KEY=VALUE`` overrides."""
+    from ..extractor import Extractor
+    from ..params import parse_override
+
+    overrides = dict(parse_override(s) for s in settings)
+    return Extractor.from_yaml(params, overrides or None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import quiet_pyradiomics, report_errors, verbose_option
+from ._common import load_extractor, report_errors, setup_logging, verbosity_options
 
 
 @click.command("batch")
@@ -16,9 +16,9 @@ from ._common import quiet_pyradiomics, report_errors, verbose_option
 @click.option("-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE", help="Override a params setting (repeatable).")
 @click.option("--scheduler", default="processes", show_default=True, help="'processes', 'dask' (local Dask cluster with --jobs workers) or a Dask scheduler address tcp://HOST:PORT.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
-@verbose_option
+@verbosity_options
 @report_errors
-def command(params, manifest, output, jobs, out_dir, settings, scheduler, progress, verbose):
+def command(params, manifest, output, jobs, out_dir, settings, scheduler, progress, verbose, quiet):
     """Extract the features named in PARAMS for every case of MANIFEST.
 
     \b
@@ -26,18 +26,20 @@ def command(params, manifest, output, jobs, out_dir, settings, scheduler, progre
     modalities (paths relative to the manifest); other columns pass through. A failed case becomes
     a row with its message in diagnostics_Error; the batch carries on and exits 0.
     """
-    from ..batch import failures, run_batch
-    from ..extractor import Extractor
-    from ..io import write_table
-    from ..params import parse_override
+    from ..batch import failures, read_manifest, run_batch
+    from ..io import check_output, check_writable_folder, write_table
 
-    quiet_pyradiomics(verbose)
-    overrides = dict(parse_override(s) for s in settings)
-    extractor = Extractor.from_yaml(params, overrides or None)
-    table = run_batch(extractor, manifest, jobs=jobs, out_dir=out_dir, progress=progress, scheduler=scheduler)
+    setup_logging(verbose, quiet)
+    check_output(output)
+    if out_dir is not None:
+        check_writable_folder(out_dir, f"--out-dir '{out_dir}'")
+    extractor = load_extractor(params, settings)
+    read_manifest(manifest)  # a bad manifest fails before any worker starts
+    table = run_batch(extractor, manifest, jobs=jobs, out_dir=out_dir, progress=progress and not quiet, scheduler=scheduler)
     write_table(table, output)
     failed = failures(table)
-    click.echo(f"{len(table) - len(failed)} of {len(table)} cases extracted", err=True)
+    if not quiet:
+        click.echo(f"{len(table) - len(failed)} of {len(table)} cases extracted", err=True)
     if failed:
         click.echo(f"{len(failed)} failed:", err=True)
         for case_id, message in failed:

@@ -1,60 +1,68 @@
-"""``deepradiomics robustness``: deep and classical feature robustness to intensity scale and shift."""
+"""``deepradiomics robustness``: robustness of every feature class to intensity scale and shift."""
 
 from __future__ import annotations
 
 import click
 
-from ._common import quiet_pyradiomics, report_errors, verbose_option
+from ._common import load_extractor, report_errors, setup_logging, verbosity_options
 
 
 @click.command("robustness")
 @click.argument("params", type=click.Path(dir_okay=False))
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option(
-    "--labels",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="CSV with ID and the --target column (e.g. the same cases.csv) for the classification degradation.",
-)
-@click.option("--target", default=None, help="Binary label column in --labels, e.g. grade.")
-@click.option("--positive", default=None, help="Positive class of --target (default: the second value in sorted order).")
-@click.option(
-    "--levels",
-    default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0",
-    show_default=True,
-    help="Perturbation levels s (comma-separated; 0 is always added).",
-)
+@click.option("--labels", type=click.Path(dir_okay=False), default=None, help="Labels table with ID and the --target column (default: the manifest's own columns).")
+@click.option("--target", default=None, help="Binary label column for the classification degradation, e.g. grade (optional).")
+@click.option("--positive", default=None, help="Positive class of --target (default: the larger of its two values).")
+@click.option("--model", type=click.Choice(["logistic", "dlr"]), default="logistic", show_default=True, help="Study model trained on unperturbed features.")
+@click.option("--kinds", default="scale,shift", show_default=True, help="Perturbations, comma-separated: scale, shift.")
+@click.option("--levels", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0", show_default=True, help="Perturbation levels s (comma-separated; 0 is always added).")
+@click.option("--region", type=click.Choice(["image", "foreground"]), default="image", show_default=True, help="Perturb the whole image (the paper's definition) or only voxels > 0.")
 @click.option("--limit", type=int, default=None, help="Use only the first N cases of MANIFEST.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel worker processes.")
+@click.option("--scheduler", default="processes", show_default=True, help="'processes', 'dask' or a Dask scheduler address tcp://HOST:PORT.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Keep per-case results here; a re-run resumes.")
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@verbose_option
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@verbosity_options
 @report_errors
-def command(params, manifest, labels, target, positive, levels, limit, out_dir, verbose):
-    """Sweep intensity scale and shift over the cases of MANIFEST for the classes in PARAMS.
+def command(params, manifest, labels, target, positive, model, kinds, levels, region, limit, jobs, scheduler, cache_dir, out_dir, progress, verbose, quiet):
+    """Sweep intensity scale and shift over the cases of MANIFEST for every class in PARAMS.
 
-    Level s means, over the foreground (voxels > 0): vqhist input z' = z (1 + s) (scale) or z + s
-    (shift) after vqhist's z-scoring; classical image I' = mu + (1 + s)(I - mu) or I + s sd with the
-    foreground mean mu and sd. Writes deep_robustness.csv (histogram ratio sum|h - h0| / sum h0, mean and
-    sd over cases), classical_icc.csv (ICC(2,1) and ICC(3,1) per feature across levels), with --labels
-    classification.csv (out-of-fold AUC of a logistic model trained unperturbed), robustness.csv and
+    Level s: scale I' = (1 + s) I, shift I' = I + s sd (sd: the image's foreground standard deviation),
+    over the whole image (default, as in the paper) or over voxels > 0 (--region foreground). Every
+    (case, level) is extracted like a batch (--jobs, --scheduler, --cache-dir resume, error rows).
+    Writes robustness.csv (per level), icc.csv and icc_summary.csv (ICC(2,1)/(3,1) per feature and
+    family), histogram_ratios.csv (histogram classes), classification.csv (with --target),
     robustness.png. Example:
 
     \b
-      deepradiomics robustness params/combined.yaml cases.csv --labels cases.csv --target grade \\
-          --limit 10 -o robustness_out/
+      deepradiomics robustness params/combined.yaml cases.csv --target grade --jobs 2 -o robustness_out/
     """
-    from ..study.robustness import parse_levels, run_robustness
+    from ..io import check_writable_folder
+    from ..study.robustness import run_robustness
 
-    quiet_pyradiomics(verbose)
+    setup_logging(verbose, quiet)
+    check_writable_folder(out_dir, f"--out-dir '{out_dir}'")
+    extractor = load_extractor(params)
     result = run_robustness(
-        params, manifest, levels=parse_levels(levels), limit=limit, labels=labels, target=target, positive=positive, progress=True
+        extractor,
+        manifest,
+        kinds=[k.strip() for k in kinds.split(",") if k.strip()],
+        levels=levels,
+        region=region,
+        limit=limit,
+        labels=labels,
+        target=target,
+        positive=positive,
+        model=model,
+        jobs=jobs,
+        scheduler=scheduler,
+        out_dir=cache_dir,
+        progress=progress and not quiet,
     )
     out = result.write(out_dir)
     for note in result.notes:
         click.echo(f"Note: {note}", err=True)
-    click.echo(result.combined.to_csv(index=False, float_format="%.4g"), nl=False)
+    click.echo(result.icc_summary.to_csv(index=False, float_format="%.4g"), nl=False)
     timing = result.timing
-    click.echo(
-        f"{timing['cases']} cases x {timing['perturbations_per_case']} perturbations: deep {timing['deep_seconds']:.1f} s, "
-        f"classical {timing['classical_seconds']:.1f} s ({timing['seconds_per_case']:.1f} s per case); wrote {out}",
-        err=True,
-    )
+    click.echo(f"{timing['cases']} cases, {timing['extractions']} extractions in {timing['seconds']:.0f} s with {jobs} job(s); wrote {out}", err=True)

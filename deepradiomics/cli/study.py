@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import report_errors, verbose_option
+from ._common import report_errors, setup_logging, verbosity_options
 
 
 @click.command("study")
@@ -76,7 +76,7 @@ from ._common import report_errors, verbose_option
     type=click.Path(file_okay=False),
     help="Report folder (metrics.csv, comparisons.csv, ROC PNGs, report.html, ...).",
 )
-@verbose_option
+@verbosity_options
 @report_errors
 def command(
     features,
@@ -98,6 +98,7 @@ def command(
     id_column,
     out_dir,
     verbose,
+    quiet,
 ):
     """Compare feature families of FEATURES (a table from `deepradiomics batch`) on a binary label.
 
@@ -108,42 +109,33 @@ def command(
     Example:
       deepradiomics study features.csv --labels cases.csv --target grade --positive G3 -o report/
     """
-    import logging
-    import sys
     from pathlib import Path
 
     from ..study import parse_groups, run_study
 
+    setup_logging(verbose, quiet)
     caveat_list = list(caveats)
     if caveats_file:
         caveat_list += [line.strip() for line in Path(caveats_file).read_text().splitlines() if line.strip()]
-    logger = logging.getLogger("deepradiomics.study")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    try:
-        result = run_study(
-            features,
-            labels=labels,
-            target=target,
-            positive=positive,
-            groups=parse_groups(groups) or None,
-            models=list(models) or ["logistic", "dlr"],
-            folds=folds,
-            repeats=repeats,
-            seed=seed,
-            test=test,
-            test_labels=test_labels,
-            caveats=caveat_list,
-            correction=correction,
-            responsible="auto" if responsible is None else responsible,
-            n_boot=n_boot,
-            id_column=id_column,
-        )
-        report = result.write(out_dir)
-    finally:
-        logger.removeHandler(handler)
+    result = run_study(
+        features,
+        labels=labels,
+        target=target,
+        positive=positive,
+        groups=parse_groups(groups) or None,
+        models=list(models) or ["logistic", "dlr"],
+        folds=folds,
+        repeats=repeats,
+        seed=seed,
+        test=test,
+        test_labels=test_labels,
+        caveats=caveat_list,
+        correction=correction,
+        responsible="auto" if responsible is None else responsible,
+        n_boot=n_boot,
+        id_column=id_column,
+    )
+    report = result.write(out_dir)
     auc_rows = result.metrics[result.metrics["metric"] == "AUC"]
     for row in auc_rows.itertuples():
         click.echo(

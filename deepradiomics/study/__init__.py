@@ -3,7 +3,7 @@
 Public API
 ----------
 :func:`run_study` -> :class:`StudyResult` (``.write(out_dir)`` writes CSVs, PNGs and report.html);
-:func:`feature_families`, :func:`parse_groups`; :func:`cross_validate`, :func:`make_pipeline`;
+:func:`feature_families`, :func:`histogram_groups`, :func:`parse_groups`; :func:`cross_validate`, :func:`make_pipeline`;
 :func:`responsible_vectors`; statistics :func:`binary_metrics`, :func:`corrected_resampled_ttest`,
 :func:`delong_test`, :func:`bootstrap_metrics`, :func:`adjust_pvalues`; :func:`write_report`.
 
@@ -26,8 +26,8 @@ _EXPORTS = {
     "StudyResult": "core",
     "prepare_data": "core",
     "run_study": "core",
-    "CLASSICAL_CLASSES": "families",
     "feature_families": "families",
+    "histogram_groups": "families",
     "parse_groups": "families",
     "write_report": "report",
     "ResponsibleVectors": "responsible",
@@ -54,7 +54,6 @@ def __dir__():
 
 
 __all__ = [
-    "CLASSICAL_CLASSES",
     "METRICS",
     "MODELS",
     "ResponsibleVectors",
@@ -69,6 +68,7 @@ __all__ = [
     "cross_validate",
     "delong_test",
     "feature_families",
+    "histogram_groups",
     "firth_logit",
     "fisher_score",
     "make_pipeline",

@@ -53,19 +53,27 @@ class StudyDataError(DeepRadiomicsError, ValueError):
 
 # --------------------------------------------------------------------------------------------- data
 def read_table(table, what: str, index_col: int | None = 0, id_column: str | None = None) -> tuple[pd.DataFrame, str]:
-    """A DataFrame from a DataFrame or a CSV path; returns (frame, name for messages).
+    """A DataFrame from a DataFrame or a table file (CSV, Parquet or JSON); returns (frame, name for messages).
 
     Case IDs (the index column, or ``id_column``) are read as text, so that ``001`` stays ``001``.
+    Feature tables go through :func:`deepradiomics.io.read_table`, the reader of every command.
     """
+    from .. import io
+
     if isinstance(table, pd.DataFrame):
         return table.copy(), f"the {what} DataFrame"
     path = Path(table)
     if not path.is_file():
         raise StudyDataError(f"{what} file {str(path)!r} does not exist; check the path")
     try:
+        if index_col is not None:
+            return io.read_table(path, what), str(path)
+        if path.suffix.lower() in (".parquet", ".json"):
+            return io.read_table(path, what).reset_index(), str(path)
         header = pd.read_csv(path, nrows=0).columns
-        id_name = header[index_col] if index_col is not None and len(header) else id_column
-        frame = pd.read_csv(path, index_col=index_col, dtype={id_name: str} if id_name in header else None)
+        frame = pd.read_csv(path, dtype={id_column: str} if id_column in header else None)
+    except DeepRadiomicsError as exc:
+        raise StudyDataError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
         raise StudyDataError(f"cannot read {what} file {str(path)!r} as CSV: {exc}") from exc
     return frame, str(path)
@@ -314,7 +322,8 @@ def run_study(
     correction
         Multiple-testing correction for comparisons and responsible vectors (holm, fdr_bh, bonferroni, none).
     responsible
-        ``"auto"``: find responsible vectors when vqhist columns exist; True: require them; False: skip.
+        ``"auto"``: find responsible vectors when a class of the table declares a histogram (class metadata
+        ``histograms``, e.g. codeword counts); True: require them; False: skip.
     n_boot
         Bootstrap replicates for LOO and external CIs.
     """
@@ -367,21 +376,7 @@ def run_study(
             n_boot,
         )
 
-    rv = None
-    vq_cols = [c for c in data.features.columns if naming.feature_class_of(c) == "vqhist"]
-    if responsible is True and not vq_cols:
-        raise StudyDataError("responsible vectors were requested but the features table has no vqhist columns")
-    if responsible and vq_cols:
-        from .responsible import responsible_vectors
-
-        try:
-            rv = responsible_vectors(data.features[vq_cols], data.y, labels=(data.negative, data.positive), correction=correction)
-        except ParamsError as exc:
-            if responsible is True:
-                raise
-            # "auto": the classification results stand on their own; say why the explanation is missing
-            data.notes.append(f"responsible vectors skipped: {exc}")
-            logger.warning(data.notes[-1])
+    rv, rv_group = _responsible(data, responsible, correction)
 
     all_caveats = [str(c) for c in caveats if str(c).strip()]
     info = {
@@ -402,10 +397,40 @@ def run_study(
         "n_boot": n_boot,
         "notes": list(data.notes),
         "features_source": features if not isinstance(features, pd.DataFrame) else "DataFrame",
+        "responsible_histogram": rv_group,
     }
     if test is not None:
         info["n_test"] = int(len(external_predictions))
     return StudyResult(metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, all_caveats, cv)
+
+
+def _responsible(data: LabelledData, responsible: bool | str, correction: str):
+    """Responsible vectors of the table's histogram columns (classes' ``histograms`` metadata).
+
+    With several histograms the frequency one is preferred (it does not grow with the number of slices),
+    else the first; returns (ResponsibleVectors or None, the histogram group's name or None).
+    """
+    from .families import histogram_groups
+
+    groups = histogram_groups(data.features.columns)
+    if responsible is True and not groups:
+        raise StudyDataError("responsible vectors were requested but no class of the features table declares a histogram (e.g. vqhist)")
+    if not responsible or not groups:
+        return None, None
+    from .responsible import responsible_vectors
+
+    name = next((g for g in groups if g.endswith("-frequency")), next(iter(groups)))
+    if len(groups) > 1:
+        data.notes.append(f"responsible vectors searched in histogram {name} (of {', '.join(groups)})")
+    try:
+        return responsible_vectors(data.features[groups[name]], data.y, labels=(data.negative, data.positive), correction=correction), name
+    except ParamsError as exc:
+        if responsible is True:
+            raise
+        # "auto": the classification results stand on their own; say why the explanation is missing
+        data.notes.append(f"responsible vectors skipped: {exc}")
+        logger.warning(data.notes[-1])
+        return None, name
 
 
 def compare_families(cv: Mapping[tuple[str, str], FamilyCV], y, correction: str = "holm") -> pd.DataFrame:

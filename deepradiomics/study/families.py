@@ -1,42 +1,40 @@
 """Feature families: named groups of feature columns that a study compares.
 
-A family is chosen by the *class token* of each column name (``original_glcm_Contrast`` -> ``glcm``),
-read through :mod:`deepradiomics.naming`. By default:
+A column belongs to a class by its class token (``original_glcm_Contrast`` -> ``glcm``, read through
+:mod:`deepradiomics.naming`), and a class to a family by the registry's metadata, never by its name.
+Default families:
 
-- ``classical``: the PyRadiomics classes (firstorder, shape, shape2D, glcm, glrlm, glszm, gldm, ngtdm);
-- every other (deep) class is a family of its own (``vqhist``, ``fisher``, ``cnn``, ...);
-- ``all``: every feature column.
+- ``classical``: every hand-crafted class (``family = "classical"``: PyRadiomics' and third-party ones);
+- every learned class (``family = "deep"``) is a family of its own, named by the class;
+- ``<class>-<sub>``: the class's declared ``subfamilies`` (regular expressions over the feature token, e.g.
+  shallow / mid / deep layers of a network) when they split its columns;
+- ``all``: every feature column (when there is more than one family).
 
-``groups`` (``{"name": ["cls1", "cls2"]}`` or CLI strings ``"name=cls1,cls2"``) replaces these defaults.
+A class the registry does not know (a table computed elsewhere) is its own family, with a note.
+``groups`` replaces these defaults: ``{"name": ["glcm", "glrlm"]}`` or CLI strings ``"name=glcm,glrlm"``;
+an item ``cls:REGEX`` takes only the columns of ``cls`` whose feature token matches ``REGEX``
+(``deep=cnn:Conv5.*``).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from .. import naming
-from ..errors import ParamsError, did_you_mean
+from ..errors import ParamsError, PluginError, did_you_mean
 
-#: the feature classes computed by PyRadiomics itself
-CLASSICAL_CLASSES: tuple[str, ...] = (
-    "firstorder",
-    "shape",
-    "shape2D",
-    "glcm",
-    "glrlm",
-    "glszm",
-    "gldm",
-    "ngtdm",
-)
+logger = logging.getLogger("deepradiomics.study")
 
 
 def parse_groups(specs: Iterable[str]) -> dict[str, list[str]]:
-    """Parse CLI group specifications ``"NAME=cls1,cls2"`` into ``{NAME: [cls1, cls2]}``.
+    """Parse CLI group specifications ``"NAME=cls1,cls2"`` (items may be ``cls:REGEX``) into ``{NAME: [...]}``.
 
     Examples
     --------
-    >>> parse_groups(["texture=glcm,glrlm", "deep=vqhist"])
-    {'texture': ['glcm', 'glrlm'], 'deep': ['vqhist']}
+    >>> parse_groups(["texture=glcm,glrlm", "deep=cnn:Conv5.*"])
+    {'texture': ['glcm', 'glrlm'], 'deep': ['cnn:Conv5.*']}
     """
     groups: dict[str, list[str]] = {}
     for spec in specs:
@@ -44,11 +42,34 @@ def parse_groups(specs: Iterable[str]) -> dict[str, list[str]]:
         name = name.strip()
         class_list = [c.strip() for c in classes.split(",") if c.strip()]
         if not sep or not name or not class_list:
-            raise ParamsError(f"invalid --groups value {spec!r}: write NAME=class1,class2 (e.g. texture=glcm,glrlm,glszm)")
+            raise ParamsError(f"invalid --groups value {spec!r}: write NAME=class1,class2 (e.g. texture=glcm,glrlm,glszm) or NAME=class:REGEX")
         if name in groups:
             raise ParamsError(f"--groups names family {name!r} twice; give each family one NAME=...")
         groups[name] = class_list
     return groups
+
+
+def class_metadata(name: str):
+    """The registered class of token ``name``, or None when the registry does not know it."""
+    from ..registry import get_registry
+
+    registry = get_registry()
+    if name not in registry:
+        return None
+    try:
+        return registry.get(name)
+    except PluginError:
+        return None
+
+
+def _match(columns: Sequence[str], cls: str, pattern: str | None, where: str) -> list[str]:
+    if pattern is None:
+        return [c for c in columns if naming.feature_class_of(c) == cls]
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ParamsError(f"{where}: {pattern!r} is not a valid regular expression ({exc})") from exc
+    return [c for c in columns if naming.feature_class_of(c) == cls and regex.fullmatch(naming.FeatureName.parse(c).feature)]
 
 
 def feature_families(columns: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
@@ -59,14 +80,14 @@ def feature_families(columns: Sequence[str], groups: Mapping[str, Sequence[str]]
     columns
         Column names of a features table; non-feature columns (diagnostics, pass-through) are ignored.
     groups
-        Optional ``{family: [feature classes]}`` that replaces the default families. A class that no
-        column carries is an error naming the classes present (with a did-you-mean).
+        Optional ``{family: [class or class:REGEX, ...]}`` replacing the default families. A class that no
+        column carries, or a pattern matching no column, is an error naming the classes present.
 
     Returns
     -------
     dict
-        Non-empty families only; with default families, ``classical`` first, then each deep class in
-        order of first appearance, then ``all`` (only when it differs from the single other family).
+        Non-empty families only: ``classical`` first, then each deep class (and its sub-families) in order
+        of first appearance, then ``all``.
     """
     feature_cols = naming.feature_columns([str(c) for c in columns])
     if not feature_cols:
@@ -75,29 +96,59 @@ def feature_families(columns: Sequence[str], groups: Mapping[str, Sequence[str]]
             f" (columns: {list(columns)[:10]}{' ...' if len(columns) > 10 else ''}); pass the table"
             " written by `deepradiomics batch`"
         )
-    class_of = {c: naming.feature_class_of(c) for c in feature_cols}
-    present = list(dict.fromkeys(class_of.values()))
-
+    present = list(dict.fromkeys(naming.feature_class_of(c) for c in feature_cols))
     if groups:
         families: dict[str, list[str]] = {}
-        for name, classes in groups.items():
-            for cls in classes:
+        for name, items in groups.items():
+            chosen: set[str] = set()
+            for item in items:
+                cls, _, pattern = str(item).partition(":")
                 if cls not in present:
                     raise ParamsError(
                         f"family {name!r} names feature class {cls!r}, which no column of the features"
                         f" table carries (classes present: {', '.join(present)})." + did_you_mean(cls, present)
                     )
-            wanted = set(classes)
-            families[name] = [c for c in feature_cols if class_of[c] in wanted]
+                matched = _match(feature_cols, cls, pattern or None, f"family {name!r}")
+                if not matched:
+                    raise ParamsError(f"family {name!r}: pattern {pattern!r} matches no feature of class {cls!r}")
+                chosen.update(matched)
+            families[name] = [c for c in feature_cols if c in chosen]
         return families
 
+    classes = {cls: class_metadata(cls) for cls in present}
+    unknown = [cls for cls, meta in classes.items() if meta is None]
+    if unknown:
+        logger.info("feature class(es) %s are not registered here: each is studied as a family of its own", ", ".join(unknown))
     families = {}
-    classical = [c for c in feature_cols if class_of[c] in CLASSICAL_CLASSES]
+    classical = [c for c in feature_cols if classes[naming.feature_class_of(c)] is not None and classes[naming.feature_class_of(c)].family == "classical"]
     if classical:
         families["classical"] = classical
-    for cls in present:
-        if cls not in CLASSICAL_CLASSES:
-            families[cls] = [c for c in feature_cols if class_of[c] == cls]
+    for cls, meta in classes.items():
+        if meta is not None and meta.family == "classical":
+            continue
+        own = [c for c in feature_cols if naming.feature_class_of(c) == cls]
+        families[cls] = own
+        for suffix, pattern in (getattr(meta, "subfamilies", None) or {}).items():
+            part = _match(own, cls, pattern, f"subfamily {cls}-{suffix}")
+            if part and len(part) < len(own):
+                families[f"{cls}-{suffix}"] = part
     if len(families) != 1:
         families["all"] = list(feature_cols)
     return families
+
+
+def histogram_groups(columns: Sequence[str]) -> dict[str, list[str]]:
+    """``{"<class>-<histogram>": columns}`` of the histogram column groups declared by the classes present.
+
+    A class declares its histograms in its ``histograms`` metadata (e.g. codeword counts); robustness
+    reports their difference ratio and the study looks for responsible vectors in them.
+    """
+    feature_cols = naming.feature_columns([str(c) for c in columns])
+    out = {}
+    for cls in dict.fromkeys(naming.feature_class_of(c) for c in feature_cols):
+        meta = class_metadata(cls)
+        for name, pattern in (getattr(meta, "histograms", None) or {}).items():
+            part = _match(feature_cols, cls, pattern, f"histogram {cls}-{name}")
+            if part:
+                out[f"{cls}-{name}"] = part
+    return out

@@ -1,42 +1,29 @@
-"""Robustness of deep (vqhist) and classical features to intensity scale and shift (Kobayashi et al. 2021).
+"""Robustness of every feature class to intensity scale and shift (Kobayashi et al. 2021).
 
-What a perturbation of level ``s`` means
-----------------------------------------
-The deep input is z-scored per volume over its foreground (voxels > 0), so a global scale or shift of
-the raw image would be undone by the normalisation. Both families therefore receive the *same relative
-change*, expressed in units of the volume's foreground statistics:
+Every case of a manifest is perturbed (:mod:`deepradiomics.perturb`: whole-image scale ``(1 + s) I`` and
+shift ``I + s sd`` as in the paper, or the foreground-only variants) at levels s = 0, 0.1, ..., 1.0, and
+every (case, perturbation) is extracted by the batch machinery like any batch: in parallel over ``jobs``
+workers or a Dask cluster, resumable from ``out_dir``, with failed cases as error rows. Then:
 
-- **deep (vqhist)**: each modality is preprocessed as vqhist does (z-score over voxels > 0, background
-  set to 0), then over the foreground voxels ``x' = x * (1 + s)`` (*scale*) or ``x' = x + s`` (*shift*,
-  in foreground standard deviations); background voxels stay 0; then the slices are resized and
-  quantized. At ``s = 0`` this is exactly vqhist's input. The histogram is computed here (model,
-  preprocessing and the model's ``volume_codeword_indices``), not by the plugin, so no plugin code is
-  patched; tests check it equals vqhist's own histogram at level 0.
-- **classical (PyRadiomics, the ``Image`` modality)**: with the foreground mean ``mu`` and standard
-  deviation ``sd`` of the raw volume (voxels > 0, as the z-score uses), over the foreground
-  ``I' = mu + (1 + s) (I - mu)`` (*scale*, i.e. ``z' = z (1 + s)``) or ``I' = I + s * sd`` (*shift*, i.e.
-  ``z' = z + s``). The mask is unchanged. Shape classes are left out: they do not read intensities.
-  Every level, 0 included, is computed on a float32 copy of the image (see :func:`perturb_raw` for the
-  PyRadiomics uint8 overflow this avoids), so level 0 can differ from a plain extraction of a uint8 image.
+- **every family** (classical and deep alike): per feature, ICC(2,1) (two-way random effects, absolute
+  agreement, single measurement; Shrout & Fleiss 1979) and ICC(3,1) (consistency) over the cases
+  (targets) x perturbation levels (raters), level 0 included, and per level the ICC(2,1) of (level 0,
+  level s). Absolute agreement is the headline: a perturbation that moves a feature by the same amount in
+  every case is a real loss of reproducibility, which the consistency form ignores;
+- **histogram classes** (classes declaring ``histograms``, e.g. codeword counts): the paper's difference
+  ratio ``sum_k |h_k - h0_k| / sum_k h0_k`` per case and level (h0: unperturbed), mean and sd over cases;
+- **classification** (optional, with labels): for each family, the study's pipeline
+  (:func:`deepradiomics.study.classification.make_pipeline`, default ``logistic``) is trained in stratified
+  k-fold cross-validation on *unperturbed* features and scores the held-out cases' *perturbed* features;
+  the metrics of the pooled out-of-fold scores per level (AUC, accuracy, sensitivity, specificity, PPV,
+  NPV, ...) show the degradation. Labels are read and encoded by the study's own label handling.
 
-Measures
---------
-- deep: the histogram difference ratio ``sum_k |h_k - h0_k| / sum_k h0_k`` per case and level (h0: the
-  unperturbed histogram), with its mean and sd over cases;
-- classical: per feature, ICC(2,1) (two-way random effects, absolute agreement, single measurement;
-  Shrout & Fleiss 1979) over the cases (targets) x perturbation levels (raters), level 0 included.
-  Absolute agreement is the headline because a perturbation that moves a feature by the same amount
-  in every case is a real loss of reproducibility, which the consistency form ICC(3,1) ignores;
-  ICC(3,1) is reported beside it. Per level, the ICC(2,1) of (level 0, level s) is also given;
-- classification (with labels): a standardised L2 logistic regression (C = 1) per family is trained in
-  stratified k-fold cross-validation (k = min(5, smaller class)) on *unperturbed* features, then
-  scores the held-out cases' *perturbed* features; the pooled out-of-fold AUC per level and its change
-  from level 0 measure the degradation.
+A case whose extraction failed at any level is left out of that family's statistics (and listed).
 
 Examples
 --------
->>> result = run_robustness("params/combined.yaml", "cases.csv", limit=5)  # doctest: +SKIP
->>> result.deep_summary  # doctest: +SKIP
+>>> result = run_robustness("params/combined.yaml", "cases.csv", jobs=2, out_dir="cache/")  # doctest: +SKIP
+>>> result.icc_summary  # doctest: +SKIP
 >>> result.write("robustness_out/")  # doctest: +SKIP
 """
 
@@ -48,21 +35,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DeepRadiomicsError, ParamsError
-from ..naming import feature_class_of, is_feature
+from ..perturb import DEFAULT_LEVELS, KINDS, REGIONS, parse_levels, perturbation
 
 logger = logging.getLogger("deepradiomics.study.robustness")
 
-KINDS = ("scale", "shift")
-#: the paper's levels: 0.0 to 1.0 in steps of 0.1
-DEFAULT_LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
-#: classes that do not read intensities and are left out of the classical sweep
-INTENSITY_FREE_CLASSES = ("shape", "shape2D")
+#: column of the expanded manifest holding the original case ID
+CASE_COLUMN = "Case"
 
 
 class RobustnessDataError(DeepRadiomicsError, ValueError):
@@ -127,158 +110,59 @@ def icc_many(values: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-# ---------------------------------------------------------------------------------------------- perturbations
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ParamsError(f"perturbation '{kind}' is not one of {', '.join(KINDS)}")
-
-
-def perturb_normalized(volume: np.ndarray, kind: str, level: float) -> np.ndarray:
-    """vqhist's normalised input of ``volume`` with the perturbation applied over its foreground (> 0)."""
-    from ..nets.preprocess import zscore_foreground
-
-    _check_kind(kind)
-    z = zscore_foreground(volume)
-    if level == 0:
-        return z
-    foreground = np.asarray(volume) > 0
-    if kind == "scale":
-        z[foreground] = z[foreground] * np.float32(1.0 + level)
-    else:
-        z[foreground] = z[foreground] + np.float32(level)
-    return z
-
-
-def perturb_raw(image, kind: str, level: float):
-    """A ``SimpleITK.Image`` with the raw-unit equivalent of the perturbation over its foreground (> 0).
-
-    ``scale``: ``I' = mu + (1+s)(I - mu)``; ``shift``: ``I' = I + s sd`` (``mu``, ``sd``: foreground mean and
-    standard deviation). Every level, 0 included, is returned as float32, so that all levels go through
-    the same PyRadiomics code path: on uint8 images PyRadiomics 3.0.1 computes the top bin edge
-    ``max + 2 * binWidth`` in uint8, which wraps around when the ROI maximum exceeds 255 - 2 binWidth and
-    puts the whole ROI into one bin (seen on LGG case TCGA_HT_7616_19940813: glcm Contrast 0 instead of 1.14).
-    """
-    import SimpleITK as sitk
-
-    _check_kind(kind)
-    if level == 0:
-        return sitk.Cast(image, sitk.sitkFloat32)
-    raw = sitk.GetArrayFromImage(image).astype(np.float64)
-    foreground = raw > 0
-    if not foreground.any():
-        raise RobustnessDataError("the image has no voxel > 0: the foreground statistics are undefined")
-    values = raw[foreground]
-    mean, sd = float(values.mean()), float(values.std())
-    sd = sd if sd > 0 else 1.0
-    if kind == "scale":
-        raw[foreground] = mean + (1.0 + level) * (values - mean)
-    else:
-        raw[foreground] = values + level * sd
-    out = sitk.GetImageFromArray(raw.astype(np.float32))
-    out.CopyInformation(image)
-    return out
-
-
-def codeword_histogram(
-    case, setup, kind: str = "scale", level: float = 0.0, arrays: Sequence[np.ndarray] | None = None
-) -> np.ndarray:
-    """Codeword counts (K,) of ``case`` with a perturbation of the normalised input (see the module docstring).
-
-    ``setup`` is a :class:`~deepradiomics.study.explain.VQSetup`; its ``region`` decides which latent cells
-    count, as in vqhist: ``volume`` every cell of every slice, ``roi`` the cells whose (S/8) x (S/8) block
-    of the resized slice holds a mask voxel. Counts are returned (vqhist's ``normalize`` is not applied).
-    """
-    from ..nets.preprocess import volume_to_slices
-    from ..registry import get_registry
-    from .explain import case_arrays, case_codewords
-
-    if arrays is None:
-        arrays = case_arrays(case, setup.modalities)
-    normalised = [perturb_normalized(a, kind, level) for a in arrays]
-    slices = volume_to_slices(normalised, setup.input_size, normalize=False)
-    indices = case_codewords(setup.model, slices, setup.batch_size)
-    mask = np.asarray(case.mask_array()) if setup.region == "roi" else None
-    counts = get_registry().get("vqhist").count_codewords(indices, mask, setup.bundle, setup.region)
-    return counts.numpy()
-
-
-def histogram_ratio(h, h0) -> float:
-    """``sum |h - h0| / sum h0``."""
+def histogram_ratio(h, h0) -> np.ndarray:
+    """``sum_k |h_k - h0_k| / sum_k h0_k`` of histograms (last axis = bins); NaN where ``h0`` is empty."""
     h, h0 = np.asarray(h, dtype=np.float64), np.asarray(h0, dtype=np.float64)
-    total = h0.sum()
-    if total <= 0:
-        raise RobustnessDataError("the unperturbed histogram is empty: no latent cell was counted")
-    return float(np.abs(h - h0).sum() / total)
-
-
-# ---------------------------------------------------------------------------------------------- params
-def split_params(params: str | os.PathLike | Mapping) -> tuple[dict | None, Any]:
-    """(vqhist settings or None, classical-only :class:`~deepradiomics.params.Params` or None).
-
-    Shape classes are dropped from the classical part (intensity perturbations cannot change them).
-    """
-    from ..params import load_params
-
-    loaded = load_params(params)
-    deep = dict(loaded.deep["vqhist"]) if "vqhist" in loaded.deep else None
-    classical_classes = {k: v for k, v in loaded.classical.items() if k not in INTENSITY_FREE_CLASSES}
-    classical = None
-    if classical_classes:
-        classical_data = loaded.to_pyradiomics()
-        classical_data["featureClass"] = classical_classes
-        classical = load_params(classical_data, name=loaded.source)
-    if deep is None and classical is None:
-        raise ParamsError(f"{loaded.source}: no vqhist and no intensity-based classical class: nothing to perturb")
-    return deep, classical
-
-
-def parse_levels(text: str | Sequence[float]) -> list[float]:
-    """``"0,0.1,0.5"`` -> [0.0, 0.1, 0.5]; 0 is added when absent; levels must be > -1 and distinct."""
-    if isinstance(text, str):
-        try:
-            levels = [float(t) for t in text.split(",") if t.strip()]
-        except ValueError:
-            raise ParamsError(f"levels '{text}' are not comma-separated numbers, e.g. 0,0.1,0.2") from None
-    else:
-        levels = [float(t) for t in text]
-    if any(level <= -1 for level in levels):
-        raise ParamsError(f"levels {levels}: a level must be > -1 (scale 1 + s must stay positive)")
-    levels = sorted(set(levels) | {0.0})
-    if len(levels) < 2:
-        raise ParamsError("give at least one non-zero level, e.g. --levels 0,0.1,0.2")
-    return levels
+    total = h0.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, np.abs(h - h0).sum(axis=-1) / np.where(total > 0, total, 1.0), np.nan)
 
 
 # ---------------------------------------------------------------------------------------------- result
 @dataclass
 class RobustnessResult:
-    """Tables of :func:`run_robustness` (see :meth:`write` for the files)."""
+    """Tables of :func:`run_robustness` (see :meth:`write` for the files).
+
+    ``features``: one row per (case, kind, level), the extracted table; ``icc``: one row per (feature,
+    kind); ``icc_summary``: per family and kind, the median ICC(2,1) over features and the fraction >= 0.9;
+    ``pairwise``: per family, kind and level, the median ICC(2,1) of (level 0, level s);
+    ``histogram_ratios``: per case, histogram, kind and level; ``histogram_summary``: their mean and sd;
+    ``classification``: per family, kind and level, the metrics of the perturbed out-of-fold scores;
+    ``combined``: the per-level summary of all of these.
+    """
 
     levels: list[float]
-    deep_ratios: pd.DataFrame | None
-    deep_summary: pd.DataFrame | None
-    classical_features: pd.DataFrame | None
-    classical_icc: pd.DataFrame | None
-    classical_pairwise: pd.DataFrame | None
+    kinds: list[str]
+    region: str
+    features: pd.DataFrame
+    icc: pd.DataFrame
+    icc_summary: pd.DataFrame
+    pairwise: pd.DataFrame
+    histogram_ratios: pd.DataFrame
+    histogram_summary: pd.DataFrame
     classification: pd.DataFrame | None
     combined: pd.DataFrame
+    failed: list[tuple[str, str]] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def write(self, out_dir: str | os.PathLike) -> Path:
-        """``deep_robustness.csv``, ``deep_ratios.csv``, ``classical_icc.csv``, ``classical_features.csv``,
-        ``classification.csv`` (with labels), ``robustness.csv``, ``robustness.png``, ``timing.csv``."""
+        """``robustness.csv`` (per level), ``icc.csv``, ``icc_summary.csv``, ``icc_pairwise.csv``,
+        ``histogram_ratios.csv``, ``histogram_summary.csv``, ``classification.csv`` (with labels),
+        ``features.csv`` (every extracted row), ``robustness.png``, ``timing.csv``, ``notes.txt``."""
+        from ..io import write_table
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        if self.deep_summary is not None:
-            self.deep_summary.to_csv(out / "deep_robustness.csv", index=False)
-            self.deep_ratios.to_csv(out / "deep_ratios.csv", index=False)
-        if self.classical_icc is not None:
-            self.classical_icc.to_csv(out / "classical_icc.csv", index=False)
-            self.classical_features.to_csv(out / "classical_features.csv", index=False)
+        self.combined.to_csv(out / "robustness.csv", index=False)
+        self.icc.to_csv(out / "icc.csv", index=False)
+        self.icc_summary.to_csv(out / "icc_summary.csv", index=False)
+        self.pairwise.to_csv(out / "icc_pairwise.csv", index=False)
+        self.histogram_ratios.to_csv(out / "histogram_ratios.csv", index=False)
+        self.histogram_summary.to_csv(out / "histogram_summary.csv", index=False)
         if self.classification is not None:
             self.classification.to_csv(out / "classification.csv", index=False)
-        self.combined.to_csv(out / "robustness.csv", index=False)
+        write_table(self.features, out / "features.csv")
         pd.DataFrame([self.timing]).to_csv(out / "timing.csv", index=False)
         (out / "notes.txt").write_text("\n".join(self.notes) + ("\n" if self.notes else ""))
         plot_robustness(self, out / "robustness.png")
@@ -286,47 +170,45 @@ class RobustnessResult:
 
 
 def plot_robustness(result: RobustnessResult, path: str | os.PathLike) -> Path:
-    """Deep histogram ratio vs level (scale, shift), classical ICC(2,1) distribution, AUC vs level."""
+    """Histogram ratio vs level, per-family ICC(2,1) distributions, AUC vs level."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     panels = 2 + (result.classification is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.6), dpi=110)
+    fig, axes = plt.subplots(1, panels, figsize=(4.4 * panels, 3.8), dpi=110)
     ax = axes[0]
-    if result.deep_summary is not None:
-        for kind, frame in result.deep_summary.groupby("kind", sort=False):
-            ax.errorbar(frame["level"], frame["ratio_mean"], yerr=frame["ratio_sd"], marker="o", ms=3, capsize=2, label=kind)
-        ax.legend(fontsize=8)
+    if len(result.histogram_summary):
+        for (group, kind), frame in result.histogram_summary.groupby(["histogram", "kind"], sort=False):
+            ax.errorbar(frame["level"], frame["ratio_mean"], yerr=frame["ratio_sd"], marker="o", ms=3, capsize=2, label=f"{group} {kind}")
+        ax.legend(fontsize=7)
     else:
-        ax.text(0.5, 0.5, "no vqhist in params", ha="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "no histogram class in params", ha="center", transform=ax.transAxes)
     ax.set_xlabel("perturbation level s")
     ax.set_ylabel("sum|h - h0| / sum h0 (mean ± sd)")
-    ax.set_title("deep: codeword histogram change", fontsize=9)
+    ax.set_title("histogram difference ratio", fontsize=9)
     ax = axes[1]
-    if result.classical_icc is not None:
-        data, names = [], []
-        for kind, frame in result.classical_icc.groupby("kind", sort=False):
-            values = frame["icc21"].dropna().to_numpy()
-            data.append(values)
-            names.append(f"{kind}\n(n={values.size})")
+    data, names = [], []
+    for (family, kind), frame in result.icc.groupby(["family", "kind"], sort=False):
+        values = frame["icc21"].dropna().to_numpy()
+        data.append(values)
+        names.append(f"{family}\n{kind} (n={values.size})")
+    if data:
         ax.boxplot(data)
-        ax.set_xticks(range(1, len(names) + 1), names)
-        ax.axhline(0.9, color="grey", linestyle="--", linewidth=0.8)
-        ax.axhline(0.75, color="grey", linestyle=":", linewidth=0.8)
-    else:
-        ax.text(0.5, 0.5, "no classical class in params", ha="center", transform=ax.transAxes)
+        ax.set_xticks(range(1, len(names) + 1), names, fontsize=6, rotation=30)
+    ax.axhline(0.9, color="grey", linestyle="--", linewidth=0.8)
+    ax.axhline(0.75, color="grey", linestyle=":", linewidth=0.8)
     ax.set_ylabel("ICC(2,1) across levels")
-    ax.set_title("classical: per-feature ICC", fontsize=9)
+    ax.set_title("per-feature ICC by family", fontsize=9)
     if result.classification is not None:
         ax = axes[2]
         for (family, kind), frame in result.classification.groupby(["family", "kind"], sort=False):
-            ax.plot(frame["level"], frame["auc"], marker="o", ms=3, label=f"{family} {kind}")
+            ax.plot(frame["level"], frame["AUC"], marker="o", ms=3, label=f"{family} {kind}")
         ax.set_xlabel("perturbation level s")
         ax.set_ylabel("out-of-fold AUC")
         ax.set_title("classification on perturbed features", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
@@ -334,149 +216,214 @@ def plot_robustness(result: RobustnessResult, path: str | os.PathLike) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------------------------- main
-def _classification(
-    deep_hist: dict, classical_rows: pd.DataFrame | None, labels: pd.Series, levels: Sequence[float], seed: int = 0
-) -> pd.DataFrame:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+# ---------------------------------------------------------------------------------------------- pieces
+def _expanded_manifest(frame: pd.DataFrame, kinds: Sequence[str], levels: Sequence[float], region: str) -> tuple[pd.DataFrame, dict]:
+    """One manifest row per (case, perturbation) and the transforms of each; level 0 once per case."""
+    perturbations = [("scale", 0.0)] + [(kind, level) for kind in kinds for level in levels if level != 0]
+    rows, transforms = [], {}
+    for record in frame.to_dict(orient="records"):
+        for kind, level in perturbations:
+            transform = perturbation(kind, level, region)
+            row_id = f"{record['ID']}|{transform.describe()}"
+            rows.append({**record, "ID": row_id, CASE_COLUMN: record["ID"], "perturbation": kind if level else "none", "level": level})
+            transforms[row_id] = (transform,)
+    return pd.DataFrame(rows), transforms
 
-    cases = [c for c in labels.index]
-    y = labels.to_numpy().astype(int)
-    smaller = int(min(y.sum(), len(y) - y.sum()))
-    if smaller < 2:
-        raise RobustnessDataError(
-            f"classification needs at least 2 cases of each class among the {len(y)} labelled cases "
-            f"(smaller class: {smaller}): raise --limit or choose another target"
-        )
-    folds = StratifiedKFold(n_splits=min(5, smaller), shuffle=True, random_state=seed)
-    families: dict[str, Any] = {}
-    if deep_hist:
-        families["vqhist"] = lambda kind, level: np.stack([deep_hist[(c, kind, level)] for c in cases])
-    if classical_rows is not None:
-        feature_cols = [c for c in classical_rows.columns if c not in ("ID", "kind", "level")]
-        indexed = classical_rows.set_index(["ID", "kind", "level"])[feature_cols]
-        finite = np.isfinite(indexed.to_numpy(dtype=np.float64)).all(0)
-        usable = [c for c, ok in zip(feature_cols, finite) if ok]
 
-        def classical_matrix(kind, level):
-            return indexed.loc[[(c, kind, level) for c in cases], usable].to_numpy(dtype=np.float64)
+def _cube(table: pd.DataFrame, cases: list[str], kind: str, levels: Sequence[float], columns: list[str]) -> np.ndarray:
+    """(cases, levels, features) values of one kind, level 0 taken from the unperturbed rows."""
+    slices = []
+    for level in levels:
+        rows = table[(table["level"] == 0)] if level == 0 else table[(table["perturbation"] == kind) & (table["level"] == level)]
+        slices.append(rows.set_index(CASE_COLUMN).reindex(cases)[columns].to_numpy(dtype=np.float64))
+    return np.stack(slices, axis=1)
 
-        families["classical"] = classical_matrix
-    rows = []
-    for family, matrix in families.items():
-        base = matrix("scale", 0.0)
-        scores = {(kind, level): np.zeros(len(y)) for kind in KINDS for level in levels}
-        for train, test in folds.split(base, y):
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
-            model.fit(base[train], y[train])
-            for kind in KINDS:
-                for level in levels:
-                    scores[(kind, level)][test] = model.predict_proba(matrix(kind, level)[test])[:, 1]
-        for kind in KINDS:
-            auc0 = roc_auc_score(y, scores[(kind, 0.0)])
-            for level in levels:
-                auc = roc_auc_score(y, scores[(kind, level)])
-                rows.append(
+
+def _icc_tables(table, cases, families, kinds, levels):
+    icc_rows, summary_rows, pair_rows = [], [], []
+    for family, columns in families.items():
+        for kind in kinds:
+            cube = _cube(table, cases, kind, levels, columns)
+            finite = np.isfinite(cube).all(axis=(0, 1))
+            result = icc_many(np.where(np.isfinite(cube), cube, 0.0))
+            for j, name in enumerate(columns):
+                note = "non-finite values" if not finite[j] else ("no variance across cases and levels" if not np.isfinite(result["icc21"][j]) else "")
+                icc_rows.append(
+                    {
+                        "feature": name,
+                        "family": family,
+                        "kind": kind,
+                        "icc21": float(result["icc21"][j]) if finite[j] else np.nan,
+                        "icc31": float(result["icc31"][j]) if finite[j] else np.nan,
+                        "n_cases": len(cases),
+                        "n_levels": len(levels),
+                        "note": note,
+                    }
+                )
+            values = np.where(finite, result["icc21"], np.nan)
+            kept = values[np.isfinite(values)]
+            summary_rows.append(
+                {
+                    "family": family,
+                    "kind": kind,
+                    "n_features": len(columns),
+                    "n_with_icc": int(kept.size),
+                    "icc21_median": float(np.median(kept)) if kept.size else np.nan,
+                    "fraction_icc21_ge_0.9": float(np.mean(kept >= 0.9)) if kept.size else np.nan,
+                    "fraction_icc21_ge_0.75": float(np.mean(kept >= 0.75)) if kept.size else np.nan,
+                }
+            )
+            for i, level in enumerate(levels):
+                if level == 0:
+                    continue
+                pair = icc_many(cube[:, [0, i], :][:, :, finite])["icc21"]
+                pair = pair[np.isfinite(pair)]
+                pair_rows.append(
                     {
                         "family": family,
                         "kind": kind,
                         "level": level,
-                        "auc": auc,
-                        "auc_change": auc - auc0,
-                        "n_cases": len(y),
-                        "folds": folds.n_splits,
+                        "icc21_median": float(np.median(pair)) if pair.size else np.nan,
+                        "fraction_icc21_ge_0.9": float(np.mean(pair >= 0.9)) if pair.size else np.nan,
                     }
                 )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(icc_rows), pd.DataFrame(summary_rows), pd.DataFrame(pair_rows)
 
 
-def _labels_for(labels, target: str, positive: str | None, case_ids: Sequence[str]) -> tuple[pd.Series, list[str]]:
-    from ..errors import did_you_mean
+def _histogram_tables(table, cases, groups, kinds, levels):
+    rows = []
+    for group, columns in groups.items():
+        for kind in kinds:
+            cube = _cube(table, cases, kind, levels, columns)
+            ratios = histogram_ratio(cube, cube[:, :1, :])  # (cases, levels)
+            for c, case in enumerate(cases):
+                for i, level in enumerate(levels):
+                    rows.append({"ID": case, "histogram": group, "kind": kind, "level": level, "ratio": float(ratios[c, i])})
+    ratios = pd.DataFrame(rows, columns=["ID", "histogram", "kind", "level", "ratio"])
+    summary = (
+        ratios.groupby(["histogram", "kind", "level"], sort=False)["ratio"]
+        .agg(ratio_mean="mean", ratio_sd="std", ratio_max="max", n_cases="count")
+        .reset_index()
+    )
+    return ratios, summary
 
-    if isinstance(labels, pd.DataFrame):
-        frame = labels.reset_index() if "ID" not in labels.columns and labels.index.name == "ID" else labels
-    else:
-        if not Path(labels).is_file():
-            raise ParamsError(f"labels file '{labels}' does not exist: give a CSV with an ID column and the target column")
-        frame = pd.read_csv(labels, dtype=str, keep_default_na=False)
-    if "ID" not in frame.columns:
-        raise ParamsError(
-            f"labels '{labels}' have no 'ID' column.{did_you_mean('ID', map(str, frame.columns))} Columns: {', '.join(map(str, frame.columns))}"
-        )
-    frame = frame.astype({"ID": str})
-    if target not in frame.columns:
-        raise ParamsError(
-            f"labels '{labels}' have no column '{target}'.{did_you_mean(target, frame.columns)} Columns: {', '.join(frame.columns)}"
-        )
-    series = frame.set_index("ID")[target].astype(str).str.strip()
-    series = series.reindex(list(case_ids))
-    notes = []
-    blank = series.isna() | series.isin(["", "nan", "NaN", "None"])
-    if blank.any():
-        notes.append(
-            f"{int(blank.sum())} case(s) without a '{target}' value left out of the classification: {', '.join(series.index[blank][:10])}"
-        )
-    series = series[~blank]
-    classes = sorted(series.unique())
-    if len(classes) != 2:
+
+def _classification(table, cases, families, kinds, levels, labels, target, positive, model, folds, seed, id_column):
+    """Out-of-fold metrics per family, kind and level of a model trained on unperturbed features."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    from .classification import MODELS, check_model, decision_scores, make_pipeline
+    from .core import prepare_data
+    from .statistics import METRICS, binary_metrics
+
+    check_model(model)
+    base = table[table["level"] == 0].set_index(CASE_COLUMN).reindex(cases)
+    data = prepare_data(base, labels, target, positive, id_column)
+    ids = list(data.features.index)
+    y = data.y
+    smaller = int(min(y.sum(), len(y) - y.sum()))
+    if smaller < 2:
         raise RobustnessDataError(
-            f"target '{target}' has {len(classes)} classes among the cases used ({', '.join(classes)}); exactly 2 are needed"
+            f"classification needs at least 2 cases of each class among the {len(y)} labelled cases (smaller class: {smaller}): "
+            "use more cases or another target"
         )
-    if positive is None:
-        positive = classes[1]
-    elif positive not in classes:
-        raise ParamsError(f"positive class '{positive}' is not a value of '{target}' ({', '.join(classes)})")
-    notes.append(f"classification target '{target}', positive class '{positive}'")
-    return (series == positive).astype(int), notes
+    splitter = StratifiedKFold(n_splits=min(folds, smaller), shuffle=True, random_state=seed)
+    _, threshold = MODELS[model]
+    rows = []
+    for family, columns in families.items():
+        unperturbed = _cube(table, ids, "scale", [0.0], columns)[:, 0, :]
+        scores = {(kind, level): np.full(len(y), np.nan) for kind in kinds for level in levels}
+        for train, test in splitter.split(unperturbed, y):
+            fitted = clone(make_pipeline(model, seed=seed)).fit(unperturbed[train], y[train])
+            for kind in kinds:
+                cube = _cube(table, [ids[i] for i in test], kind, levels, columns)
+                for i, level in enumerate(levels):
+                    scores[(kind, level)][test] = decision_scores(fitted, cube[:, i, :])
+        for kind in kinds:
+            for level in levels:
+                metrics = binary_metrics(y, scores[(kind, level)], threshold)
+                rows.append({"family": family, "kind": kind, "level": level, **{m: metrics[m] for m in METRICS}, "n_cases": len(y), "folds": splitter.n_splits})
+    frame = pd.DataFrame(rows)
+    frame["AUC_change"] = frame["AUC"] - frame.groupby(["family", "kind"])["AUC"].transform("first")
+    return frame, data.notes, (data.positive, data.negative)
 
 
+def _combined(kinds, levels, pairwise, histogram_summary, classification):
+    combined = pd.DataFrame([{"kind": kind, "level": level} for kind in kinds for level in levels])
+    if len(histogram_summary):
+        wide = histogram_summary.pivot_table(index=["kind", "level"], columns="histogram", values=["ratio_mean", "ratio_sd"])
+        wide.columns = [f"{group}_{metric}" for metric, group in wide.columns]
+        combined = combined.merge(wide.reset_index(), on=["kind", "level"], how="left")
+    if len(pairwise):
+        wide = pairwise.pivot_table(index=["kind", "level"], columns="family", values="icc21_median")
+        wide.columns = [f"{family}_icc21_median" for family in wide.columns]
+        combined = combined.merge(wide.reset_index(), on=["kind", "level"], how="left")
+    if classification is not None:
+        wide = classification.pivot_table(index=["kind", "level"], columns="family", values=["AUC", "AUC_change", "accuracy"])
+        wide.columns = [f"{family}_{metric}" for metric, family in wide.columns]
+        combined = combined.merge(wide.reset_index(), on=["kind", "level"], how="left")
+    return combined
+
+
+# ---------------------------------------------------------------------------------------------- main
 def run_robustness(
-    params: str | os.PathLike | Mapping,
+    params,
     manifest,
     *,
+    kinds: Sequence[str] = KINDS,
     levels: Sequence[float] | str = DEFAULT_LEVELS,
+    region: str = "image",
     limit: int | None = None,
     labels=None,
     target: str | None = None,
-    positive: str | None = None,
-    bundle=None,
+    positive=None,
+    model: str = "logistic",
+    folds: int = 5,
+    seed: int = 0,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    jobs: int = 1,
+    scheduler: str = "processes",
+    out_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    id_column: str = "ID",
 ) -> RobustnessResult:
-    """Scale and shift sweeps of every case of ``manifest`` (see the module docstring).
+    """Scale and shift sweeps of every case of ``manifest`` for every class of ``params``.
 
     Parameters
     ----------
     params
-        Params file or mapping naming ``vqhist`` and/or classical classes.
+        Params file, mapping or :class:`~deepradiomics.extractor.Extractor` (fitted classes fitted).
     manifest
-        Batch manifest (CSV path or DataFrame): ``ID``, ``Image``, ``Mask``, ``Image_<name>``.
-    levels
-        Perturbation levels s (0 is always included).
+        Batch manifest (CSV path or DataFrame).
+    kinds, levels, region
+        ``scale``/``shift``; levels s (0 always included); ``image`` (whole image, the paper's) or
+        ``foreground`` (voxels > 0 only). See :mod:`deepradiomics.perturb`.
     limit
         Use only the first ``limit`` cases.
-    labels, target, positive
-        A manifest-like CSV holding ``ID`` and the binary ``target`` column (e.g. the same cases.csv and
-        ``grade``), and the positive class (default: the second value in sorted order).
-    bundle
-        A loaded model bundle to use instead of vqhist's ``model`` setting.
+    labels, target, positive, model, folds, seed
+        Optional classification degradation: the label column ``target`` of a labels table with ``id_column``
+        (or of the manifest itself when ``labels`` is None), the positive class, the study model
+        (``logistic``, ``dlr``) and CV folds.
+    groups
+        Study families to use instead of the defaults (see :func:`deepradiomics.study.feature_families`).
+    jobs, scheduler, out_dir, progress
+        As for :func:`deepradiomics.batch.run_batch`: workers, Dask, resume folder, progress bar.
     """
-    from ..batch import case_from_row, read_manifest
-    from .explain import case_arrays, vq_setup
+    from ..batch import failures, read_manifest, run_batch
+    from ..extractor import Extractor
+    from .families import feature_families, histogram_groups
 
-    levels = parse_levels(levels) if isinstance(levels, str) else parse_levels(list(levels))
-    if (labels is None) != (target is None):
-        raise ParamsError("give both --labels and --target for the classification, or neither")
-    deep_settings, classical_params = split_params(params)
-    setup = vq_setup(deep_settings, bundle) if deep_settings is not None else None
-    backend = None
-    if classical_params is not None:
-        from ..classical import PyRadiomicsBackend
-
-        backend = PyRadiomicsBackend(classical_params.to_pyradiomics())
+    started = time.perf_counter()
+    kinds = list(kinds)
+    for kind in kinds:
+        perturbation(kind, 0.0)  # validates the kind
+    if region not in REGIONS:
+        raise ParamsError(f"region '{region}' is not one of {', '.join(REGIONS)}")
+    levels = parse_levels(levels)
+    if labels is not None and target is None:
+        raise ParamsError("labels were given without a target column: name the label column with target (--target)")
+    extractor = params if isinstance(params, Extractor) else Extractor(params)
     frame, base = read_manifest(manifest)
     if limit is not None:
         if limit < 2:
@@ -484,152 +431,45 @@ def run_robustness(
         frame = frame.iloc[:limit]
     if len(frame) < 2:
         raise RobustnessDataError(f"the manifest holds {len(frame)} case(s): at least 2 are needed")
-    label = classical_params.label if classical_params is not None else 1
-    deep_hist: dict[tuple[str, str, float], np.ndarray] = {}
-    ratio_rows, classical_rows, notes = [], [], []
-    timing = {
-        "cases": 0,
-        "deep_seconds": 0.0,
-        "classical_seconds": 0.0,
-        "perturbations_per_case": 1 + len(KINDS) * (len(levels) - 1),
-    }
-    rows = frame.to_dict("records")
-    iterator = rows
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(rows, desc="robustness", unit="case", file=None)
-    for row in iterator:
-        case = case_from_row(row, base, label)
-        case_id = case.case_id
-        if setup is not None:
-            start = time.perf_counter()
-            arrays = case_arrays(case, setup.modalities)
-            h0 = codeword_histogram(case, setup, "scale", 0.0, arrays)
-            for kind in KINDS:
-                for level in levels:
-                    h = h0 if level == 0 else codeword_histogram(case, setup, kind, level, arrays)
-                    deep_hist[(case_id, kind, level)] = h
-                    ratio_rows.append({"ID": case_id, "kind": kind, "level": level, "ratio": histogram_ratio(h, h0)})
-            timing["deep_seconds"] += time.perf_counter() - start
-        if backend is not None:
-            from ..case import Case
-
-            start = time.perf_counter()
-            image, mask = case.image(), case.mask_image()
-            f0 = backend.execute(Case({"Image": perturb_raw(image, "scale", 0.0)}, mask, label=case.label, case_id=case_id))
-            for kind in KINDS:
-                for level in levels:
-                    if level == 0:
-                        values = f0
-                    else:
-                        perturbed = Case({"Image": perturb_raw(image, kind, level)}, mask, label=case.label, case_id=case_id)
-                        values = backend.execute(perturbed)
-                    features = {k: v for k, v in values.items() if not k.startswith("diagnostics_")}
-                    classical_rows.append({"ID": case_id, "kind": kind, "level": level, **features})
-            timing["classical_seconds"] += time.perf_counter() - start
-        timing["cases"] += 1
-    case_ids = [str(r["ID"]) for r in rows]
-
-    deep_ratios = deep_summary = None
-    if setup is not None:
-        deep_ratios = pd.DataFrame(ratio_rows)
-        deep_summary = (
-            deep_ratios.groupby(["kind", "level"], sort=False)["ratio"]
-            .agg(ratio_mean="mean", ratio_sd="std", ratio_max="max", n_cases="count")
-            .reset_index()
-        )
-    classical_features = classical_icc = classical_pairwise = None
-    if backend is not None:
-        classical_features = pd.DataFrame(classical_rows)
-        feature_cols = [c for c in classical_features.columns if c not in ("ID", "kind", "level")]
-        icc_rows, pair_rows = [], []
-        for kind in KINDS:
-            sub = classical_features[classical_features["kind"] == kind]
-            cube = np.stack(
-                [
-                    sub[sub["level"] == level].set_index("ID").loc[case_ids, feature_cols].to_numpy(dtype=np.float64)
-                    for level in levels
-                ],
-                axis=1,
-            )  # (cases, levels, features)
-            finite = np.isfinite(cube).all(axis=(0, 1))
-            result = icc_many(np.where(np.isfinite(cube), cube, 0.0))
-            for j, name in enumerate(feature_cols):
-                note = ""
-                if not finite[j]:
-                    note = "non-finite values"
-                elif not np.isfinite(result["icc21"][j]):
-                    note = "no variance across cases and levels"
-                icc_rows.append(
-                    {
-                        "feature": name,
-                        "class": feature_class_of(name) if is_feature(name) else "",
-                        "kind": kind,
-                        "icc21": float(result["icc21"][j]) if finite[j] else float("nan"),
-                        "icc31": float(result["icc31"][j]) if finite[j] else float("nan"),
-                        "n_cases": len(case_ids),
-                        "n_levels": len(levels),
-                        "note": note,
-                    }
-                )
-            for i, level in enumerate(levels):
-                if level == 0:
-                    continue
-                pair = icc_many(cube[:, [0, i], :][:, :, finite])
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    rel = np.abs(cube[:, i, :][:, finite] - cube[:, 0, :][:, finite]) / np.abs(cube[:, 0, :][:, finite])
-                icc21 = pair["icc21"]
-                pair_rows.append(
-                    {
-                        "kind": kind,
-                        "level": level,
-                        "classical_icc21_median": float(np.nanmedian(icc21)),
-                        "classical_fraction_icc21_ge_0.9": float(np.mean(icc21[np.isfinite(icc21)] >= 0.9)),
-                        "classical_relchange_median": float(np.nanmedian(np.where(np.isfinite(rel), rel, np.nan))),
-                    }
-                )
-        classical_icc = pd.DataFrame(icc_rows)
-        classical_pairwise = pd.DataFrame(pair_rows)
-
+    expanded, transforms = _expanded_manifest(frame, kinds, levels, region)
+    table = run_batch(extractor, expanded, jobs=jobs, out_dir=out_dir, progress=progress, base_dir=base, scheduler=scheduler, transforms=transforms)
+    failed = failures(table)
+    bad = sorted({table.loc[i, CASE_COLUMN] for i, _ in failed})
+    cases = [c for c in frame["ID"] if c not in bad]
+    notes = [f"perturbation region: {region} ({'the whole image, as in the paper' if region == 'image' else 'voxels > 0 only'}); levels {levels}"]
+    if bad:
+        notes.append(f"{len(bad)} case(s) failed at some level and are left out: " + "; ".join(f"{i}: {m}" for i, m in failed[:5]))
+    if len(cases) < 2:
+        raise RobustnessDataError(f"only {len(cases)} case(s) extracted at every level: at least 2 are needed; first failure: {failed[0][1] if failed else ''}")
+    families = feature_families(table.columns, groups)
+    icc_table, icc_summary, pairwise = _icc_tables(table, cases, families, kinds, levels)
+    ratios, ratio_summary = _histogram_tables(table, cases, histogram_groups(table.columns), kinds, levels)
     classification = None
-    if labels is not None:
-        y, label_notes = _labels_for(labels, target, positive, case_ids)
+    if target is not None:  # the target is a column of the labels table, or of the manifest (it passes through)
+        classification, label_notes, (pos, neg) = _classification(table, cases, families, kinds, levels, labels, target, positive, model, folds, seed, id_column)
         notes.extend(label_notes)
-        kept = set(y.index)
-        kept_rows = classical_features[classical_features["ID"].isin(kept)] if classical_features is not None else None
-        kept_hist = {k: v for k, v in deep_hist.items() if k[0] in kept}
-        if setup is not None and setup.normalize == "frequency":  # the classifier sees what vqhist outputs
-            kept_hist = {k: v / v.sum() for k, v in kept_hist.items()}
-        classification = _classification(kept_hist, kept_rows, y, levels)
-
-    combined = pd.DataFrame([{"kind": kind, "level": level} for kind in KINDS for level in levels])
-    if deep_summary is not None:
-        combined = combined.merge(
-            deep_summary.rename(columns={"ratio_mean": "deep_ratio_mean", "ratio_sd": "deep_ratio_sd"})[
-                ["kind", "level", "deep_ratio_mean", "deep_ratio_sd"]
-            ],
-            on=["kind", "level"],
-            how="left",
-        )
-    if classical_pairwise is not None:
-        combined = combined.merge(classical_pairwise, on=["kind", "level"], how="left")
-        overall = classical_icc.groupby("kind")["icc21"].median().rename("classical_icc21_median_all_levels")
-        combined = combined.merge(overall, left_on="kind", right_index=True, how="left")
-    if classification is not None:
-        wide = classification.pivot_table(index=["kind", "level"], columns="family", values=["auc", "auc_change"])
-        wide.columns = [f"{family}_{metric}" for metric, family in wide.columns]
-        combined = combined.merge(wide.reset_index(), on=["kind", "level"], how="left")
-    timing["seconds_per_case"] = (timing["deep_seconds"] + timing["classical_seconds"]) / max(1, timing["cases"])
+        notes.append(f"classification: {model} trained on unperturbed features in stratified CV, {target} = {pos} vs {neg}")
+    combined = _combined(kinds, levels, pairwise, ratio_summary, classification)
+    timing = {
+        "cases": len(frame),
+        "extractions": len(expanded),
+        "jobs": jobs,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     return RobustnessResult(
         levels=levels,
-        deep_ratios=deep_ratios,
-        deep_summary=deep_summary,
-        classical_features=classical_features,
-        classical_icc=classical_icc,
-        classical_pairwise=classical_pairwise,
+        kinds=kinds,
+        region=region,
+        features=table,
+        icc=icc_table,
+        icc_summary=icc_summary,
+        pairwise=pairwise,
+        histogram_ratios=ratios,
+        histogram_summary=ratio_summary,
         classification=classification,
         combined=combined,
+        failed=failed,
         timing=timing,
         notes=notes,
     )
+
