@@ -22,6 +22,9 @@ $(VENV)/.installed: setup.py
 	# Pinned: an unpinned torch (directly or via a dependency) pulls a CUDA build of several GB;
 	# 2.13.0 is the CPU wheel this project is tested with.
 	$(PIP) install --quiet torch==2.13.0
+	# a stale deepradiomics.egg-info in the source folder would shadow the installed entry points
+	# (plugins and plugin commands) for anything run from here, e.g. pytest: always rebuild it
+	rm -rf deepradiomics.egg-info
 	$(PIP) install --quiet -e '.[test,dask]'
 	touch $@
 

@@ -1,5 +1,6 @@
 """Batch: real LGG cases, failures as error rows, resume after an interruption, parallel == serial."""
 
+import json
 import shutil
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_failed_cases_become_error_rows(study):
     assert table.index.name == "ID"
     assert list(table.columns[:4]) == ["Image", "Mask", "Image_t1", "grade"]  # input columns first
     features = feature_columns(table.columns)
-    assert features == ["original_firstorder_Mean", "original_firstorder_Entropy", "original_firstorder_Maximum", "original_shape_VoxelVolume"]
+    assert features == ["original_shape_VoxelVolume", "original_firstorder_Mean", "original_firstorder_Entropy", "original_firstorder_Maximum"]
     assert (table[features].dtypes == np.float64).all()
     assert table.loc[good_ids, features].notna().all().all()
     assert (table.loc[good_ids, ERROR_COLUMN] == "").all()
@@ -66,32 +67,96 @@ def test_interrupted_batch_resumes_where_it_stopped(study, tmp_path, monkeypatch
     calls = []
     real = batch.compute_row
 
-    def interrupted(extractor, row, base):
+    def interrupted(task, row, base):
         if len(calls) == 2:
             raise KeyboardInterrupt  # the user presses Ctrl-C during the third case
         calls.append(row["ID"])
-        return real(extractor, row, base)
+        return real(task, row, base)
 
     monkeypatch.setattr(batch, "compute_row", interrupted)
     with pytest.raises(KeyboardInterrupt):
         extractor.execute_batch(manifest, out_dir=out_dir)
-    assert sorted(p.stem for p in (out_dir / "cases").glob("*.json")) == sorted(calls)
+    stored = sorted(p.name for p in (out_dir / "cases").glob("*.json")) + sorted(p.name for p in (out_dir / "failed").glob("*.json"))
+    assert stored == sorted(f"{batch.cache_file_name(i)}.json" for i in calls)
 
     resumed = []
-    monkeypatch.setattr(batch, "compute_row", lambda e, row, base: resumed.append(row["ID"]) or real(e, row, base))
+    monkeypatch.setattr(batch, "compute_row", lambda t, row, base: resumed.append(row["ID"]) or real(t, row, base))
     table = extractor.execute_batch(manifest, out_dir=out_dir)
-    assert set(resumed).isdisjoint(calls) and len(resumed) == 6 - len(calls)
+    finished = [i for i in calls if i in good_ids]
+    assert set(resumed).isdisjoint(finished) and len(resumed) == 6 - len(finished)
     again = []
-    monkeypatch.setattr(batch, "compute_row", lambda e, row, base: again.append(row["ID"]) or real(e, row, base))
+    monkeypatch.setattr(batch, "compute_row", lambda t, row, base: again.append(row["ID"]) or real(t, row, base))
     second = extractor.execute_batch(manifest, out_dir=out_dir)
     assert sorted(again) == ["emptymask", "missing", "shifted"]  # failed cases are retried, finished ones skipped
     pd.testing.assert_frame_equal(table, second)
     # other params: nothing is reused
     other = Extractor({**PARAMS, "setting": {"binWidth": 10}})
     fresh = []
-    monkeypatch.setattr(batch, "compute_row", lambda e, row, base: fresh.append(row["ID"]) or real(e, row, base))
+    monkeypatch.setattr(batch, "compute_row", lambda t, row, base: fresh.append(row["ID"]) or real(t, row, base))
     other.execute_batch(manifest, out_dir=out_dir)
     assert len(fresh) == 6
+
+
+def _recomputed(extractor, manifest, out_dir, monkeypatch) -> list[str]:
+    computed = []
+    real = batch.compute_row
+    monkeypatch.setattr(batch, "compute_row", lambda t, row, base: computed.append(row["ID"]) or real(t, row, base))
+    extractor.execute_batch(manifest, out_dir=out_dir)
+    monkeypatch.setattr(batch, "compute_row", real)
+    return sorted(computed)
+
+
+def test_cache_is_keyed_on_every_input_and_never_returns_stale_rows(study, tmp_path, monkeypatch):
+    manifest, good_ids = study
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False).head(3)
+    frame.to_csv(manifest, index=False)
+    out_dir = tmp_path / "cache"
+    extractor = Extractor(PARAMS)
+    first = extractor.execute_batch(manifest, out_dir=out_dir)
+    assert _recomputed(extractor, manifest, out_dir, monkeypatch) == []  # nothing changed: all reused
+    # the manifest points a case to another mask file (same content, other path)
+    other_mask = tmp_path / "copy_mask.nii.gz"
+    shutil.copy(tmp_path / frame.loc[0, "Mask"], other_mask)
+    frame.loc[0, "Mask"] = str(other_mask)
+    frame.to_csv(manifest, index=False)
+    assert _recomputed(extractor, manifest, out_dir, monkeypatch) == [good_ids[0]]
+    # an image overwritten in place (same path): its size/mtime change
+    image = tmp_path / frame.loc[1, "Image"]
+    original = sitk.ReadImage(str(image))
+    brighter = sitk.GetImageFromArray(sitk.GetArrayFromImage(original)[:, :, ::-1].copy())  # other values, same grid
+    brighter.CopyInformation(original)
+    sitk.WriteImage(brighter, str(image))
+    assert _recomputed(extractor, manifest, out_dir, monkeypatch) == [good_ids[1]]
+    # a Label column appears: every case's label is part of its key
+    frame["Label"] = "1"
+    frame.to_csv(manifest, index=False)
+    assert _recomputed(extractor, manifest, out_dir, monkeypatch) == []  # same label value as the default
+    frame.loc[2, "Label"] = "2"
+    frame.to_csv(manifest, index=False)
+    assert _recomputed(extractor, manifest, out_dir, monkeypatch) == [good_ids[2]]
+    assert first.shape[0] == 3
+
+
+def test_damaged_or_incomplete_cached_rows_are_recomputed_with_one_warning(study, tmp_path, monkeypatch, caplog):
+    manifest, good_ids = study
+    out_dir = tmp_path / "cache"
+    extractor = Extractor(PARAMS)
+    reference = extractor.execute_batch(manifest, out_dir=out_dir)
+    files = {i: out_dir / "cases" / f"{batch.cache_file_name(i)}.json" for i in good_ids}
+    stored = json.loads(files[good_ids[0]].read_text())
+    del stored["row"]["original_firstorder_Mean"]  # a row missing a feature column
+    files[good_ids[0]].write_text(json.dumps(stored))
+    files[good_ids[1]].write_bytes(b"\x00\x01 binary garbage")
+    files[good_ids[2]].write_text("[1, 2, 3]")  # JSON, but not a cached row
+    with caplog.at_level("WARNING", logger="deepradiomics.batch"):
+        assert _recomputed(extractor, manifest, out_dir, monkeypatch) == sorted(good_ids + ["emptymask", "missing", "shifted"])
+    assert sum("is damaged" in r.getMessage() for r in caplog.records) == 3
+    pd.testing.assert_frame_equal(extractor.execute_batch(manifest, out_dir=out_dir), reference)
+
+
+def test_ids_that_sanitise_alike_do_not_share_a_cache_file():
+    assert batch.cache_file_name("a/b") != batch.cache_file_name("a_b")
+    assert batch.cache_file_name("a b").startswith("a_b-")
 
 
 def test_parallel_equals_serial(study):
@@ -121,3 +186,36 @@ def test_manifest_errors(tmp_path):
         batch.read_manifest(dup)
     with pytest.raises(ParamsError, match="does not exist"):
         batch.read_manifest(tmp_path / "none.csv")
+
+
+def test_manifest_refuses_blank_ids_output_columns_and_binary_files(tmp_path):
+    blank = tmp_path / "blank.csv"
+    pd.DataFrame({"ID": ["a", " "], "Image": ["x", "y"], "Mask": ["m", "n"]}).to_csv(blank, index=False)
+    with pytest.raises(ParamsError, match="row 3 has a blank ID"):
+        batch.read_manifest(blank)
+    clash = tmp_path / "clash.csv"
+    pd.DataFrame({"ID": ["a"], "Image": ["x"], "Mask": ["m"], "diagnostics_Error": ["?"]}).to_csv(clash, index=False)
+    with pytest.raises(ParamsError, match="'diagnostics_Error' is named like an output column"):
+        batch.read_manifest(clash)
+    feature = tmp_path / "feature.csv"
+    pd.DataFrame({"ID": ["a"], "Image": ["x"], "Mask": ["m"], "original_firstorder_Mean": [1]}).to_csv(feature, index=False)
+    with pytest.raises(ParamsError, match="original_firstorder_Mean"):
+        batch.read_manifest(feature)
+    (tmp_path / "zero.csv").write_bytes(b"")
+    with pytest.raises(ParamsError, match="zero.csv' is empty"):
+        batch.read_manifest(tmp_path / "zero.csv")
+    (tmp_path / "bin.csv").write_bytes(b"ID,Image\x00\x01\x02")
+    with pytest.raises(ParamsError, match="bin.csv' is a binary file"):
+        batch.read_manifest(tmp_path / "bin.csv")
+
+
+def test_labels_must_be_whole_numbers_and_images_not_blank(tmp_path):
+    from deepradiomics.errors import CaseError
+
+    with pytest.raises(CaseError, match="'1.5' is not a whole number"):
+        batch.case_from_row({"ID": "a", "Image": "x", "Mask": "m", "Label": "1.5"}, tmp_path)
+    with pytest.raises(CaseError, match="out of range"):
+        batch.case_from_row({"ID": "a", "Image": "x", "Mask": "m", "Label": str(2**40)}, tmp_path)
+    with pytest.raises(CaseError, match="'Image' cell is blank"):
+        batch.case_from_row({"ID": "a", "Image": " ", "Mask": "m"}, tmp_path)
+    assert batch.case_from_row({"ID": "a", "Image": "x", "Mask": "m", "Label": "2.0"}, tmp_path).label == 2

@@ -138,3 +138,38 @@ def test_conformance_check_catches_a_broken_class():
 
     with pytest.raises(AssertionError, match="differ from feature_names"):
         check_feature_class(Wrong)
+
+
+def test_template_class_by_entry_point_next_to_pyradiomics_through_the_cli(tmp_path, monkeypatch, lgg_case):
+    """plugins/template.py as a third party would ship it: entry point, params file, CLI, its columns."""
+    info = tmp_path / "my_features-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-features\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nmodalitymeans = deepradiomics_plugins.template:ModalityMeans\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    get_registry.cache_clear()
+    try:
+        from deepradiomics.cli import main
+
+        params = tmp_path / "params.yaml"
+        params.write_text("featureClass:\n  firstorder: [Mean]\n  modalitymeans: {modalities: [Image, t1]}\n")
+        runner = CliRunner()
+        listing = runner.invoke(main, ["plugins"])
+        assert "modalitymeans" in listing.stdout and "my-features" in listing.stdout and "classical" in listing.stdout
+        result = runner.invoke(main, ["extract", str(params), str(lgg_case["flair"]), str(lgg_case["mask"]), "-m", f"t1={lgg_case['t1']}"])
+        assert result.exit_code == 0, result.output
+        import io
+
+        import pandas as pd
+
+        table = pd.read_csv(io.StringIO(result.stdout), index_col=0)
+        header, values = list(table.columns), table.iloc[0]
+        assert header[-3:] == ["original_firstorder_Mean", "original_modalitymeans_MeanImage", "original_modalitymeans_Meant1"]
+        # hand-crafted but not PyRadiomics': computed by the class itself, equal to PyRadiomics' firstorder Mean
+        assert float(values["original_modalitymeans_MeanImage"]) == pytest.approx(float(values["original_firstorder_Mean"]), rel=1e-9)
+        with pytest.raises(ParamsError, match="takes a mapping of its settings"):
+            from deepradiomics.params import load_params
+
+            load_params({"featureClass": {"modalitymeans": ["Image"]}})
+    finally:
+        get_registry.cache_clear()

@@ -110,7 +110,9 @@ def test_volume_counts_sum_to_latent_cells_and_are_reproducible(lgg_bundle):
     assert again == counts
     freq = VQHistogram(_settings(lgg_bundle, normalize="frequency")).compute(case)
     assert sum(freq.values()) == pytest.approx(1.0)
-    assert freq == pytest.approx({k: v / (n_slices * 64) for k, v in counts.items()})
+    assert freq == pytest.approx({k.replace("Codeword", "Frequency"): v / (n_slices * 64) for k, v in counts.items()})
+    both = VQHistogram(_settings(lgg_bundle, normalize="both")).compute(case)
+    assert both == {**counts, **freq}  # the two sub-families side by side
 
 
 def test_roi_counts_only_cells_touching_the_mask(lgg_bundle):
@@ -140,7 +142,7 @@ def test_fast_inference_path_equals_slice_by_slice(lgg_bundle):
     case = _lgg_case()
     vq = VQHistogram(_settings(lgg_bundle, batch_size=7))
     fast = vq.codeword_map(case)
-    net = vq.bundle_.model
+    net = vq.bundle.model
     x = volume_to_slices([case.array(n) for n in ("t1", "Image", "t1ce")], SIZE)
     x = torch.cat([x, torch.zeros(3, 3, SIZE, SIZE)])  # add all-background slices
     naive = torch.stack([net.codeword_indices(x[i : i + 1])[0] for i in range(len(x))])
@@ -157,7 +159,7 @@ def test_missing_modality_is_a_clear_case_error(lgg_bundle):
 
 
 def test_wrong_number_of_modalities_is_a_params_error(lgg_bundle):
-    with pytest.raises(ParamsError, match="takes 3"):
+    with pytest.raises(ParamsError, match="the model takes 3"):
         VQHistogram({"model": str(lgg_bundle), "modalities": ["t1", "Image"]}).compute(_lgg_case())
     with pytest.raises(ParamsError, match="region"):
         VQHistogram({"region": "tumour"})
@@ -196,7 +198,7 @@ def test_params_files_name_vqhist_with_the_default_model():
     for name in ("deep.yaml", "combined.yaml"):
         params = load_params(repo / "params" / name)
         settings = params.plugins["vqhist"]
-        assert settings["model"] == "default" and list(settings["modalities"]) == ["t1", "Image", "t1ce"]
+        assert settings["model"] == "default"
         assert VQHistogram(settings).settings.region == "volume"
     assert "glcm" in load_params(repo / "params" / "combined.yaml").pyradiomics
 
@@ -216,4 +218,64 @@ def test_extractor_with_deep_params_and_the_shipped_default_model():
     features = row[[c for c in row.index if c.startswith("original_vqhist_Codeword")]]
     assert len(features) == 512 and features.index[0] == "original_vqhist_Codeword000"
     assert float(features.astype(float).sum()) == 20 * 64  # 20 axial slices x 8 x 8 latent cells
-    assert row["diagnostics_vqhist_ModelSha256"] == load_bundle("default").sha256
+    assert row["diagnostics_vqhist_ModelSha256"] == load_bundle("vq-lgg-cpu").sha256
+    assert row["diagnostics_Configuration_ParamsHash"] != Extractor(repo / "params" / "deep.yaml").params.hash  # covers the model
+
+
+def test_modalities_default_to_the_bundle_and_a_permutation_is_mapped_by_name(lgg_bundle, caplog):
+    case = _lgg_case()
+    default = VQHistogram({"model": str(lgg_bundle)})
+    assert default.modalities == ("t1", "Image", "t1ce")
+    reference = default.compute(case)
+    shuffled = VQHistogram({"model": str(lgg_bundle), "modalities": ["t1ce", "t1", "Image"]})
+    with caplog.at_level("WARNING"):
+        assert shuffled.compute(case) == reference  # the model's channels, mapped by name
+    assert "mapped by name" in caplog.text
+    renamed = Case({"Image": case.modalities["Image"], "T1": case.modalities["t1"], "T1CE": case.modalities["t1ce"]}, case.mask)
+    assert VQHistogram({"model": str(lgg_bundle), "modalities": ["T1", "Image", "T1CE"]}).compute(renamed) == reference  # other names: by position
+
+
+def test_small_images_warn_or_are_refused(lgg_bundle, caplog):
+    import SimpleITK as sitk
+
+    case = _lgg_case()
+    small = {n: sitk.Shrink(case.image(n), [16, 16, 1]) for n in ("Image", "t1", "t1ce")}  # 16x16 slices, 2x upsampled to 32
+    mask = sitk.Shrink(case.mask_image(), [16, 16, 1])
+    tiny = Case(small, mask, case_id="tiny")
+    with caplog.at_level("WARNING"):
+        VQHistogram(_settings(lgg_bundle, max_upsampling=1.5)).compute(tiny)
+    assert "enlarged 2.0x" in caplog.text and "tiny" in caplog.text
+    with pytest.raises(CaseError, match="enlarged 2.0x.*on_small_image"):
+        VQHistogram(_settings(lgg_bundle, max_upsampling=1.5, on_small_image="error")).compute(tiny)
+
+
+def test_roi_that_covers_no_latent_cell_is_an_error_not_zeros(lgg_bundle):
+    import SimpleITK as sitk
+
+    from deepradiomics.errors import FeatureError
+
+    case = _lgg_case()
+    array = np.zeros(sitk.GetArrayViewFromImage(case.mask_image()).shape, np.uint8)
+    array[10, 101, 101] = 1  # one voxel, lost when 256 x 256 is resized (nearest) to 32 x 32
+    mask = sitk.GetImageFromArray(array)
+    mask.CopyInformation(case.mask_image())
+    dot = Case(case.modalities, mask, case_id="dot")
+    with pytest.raises(FeatureError, match="dot.*covers no latent cell"):
+        VQHistogram(_settings(lgg_bundle, region="roi")).compute(dot)
+
+
+def test_voxel_maps_put_the_codewords_on_the_image_grid(lgg_bundle):
+    case = _lgg_case()
+    vq = VQHistogram(_settings(lgg_bundle))
+    maps = vq.voxel_maps(case)
+    index = maps["CodewordIndex"]
+    assert index.GetSize() == case.image().GetSize() and index.GetSpacing() == case.image().GetSpacing()
+    import SimpleITK as sitk
+
+    values = sitk.GetArrayFromImage(index)
+    codes = vq.codeword_map(case).numpy()
+    assert set(np.unique(values)) == set(np.unique(codes))
+    assert values[5, 0, 0] == codes[5, 0, 0] and values[5, -1, -1] == codes[5, -1, -1]  # corner cells
+    counts = sitk.GetArrayFromImage(maps["CodewordCount"])
+    histogram = vq.compute(case)
+    assert counts[5, 0, 0] == histogram[f"Codeword{codes[5, 0, 0]:03d}"]

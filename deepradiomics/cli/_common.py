@@ -48,6 +48,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> int:
         handler._deepradiomics = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
+    handler.setStream(sys.stderr)  # the stderr of this invocation (click's test runner swaps it per call)
     root.setLevel(level)
     logging.getLogger("deepradiomics").setLevel(level)
     if "radiomics" in sys.modules or _pyradiomics_installed():

@@ -414,7 +414,7 @@ def _responsible(data: LabelledData, responsible: bool | str, correction: str):
 
     groups = histogram_groups(data.features.columns)
     if responsible is True and not groups:
-        raise StudyDataError("responsible vectors were requested but no class of the features table declares a histogram (e.g. vqhist)")
+        raise StudyDataError("responsible vectors were requested but no class of the features table declares a histogram (e.g. codeword counts)")
     if not responsible or not groups:
         return None, None
     from .responsible import responsible_vectors

@@ -442,7 +442,8 @@ def run_robustness(
     if len(cases) < 2:
         raise RobustnessDataError(f"only {len(cases)} case(s) extracted at every level: at least 2 are needed; first failure: {failed[0][1] if failed else ''}")
     families = feature_families(table.columns, groups)
-    icc_table, icc_summary, pairwise = _icc_tables(table, cases, families, kinds, levels)
+    per_feature = {k: v for k, v in families.items() if k != "all"} or families  # "all" would repeat every feature
+    icc_table, icc_summary, pairwise = _icc_tables(table, cases, per_feature, kinds, levels)
     ratios, ratio_summary = _histogram_tables(table, cases, histogram_groups(table.columns), kinds, levels)
     classification = None
     if target is not None:  # the target is a column of the labels table, or of the manifest (it passes through)

@@ -192,7 +192,7 @@ def test_target_from_the_features_table_and_option_errors(files, tmp_path):
     result = run_study(table, target="grade", models=["logistic"], folds=3, repeats=1, responsible=False)
     assert result.info["n_cases"] == 47 and result.responsible is None
     noise_only = table[[c for c in table.columns if "vqhist" not in c]]
-    with pytest.raises(StudyDataError, match="no vqhist columns"):
+    with pytest.raises(StudyDataError, match="no class of the features table declares a histogram"):
         run_study(noise_only, target="grade", models=["logistic"], folds=3, repeats=1, responsible=True)
 
 

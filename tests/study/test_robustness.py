@@ -1,4 +1,4 @@
-"""Robustness sweeps: ICC by hand, perturbation definitions, histogram ratio on real LGG data, CLI."""
+"""Robustness sweeps: ICC by hand, perturbation definitions, every family through the batch on real LGG data, CLI."""
 
 from __future__ import annotations
 
@@ -9,17 +9,11 @@ import pandas as pd
 import pytest
 
 from deepradiomics.errors import ParamsError
-from deepradiomics.study.robustness import (
-    histogram_ratio,
-    icc,
-    icc_many,
-    parse_levels,
-    perturb_normalized,
-    perturb_raw,
-)
+from deepradiomics.perturb import IntensityScale, IntensityShift, parse_levels, perturbation
+from deepradiomics.study.robustness import histogram_ratio, icc, icc_many, run_robustness
+from tests.conftest import DATA
 from tests.study._tiny_model import tiny_bundle
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LGG = DATA / "lgg"
 LGG_MODALITIES = ("t1", "Image", "t1ce")
 K = 16
@@ -89,7 +83,7 @@ def test_levels_parsing():
 
 
 # ---------------------------------------------------------------------------------------------- perturbations
-def test_raw_and_normalised_perturbations_are_the_same_relative_change():
+def test_perturbations_whole_image_and_foreground():
     sitk = pytest.importorskip("SimpleITK")
     from deepradiomics.nets.preprocess import zscore_foreground
 
@@ -97,23 +91,32 @@ def test_raw_and_normalised_perturbations_are_the_same_relative_change():
     raw = sitk.GetArrayFromImage(image).astype(np.float64)
     foreground = raw > 0
     mean, sd = raw[foreground].mean(), raw[foreground].std()
-    for kind in ("scale", "shift"):
-        for level in (0.3, 1.0):
-            perturbed = sitk.GetArrayFromImage(perturb_raw(image, kind, level)).astype(np.float64)
-            assert np.array_equal(perturbed[~foreground], raw[~foreground])  # background untouched
-            in_original_units = (perturbed[foreground] - mean) / sd  # z-scored with the unperturbed statistics
-            np.testing.assert_allclose(in_original_units, perturb_normalized(raw, kind, level)[foreground], atol=2e-4)
-    # the network's own z-scoring undoes a raw shift: why the deep perturbation acts after normalisation
-    shifted = sitk.GetArrayFromImage(perturb_raw(image, "shift", 1.0))
-    np.testing.assert_allclose(zscore_foreground(shifted), zscore_foreground(raw), atol=1e-4)
-    unperturbed = perturb_raw(image, "scale", 0.0)  # float32, so every level takes PyRadiomics' float path
-    assert unperturbed.GetPixelID() == sitk.sitkFloat32
+    scaled = sitk.GetArrayFromImage(IntensityScale(0.3)(image)).astype(np.float64)
+    np.testing.assert_allclose(scaled, 1.3 * raw, rtol=1e-6)  # the paper's: the entire pixel value
+    shifted = sitk.GetArrayFromImage(IntensityShift(0.5)(image)).astype(np.float64)
+    np.testing.assert_allclose(shifted, raw + 0.5 * sd, rtol=1e-6)  # background too
+    fg_scaled = sitk.GetArrayFromImage(IntensityScale(1.0, region="foreground")(image)).astype(np.float64)
+    assert np.array_equal(fg_scaled[~foreground], raw[~foreground])
+    np.testing.assert_allclose(fg_scaled[foreground], mean + 2.0 * (raw[foreground] - mean), rtol=1e-5)
+    fg_shifted = sitk.GetArrayFromImage(IntensityShift(1.0, region="foreground")(image)).astype(np.float64)
+    assert np.array_equal(fg_shifted[~foreground], raw[~foreground])
+    # a whole-image scale leaves the foreground z-score unchanged; a whole-image shift does not (background > 0)
+    np.testing.assert_allclose(zscore_foreground(scaled), zscore_foreground(raw), atol=1e-4)
+    assert (zscore_foreground(shifted) != 0).all()
+    unperturbed = IntensityScale(0.0)(image)  # float32, so every level takes PyRadiomics' float path
+    assert unperturbed.GetPixelID() == sitk.sitkFloat32 and unperturbed.GetOrigin() == image.GetOrigin()
     np.testing.assert_array_equal(sitk.GetArrayFromImage(unperturbed), raw)
+    assert perturbation("shift", 0.2, "foreground").describe() == "shift(0.2, foreground)"
+    with pytest.raises(ParamsError, match="region"):
+        perturbation("scale", 0.2, "tumour")
+    with pytest.raises(ParamsError, match="not one of"):
+        perturbation("rotate", 0.2)
 
 
 def test_histogram_ratio():
     assert histogram_ratio([3, 1, 0], [3, 1, 0]) == 0
     assert histogram_ratio([2, 1, 1], [3, 1, 0]) == pytest.approx(0.5)
+    assert np.isnan(histogram_ratio([1, 0], [0, 0]))
 
 
 # ---------------------------------------------------------------------------------------------- real data
@@ -134,45 +137,11 @@ def model(tmp_path_factory, lgg_rows):
     return tiny_bundle(tmp_path_factory.mktemp("tiny"), [np.asarray(case.array(m)) for m in LGG_MODALITIES], LGG_MODALITIES)
 
 
-@pytest.mark.parametrize("region", ["volume", "roi"])
-def test_histogram_at_level_0_is_exactly_vqhists(model, lgg_rows, region):
-    from deepradiomics.registry import get_registry
-    from deepradiomics.study.explain import vq_setup
-    from deepradiomics.study.robustness import codeword_histogram
-
-    registry = get_registry()
-    if "vqhist" not in registry:
-        pytest.skip("the vqhist plugin is not installed")
-    frame, base, case_from_row = lgg_rows
-    case = case_from_row(frame.iloc[3].to_dict(), base)
-    settings = {"model": str(model), "modalities": list(LGG_MODALITIES), "region": region}
-    plugin = registry.get("vqhist")(settings).compute(case)
-    ours = codeword_histogram(case, vq_setup(settings))
-    np.testing.assert_array_equal(ours, np.array(list(plugin.values())))
-    assert ours.sum() > 0
-
-
-def test_histogram_ratio_is_zero_at_level_0_and_grows_with_the_level(model, lgg_rows):
-    from deepradiomics.study.explain import case_arrays, vq_setup
-    from deepradiomics.study.robustness import codeword_histogram
-
-    frame, base, case_from_row = lgg_rows
-    case = case_from_row(frame.iloc[0].to_dict(), base)
-    setup = vq_setup({"model": str(model), "modalities": list(LGG_MODALITIES)})
-    arrays = case_arrays(case, setup.modalities)
-    h0 = codeword_histogram(case, setup, arrays=arrays)
-    for kind in ("scale", "shift"):
-        ratios = [histogram_ratio(codeword_histogram(case, setup, kind, level, arrays), h0) for level in (0.0, 0.3, 1.0)]
-        assert ratios[0] == 0
-        assert ratios[1] > 0.01 and ratios[2] >= ratios[1], (kind, ratios)
-        # Note: in 0.1 steps this tiny random model's ratio is not always monotone (dips of ~0.02)
-
-
-def _manifest(tmp_path: Path, frame: pd.DataFrame, base: Path, ids) -> Path:
+def _manifest(tmp_path: Path, frame: pd.DataFrame, base: Path, ids, name: str = "cases.csv") -> Path:
     rows = frame.set_index("ID").loc[list(ids)].reset_index()
     for column in [c for c in rows.columns if c in ("Image", "Mask") or c.startswith("Image_")]:
-        rows[column] = [str(base / p) for p in rows[column]]
-    path = tmp_path / "cases.csv"
+        rows[column] = [str(base / p) if p else "" for p in rows[column]]
+    path = tmp_path / name
     rows.to_csv(path, index=False)
     return path
 
@@ -180,63 +149,71 @@ def _manifest(tmp_path: Path, frame: pd.DataFrame, base: Path, ids) -> Path:
 def _params(tmp_path: Path, model: Path) -> Path:
     params = tmp_path / "params.yaml"
     params.write_text(
-        "setting:\n  binWidth: 25\n  label: 1\n"
+        "setting:\n  binWidth: 25.0\n  label: 1\n"
         "featureClass:\n  firstorder: [Mean, Energy, Skewness]\n  shape: [MeshVolume]\n  glcm: [Contrast, Idn]\n"
-        f"  vqhist:\n    model: {model}\n    modalities: [t1, Image, t1ce]\n"
+        f"  vqhist:\n    model: {model}\n"
     )
     return params
 
 
-def test_run_robustness_end_to_end_with_labels(model, lgg_rows, tmp_path):
-    from deepradiomics.study.robustness import run_robustness
+def test_level_0_is_the_plain_extraction_in_float(model, lgg_rows, tmp_path):
+    from deepradiomics import Extractor
+
+    frame, base, case_from_row = lgg_rows
+    case = case_from_row(frame.iloc[3].to_dict(), base)
+    extractor = Extractor(_params(tmp_path, model))
+    plain = extractor.compute(case)
+    level0 = extractor.compute(case.with_transforms(perturbation("scale", 0.0)))
+    vq = [k for k in plain if k.startswith("original_vqhist_")]
+    assert [plain[k] for k in vq] == [level0[k] for k in vq] and sum(plain[k] for k in vq) > 0
+    assert level0["diagnostics_Case_Transforms"] == "scale(0, image)"
+
+
+def test_run_robustness_end_to_end_with_labels_resume_and_a_failing_case(model, lgg_rows, tmp_path, monkeypatch):
+    from deepradiomics import batch
 
     frame, base, _ = lgg_rows
     g2 = frame[frame["grade"] == "G2"]["ID"].iloc[:2].tolist()
     g3 = frame[frame["grade"] == "G3"]["ID"].iloc[:2].tolist()
-    manifest = _manifest(tmp_path, frame, base, g2 + g3)
-    labels = tmp_path / "labels.csv"  # only ID and the target: no image columns needed
-    frame[frame["ID"].isin(g2 + g3)][["ID", "grade"]].to_csv(labels, index=False)
-    result = run_robustness(_params(tmp_path, model), manifest, levels=[0.0, 1.0], labels=labels, target="grade")
-    assert "positive class 'G3'" in " ".join(result.notes)
-    deep = result.deep_summary
-    assert set(deep["kind"]) == {"scale", "shift"} and len(deep) == 4
-    assert (deep[deep["level"] == 0]["ratio_mean"] == 0).all()
-    assert (deep[deep["level"] == 1.0]["ratio_mean"] > 0).all()
-    icc_table = result.classical_icc
-    # shape is left out (intensity-free); 3 firstorder + 2 glcm features per kind
-    assert sorted(icc_table["feature"].unique()) == sorted(
-        [
-            "original_firstorder_Mean",
-            "original_firstorder_Energy",
-            "original_firstorder_Skewness",
-            "original_glcm_Contrast",
-            "original_glcm_Idn",
-        ]
-    )
-    # Skewness is invariant to x -> mu + (1+s)(x - mu) and to x -> x + c: perfect agreement
-    skew = icc_table[icc_table["feature"] == "original_firstorder_Skewness"].set_index("kind")
-    assert skew.loc["scale", "icc21"] == pytest.approx(1.0, abs=1e-6)
-    assert skew.loc["shift", "icc21"] == pytest.approx(1.0, abs=1e-6)
-    # the foreground mean under scaling stays mu; the ROI mean moves away from mu: agreement drops
-    mean_scale = icc_table[(icc_table["feature"] == "original_firstorder_Mean") & (icc_table["kind"] == "scale")]
-    assert mean_scale["icc21"].iloc[0] < 1.0
+    manifest = pd.read_csv(_manifest(tmp_path, frame, base, g2 + g3), dtype=str, keep_default_na=False)
+    broken = manifest.iloc[0].copy()
+    broken["ID"], broken["Mask"] = "broken", str(tmp_path / "no_mask.nii.gz")
+    manifest = pd.concat([manifest, broken.to_frame().T], ignore_index=True)
+    path = tmp_path / "with_broken.csv"
+    manifest.to_csv(path, index=False)
+    cache = tmp_path / "cache"
+    # the target is a column of the manifest (it passes through the batch): no separate labels table needed
+    result = run_robustness(_params(tmp_path, model), path, levels=[0.0, 1.0], target="grade", positive="G3", out_dir=cache)
+    assert len(result.features) == 5 * 3  # 5 cases x (level 0 once + scale 1.0 + shift 1.0)
+    assert any("broken" in note for note in result.notes) and [i for i, _ in result.failed][0].startswith("broken|")
+    hist = result.histogram_summary.set_index(["histogram", "kind", "level"])
+    assert hist.loc[("vqhist-counts", "scale", 0.0), "ratio_mean"] == 0
+    # whole-image scale: vqhist's foreground z-score undoes it (only float rounding can move a code);
+    # whole-image shift: the background becomes foreground and the codewords change
+    scale, shift = hist.loc[("vqhist-counts", "scale", 1.0), "ratio_mean"], hist.loc[("vqhist-counts", "shift", 1.0), "ratio_mean"]
+    assert scale < 0.02 and shift > 0.05 and shift > 5 * scale, (scale, shift)
+    icc_table = result.icc[result.icc["family"] != "all"].set_index(["feature", "kind"])
+    assert set(result.icc["family"]) == {"classical", "vqhist"}  # "all" would only repeat them
+    # shape does not read intensities: perfect agreement; Skewness is invariant to x -> a x and x -> x + c
+    assert icc_table.loc[("original_shape_MeshVolume", "scale"), "icc21"] == pytest.approx(1.0)
+    assert icc_table.loc[("original_firstorder_Skewness", "scale"), "icc21"] == pytest.approx(1.0, abs=1e-6)
+    assert icc_table.loc[("original_firstorder_Skewness", "shift"), "icc21"] == pytest.approx(1.0, abs=1e-6)
+    assert icc_table.loc[("original_firstorder_Mean", "scale"), "icc21"] < 0.9  # the mean doubles at s = 1
     classification = result.classification
-    assert set(classification["family"]) == {"vqhist", "classical"}
-    assert classification["auc"].between(0, 1).all()
-    assert (classification[classification["level"] == 0]["auc_change"] == 0).all()
+    assert set(classification["family"]) == {"classical", "vqhist", "all"}
+    assert classification["AUC"].between(0, 1).all() and (classification[classification["level"] == 0]["AUC_change"] == 0).all()
     out = result.write(tmp_path / "out")
-    for name in (
-        "deep_robustness.csv",
-        "deep_ratios.csv",
-        "classical_icc.csv",
-        "classification.csv",
-        "robustness.csv",
-        "robustness.png",
-    ):
+    for name in ("robustness.csv", "icc.csv", "icc_summary.csv", "histogram_ratios.csv", "classification.csv", "robustness.png", "features.csv"):
         assert (out / name).is_file(), name
     combined = pd.read_csv(out / "robustness.csv")
-    assert {"deep_ratio_mean", "classical_icc21_median", "vqhist_auc", "classical_auc"} <= set(combined.columns)
-    assert len(combined) == 4
+    assert {"vqhist-counts_ratio_mean", "classical_icc21_median", "vqhist_AUC", "classical_AUC"} <= set(combined.columns)
+    # a second run resumes: only the failing case is tried again
+    computed = []
+    real = batch.compute_row
+    monkeypatch.setattr(batch, "compute_row", lambda t, row, b: computed.append(row["ID"]) or real(t, row, b))
+    again = run_robustness(_params(tmp_path, model), path, levels=[0.0, 1.0], target="grade", positive="G3", out_dir=cache)
+    assert computed and all(i.startswith("broken|") for i in computed)
+    pd.testing.assert_frame_equal(again.icc, result.icc)
 
 
 def test_robustness_cli(model, lgg_rows, tmp_path):
@@ -248,14 +225,13 @@ def test_robustness_cli(model, lgg_rows, tmp_path):
     manifest = _manifest(tmp_path, frame, base, frame["ID"].iloc[:3])
     runner = CliRunner()
     help_result = runner.invoke(main, ["robustness", "--help"])
-    assert help_result.exit_code == 0 and "--levels" in help_result.output and "--limit" in help_result.output
+    assert help_result.exit_code == 0 and "--levels" in help_result.output and "--region" in help_result.output
     out = tmp_path / "out"
-    result = runner.invoke(
-        main, ["robustness", str(_params(tmp_path, model)), str(manifest), "--levels", "0,1", "--limit", "2", "-o", str(out)]
-    )
+    args = ["robustness", str(_params(tmp_path, model)), str(manifest), "--levels", "0,1", "--limit", "2", "--region", "foreground"]
+    result = runner.invoke(main, [*args, "--no-progress", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    table = pd.read_csv(out / "deep_ratios.csv")
+    table = pd.read_csv(out / "histogram_ratios.csv")
     assert sorted(table["ID"].unique()) == sorted(frame["ID"].iloc[:2])  # --limit 2 of 3
     assert (out / "robustness.png").stat().st_size > 1000
-    bad = runner.invoke(main, ["robustness", str(_params(tmp_path, model)), str(manifest), "--target", "grade", "-o", str(out)])
-    assert bad.exit_code != 0 and "--labels" in bad.output
+    bad = runner.invoke(main, [*args[:3], "--labels", str(manifest), "-o", str(out)])
+    assert bad.exit_code != 0 and "target" in bad.output

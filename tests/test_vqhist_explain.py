@@ -1,4 +1,4 @@
-"""Codeword ablation (explain): real LGG and BraTS data, tiny VQ models built on the fly."""
+"""Codeword ablation (vqhist's explain): real LGG and BraTS data, tiny VQ models built on the fly."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ sitk = pytest.importorskip("SimpleITK")
 
 from deepradiomics.case import Case  # noqa: E402
 from deepradiomics.errors import CaseError, ParamsError  # noqa: E402
-from deepradiomics.study.explain import (  # noqa: E402
+from deepradiomics_plugins.vqhist.explain import (  # noqa: E402
     ablation_response,
-    background_codeword,
     explain_codewords,
+    explain_cohort,
     label_statistics,
+    resolve_background,
+    vqhist_class,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.conftest import DATA  # noqa: E402
 LGG_CASE = DATA / "lgg" / "TCGA_CS_4942_19970222"
 BRATS = DATA / "brats23"
 LGG_MODALITIES = ("t1", "Image", "t1ce")
@@ -99,10 +101,9 @@ def test_ablating_all_non_background_codewords_is_concentrated_where_they_occur(
     # A real head in a zero canvas with empty slices: the non-background codewords then occupy only
     # part of the latent grid, and the response can be compared inside and outside their cells.
     case = Case({k: _padded(v) for k, v in images.items()}, _padded(mask))
-    from deepradiomics.models import load_bundle
-
-    model = load_bundle(lgg_model).model
-    bg = background_codeword(model)
+    vq = vqhist_class(lgg_settings(lgg_model))
+    model = vq.bundle.model
+    bg = vq.background_codeword()
     assert torch.all(model.background_indices() == bg)  # zero-bias encoder: one background codeword
     others = [c for c in range(K) if c != bg]
     result = explain_codewords(case, lgg_settings(lgg_model), others, per_codeword=False)
@@ -115,10 +116,9 @@ def test_ablating_all_non_background_codewords_is_concentrated_where_they_occur(
     assert (response[4:-4].sum(axis=(1, 2)) > 0).all()  # every slice with tissue responds
     inside, outside = response[cells].mean(), response[~cells].mean()
     assert inside > 1.5 * outside, (inside, outside)  # measured 2.4-3.8x over three seeds
-    from deepradiomics.study.explain import case_slices, vq_setup
-
     # the case's all-zero input blocks give the same background codeword as the model's empty slice
-    assert background_codeword(model, case_slices(case, vq_setup(lgg_settings(lgg_model))), "case") == bg
+    slices = vq.preprocess(case)
+    assert resolve_background(vq, "case", slices, model.volume_codeword_indices(slices)) == bg
     summary = result.summary.set_index("codeword")
     assert summary.loc["all", "occurrences"] == int(where.sum())
     assert summary.loc["all", "total_response"] == pytest.approx(float(response.sum(dtype=np.float64)))
@@ -219,7 +219,7 @@ def test_brats_per_label_kruskal_and_dunn(brats, tmp_path):
     seg_array = sitk.GetArrayFromImage(seg)
     tumour = mask_to_latent(seg_array > 0, 32)
     counts = torch.bincount(indices[tumour], minlength=K)
-    counts[background_codeword(bundle.model)] = 0
+    counts[vqhist_class(settings).background_codeword()] = 0
     codeword = int(counts.argmax())
 
     result = explain_codewords(case, settings, [codeword], labels=BRATS / "seg.nii.gz", label_names={1: "NET", 2: "ED", 3: "ET"})
@@ -246,7 +246,8 @@ def test_brats_per_label_kruskal_and_dunn(brats, tmp_path):
     for row in dunn.itertuples():
         assert row.p_holm >= raw.loc[row.label_a, row.label_b] - 1e-15
     out = result.write(tmp_path / "brats", n_slices=1)
-    assert {"labels.csv", "dunn.csv", "summary.csv", "response.nii.gz", "montage.png"} <= {p.name for p in out.iterdir()}
+    assert {"labels_descriptive.csv", "dunn_descriptive.csv", "summary.csv", "response.nii.gz", "montage.png"} <= {p.name for p in out.iterdir()}
+    assert any("descriptive only" in note for note in result.notes)
 
 
 def test_label_statistics_slice_samples_on_a_hand_made_map():
@@ -299,3 +300,49 @@ def test_explain_cli(lgg_model, tmp_path):
     assert bad.exit_code != 0 and "codeword 99" in bad.output and f"K={K}" in bad.output
     missing = runner.invoke(main, [str(a) for a in args[:4]] + ["--codewords", "1", "-o", str(tmp_path / "m")])
     assert missing.exit_code != 0 and "no modality 't1'" in missing.output
+
+
+# ---------------------------------------------------------------------------------------------- cohort
+def test_cohort_explain_gives_one_value_per_patient_and_region(lgg_model, lgg_manifest, tmp_path):
+    import pandas as pd
+
+    from deepradiomics.batch import case_from_row, read_manifest
+
+    frame, base = read_manifest(lgg_manifest)
+    manifest = frame.head(3).assign(**{c: frame.head(3)[c].map(lambda v: str(base / v)) for c in ("Image", "Mask", "Image_t1", "Image_t1ce", "Image_flair")})
+    cohort = explain_cohort(manifest, lgg_settings(lgg_model), [0, 1, 2], label_names={1: "tumour"}, include_outside=True)
+    per_patient = cohort.per_patient
+    assert sorted(per_patient["region"].unique()) == ["outside", "tumour"]
+    assert per_patient.groupby("region").size().to_dict() == {"outside": 3, "tumour": 3}  # one value per patient and region
+    # the value of one patient is the response of the codewords summed over its mask
+    case = case_from_row(manifest.iloc[0].to_dict(), base)
+    single = explain_codewords(case, lgg_settings(lgg_model), [0, 1, 2], per_codeword=False)
+    expected = float(single.response[np.asarray(case.mask_array())].sum(dtype=np.float64))
+    got = per_patient[(per_patient["ID"] == case.case_id) & (per_patient["region"] == "tumour")]["sum"].item()
+    assert got == pytest.approx(expected, rel=1e-9)
+    assert np.isfinite(cohort.kruskal["statistic"]) and len(cohort.dunn) == 1
+    from scipy import stats
+
+    groups = [per_patient.loc[per_patient["region"] == r, "sum"].to_numpy() for r in ("tumour", "outside")]
+    assert cohort.kruskal["p_value"] == pytest.approx(stats.kruskal(*groups).pvalue)
+    assert any("paired" in note for note in cohort.notes)
+    out = cohort.write(tmp_path / "cohort")
+    assert set(pd.read_csv(out / "per_patient.csv")["ID"]) == set(manifest["ID"])
+
+
+def test_cohort_explain_cli(lgg_model, lgg_manifest, tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from deepradiomics.cli import main
+
+    frame = pd.read_csv(lgg_manifest, dtype=str).head(2)
+    frame = frame.assign(**{c: frame[c].map(lambda v: str(lgg_manifest.parent / v)) for c in ("Image", "Mask", "Image_t1", "Image_t1ce", "Image_flair")})
+    frame.to_csv(tmp_path / "two.csv", index=False)
+    params = tmp_path / "deep.yaml"
+    params.write_text(f"featureClass:\n  vqhist:\n    model: {lgg_model}\n")
+    result = CliRunner().invoke(main, ["explain", str(params), "--manifest", str(tmp_path / "two.csv"), "--codewords", "1,2", "--outside", "--statistic", "mean", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "per_patient.csv").is_file() and "one value per patient" in result.output
+    both = CliRunner().invoke(main, ["explain", str(params), "img.nii.gz", "--manifest", str(tmp_path / "two.csv"), "--codewords", "1", "-o", str(tmp_path / "x")])
+    assert both.exit_code == 2 and "not both" in both.output
