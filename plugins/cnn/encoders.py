@@ -85,6 +85,20 @@ class PatchEncoder:
     parameters: int = 0
     channels_last: bool = False
 
+    def use_channels_last(self, enabled: bool = True) -> PatchEncoder:
+        """Put the networks' weights, and later the patches, in channels-last memory format (or back).
+
+        Measured in benchmarks/cnn_speed.py: with weights and input both channels-last, oneDNN's 3D
+        convolutions run faster on CPU; converting the input alone changes nothing.
+        """
+        import torch
+
+        memory_format = torch.channels_last_3d if enabled else torch.contiguous_format
+        for net in self.networks.values():
+            net.to(memory_format=memory_format)
+        self.channels_last = enabled
+        return self
+
     def pooled(self, x) -> dict[tuple[str, str], tuple]:
         """``{(layer name, orientation token): (means (B, C) float64, maxima (B, C) float64)}`` for patches ``x`` (B, 1, p, p, p)."""
         import torch
@@ -113,7 +127,7 @@ def build_random_vgg(seed: int, initializer: str, pool_rounding: str, layers: Se
 
     net, digest = VGG3D.seeded(seed, initializer, in_channels=1, pool_rounding=pool_rounding)
     net = net.to(device).eval()
-    return PatchEncoder({"": net}, list(layers), "vgg", digest, "random", net.parameter_count())
+    return PatchEncoder({"": net}, list(layers), "vgg", digest, "random", net.parameter_count()).use_channels_last()
 
 
 def build_mapped_vgg(
@@ -158,7 +172,7 @@ def build_mapped_vgg(
         net.load_state_dict(mapped)
         networks[ORIENTATION_TOKENS[orientation]] = net.to(device).eval()
     parameters = sum(n.parameter_count() for n in networks.values())
-    return PatchEncoder(networks, list(layers), "vgg", digest, str(path), parameters)
+    return PatchEncoder(networks, list(layers), "vgg", digest, str(path), parameters).use_channels_last()
 
 
 def build_inflated_encoder(bundle_name: str, base_dir, orientations: Sequence[str], layers: Sequence[Layer], device: str) -> PatchEncoder:
@@ -174,4 +188,4 @@ def build_inflated_encoder(bundle_name: str, base_dir, orientations: Sequence[st
     for orientation in orientations:
         networks[ORIENTATION_TOKENS[orientation]] = inflate(bundle.model.encoder, orientation, channels_to_axis="stem").to(device).eval()
     parameters = sum(sum(p.numel() for p in n.parameters()) for n in networks.values())
-    return PatchEncoder(networks, list(layers), "module", bundle.sha256, bundle.name, parameters)
+    return PatchEncoder(networks, list(layers), "module", bundle.sha256, bundle.name, parameters).use_channels_last()
