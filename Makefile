@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DATA ?= ../shared/data
 CASE ?= $(DATA)/lgg/TCGA_CS_4942_19970222
+# the arguments of `extract` for the main job: the shared LGG case when ../shared/data is there, else the
+# small real LGG case shipped inside the package (`deepradiomics example lgg`), so a bare clone runs too
+CASE_ARGS = $(if $(wildcard $(CASE)/flair.nii.gz),$(CASE)/flair.nii.gz $(CASE)/mask.nii.gz -m t1=$(CASE)/t1.nii.gz -m t1ce=$(CASE)/t1ce.nii.gz,$$($(VENV)/bin/deepradiomics example lgg --shell))
 
 .PHONY: install run test test-fast lint benchmark clean
 
@@ -30,8 +33,7 @@ $(VENV)/.installed: setup.py
 
 # The main job: classical + deep (VQ codeword histogram, shipped default model) features of one real case.
 run: install
-	$(VENV)/bin/deepradiomics extract params/combined.yaml $(CASE)/flair.nii.gz $(CASE)/mask.nii.gz \
-		-m t1=$(CASE)/t1.nii.gz -m t1ce=$(CASE)/t1ce.nii.gz -o features.csv
+	$(VENV)/bin/deepradiomics extract params/combined.yaml $(CASE_ARGS) -o features.csv
 	@echo "wrote features.csv"
 
 # The test suite (what CI runs).

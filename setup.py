@@ -24,7 +24,7 @@ setup(
     + [f"deepradiomics_plugins.{name}" for name in find_packages(where="plugins")],
     package_dir={"deepradiomics_plugins": "plugins"},
     include_package_data=True,
-    package_data={"deepradiomics": ["data/models/*/*", "data/*.yaml"]},
+    package_data={"deepradiomics": ["data/models/*/*", "data/*.yaml", "data/examples/*/*"]},
     install_requires=[
         "pyradiomics>=3.0.1",
         "SimpleITK>=2.2",

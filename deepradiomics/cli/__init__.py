@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("batch", "Extract features of every case in a manifest (resumable)."),
     "plugins": ("plugins", "List registered feature classes."),
     "fit": ("fit", "Fit the cohort-level classes of a params file and write a fitted params file."),
+    "example": ("example", "Paths of a small real example case shipped in the package."),
     "train": ("train", "Train a segmentation network (VQ or DLR) and write a model bundle."),
     "segment": ("segment", "Tumour segmentation of a case by a trained bundle, on its own grid."),
     "study": ("study", "Compare feature families on a label with cross-validation."),
