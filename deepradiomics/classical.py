@@ -7,7 +7,10 @@ PyRadiomics, and names and values are PyRadiomics' own.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +73,10 @@ class ClassicalFeatureClass(FeatureClass):
             return [n for n in chosen if n in self.settings.features]
         return chosen
 
+    def params_entry(self) -> list[str]:
+        """In a params file a PyRadiomics class takes its feature list ([] = all)."""
+        return list(self.settings.features)
+
     def compute(self, case) -> dict[str, float]:
         backend = PyRadiomicsBackend(
             {"imageType": {"Original": {}}, "featureClass": {self.name: list(self.settings.features)}, "setting": {}}
@@ -79,9 +86,19 @@ class ClassicalFeatureClass(FeatureClass):
         return {k[len(prefix):]: v for k, v in result.items() if k.startswith(prefix)}
 
 
+@functools.cache
 def classical_class(name: str) -> type:
-    """The :class:`ClassicalFeatureClass` subclass for PyRadiomics class ``name``."""
-    return type(f"PyRadiomics_{name}", (ClassicalFeatureClass,), {"name": name, "__module__": __name__})
+    """The :class:`ClassicalFeatureClass` subclass for PyRadiomics class ``name`` (one class per name)."""
+    return type(f"PyRadiomics_{name}", (ClassicalFeatureClass,), {"name": name, "__module__": __name__, "__reduce__": _reduce})
+
+
+def _reduce(self):
+    # the classes are built at run time, so pickle rebuilds them by name (batch workers receive instances)
+    return (_rebuild, (self.name, self.settings))
+
+
+def _rebuild(name: str, settings) -> ClassicalFeatureClass:
+    return classical_class(name)(settings)
 
 
 def _drop_symmetrical_notice(record) -> bool:
@@ -99,6 +116,21 @@ def _silence_symmetrical_glcm_notice() -> None:
     glcm_logger = logging.getLogger("radiomics.glcm")
     if _drop_symmetrical_notice not in glcm_logger.filters:
         glcm_logger.addFilter(_drop_symmetrical_notice)
+
+
+def largest_bin_width(settings: Mapping[str, Any] | None, image_types: Mapping[str, Any] | None) -> float:
+    """The largest ``binWidth`` PyRadiomics will bin with, over the enabled image types (0 if none bins by width).
+
+    An image type's own settings override the general ones (as in PyRadiomics' ``execute``); an image type
+    whose effective settings set ``binCount`` does not bin by width. PyRadiomics' default width is 25.
+    """
+    settings = dict(settings or {})
+    widths = [0.0]
+    for custom in (image_types or {"Original": {}}).values():
+        effective = {**settings, **(custom or {})}
+        if effective.get("binCount") is None:
+            widths.append(float(effective.get("binWidth") or 25))
+    return max(widths)
 
 
 def widen_if_overflowing(image, bin_width: float):
@@ -127,6 +159,23 @@ def widen_if_overflowing(image, bin_width: float):
     return sitk.Cast(image, sitk.sitkInt32)
 
 
+def pyradiomics_input(image, settings: Mapping[str, Any] | None, image_types: Mapping[str, Any] | None):
+    """What to hand PyRadiomics as its image: ``image`` read (if a file) and widened if its bins would overflow.
+
+    ``image`` is a path or a ``SimpleITK.Image``; a path is read here with ``sitk.ReadImage``, exactly as
+    PyRadiomics' ``loadImage`` reads it, so PyRadiomics sees the same image. Anything else (a missing
+    file, another type) is returned unchanged and PyRadiomics reports it as it always does. See
+    :func:`widen_if_overflowing` for the one difference with plain PyRadiomics.
+    """
+    import SimpleITK as sitk
+
+    if isinstance(image, (str, os.PathLike)) and os.path.isfile(image):
+        image = sitk.ReadImage(str(image))
+    if not isinstance(image, sitk.Image):
+        return image
+    return widen_if_overflowing(image, largest_bin_width(settings, image_types))
+
+
 class PyRadiomicsBackend:
     """One ``RadiomicsFeatureExtractor`` per params set; ``execute(case)`` -> ordered ``{name: value}``.
 
@@ -134,6 +183,11 @@ class PyRadiomicsBackend:
     ----------
     pyradiomics_params
         A PyRadiomics parameter dict (``Params.to_pyradiomics()``).
+
+    Two views of PyRadiomics' result: :meth:`execute` converts it for deepradiomics' tables (Python
+    floats, diagnostics as scalars or text) and wraps PyRadiomics' failures in :class:`FeatureError`;
+    :meth:`execute_raw` returns PyRadiomics' own ``OrderedDict`` untouched (0-d float64 arrays, tuples,
+    dicts; PyRadiomics' exceptions), as the PyRadiomics drop-in (:mod:`deepradiomics.compat`) needs.
     """
 
     def __init__(self, pyradiomics_params: dict) -> None:
@@ -142,6 +196,7 @@ class PyRadiomicsBackend:
 
     @property
     def extractor(self):
+        """PyRadiomics' ``RadiomicsFeatureExtractor`` for these params (built on first use)."""
         if self._extractor is None:
             from radiomics import featureextractor
 
@@ -150,17 +205,29 @@ class PyRadiomicsBackend:
         return self._extractor
 
     def largest_bin_width(self) -> float:
-        """The largest binWidth of the settings and image-type overrides (PyRadiomics' default: 25)."""
-        widths = [self.pyradiomics_params.get("setting", {}).get("binWidth") or 25]
-        for custom in (self.pyradiomics_params.get("imageType") or {}).values():
-            widths.append((custom or {}).get("binWidth") or 0)
-        return float(max(widths))
+        """The largest binWidth PyRadiomics bins with under these params (see :func:`largest_bin_width`)."""
+        return largest_bin_width(self.extractor.settings, self.extractor.enabledImagetypes)
+
+    def execute_raw(self, image, mask, label: int | None = None, label_channel: int | None = None) -> OrderedDict:
+        """PyRadiomics' own result for (image, mask): its types, keys, order and exceptions.
+
+        ``image`` and ``mask`` are paths or ``SimpleITK.Image``; the image is widened first when its bins
+        would overflow (:func:`pyradiomics_input`). Segment-based only: voxel maps are
+        :func:`deepradiomics.voxel.compute_voxel_features`' business.
+        """
+        extractor = self.extractor
+        image = pyradiomics_input(image, extractor.settings, extractor.enabledImagetypes)
+        mask = str(mask) if isinstance(mask, os.PathLike) else mask
+        return extractor.execute(image, mask, label=label, label_channel=label_channel)
 
     def execute(self, case) -> OrderedDict:
-        """Classical features of ``case`` (its ``Image`` modality), diagnostics first, as PyRadiomics orders them."""
-        image, mask = widen_if_overflowing(case.image(), self.largest_bin_width()), case.mask_image()
+        """Classical features of ``case`` (its ``Image`` modality), diagnostics first, as PyRadiomics orders them.
+
+        Values are Python floats, diagnostics scalars or text (:func:`diagnostic_value`), ready for a table.
+        """
+        image, mask = case.image(), case.mask_image()  # a CaseError is the case's fault: not wrapped below
         try:
-            raw = self.extractor.execute(image, mask, label=case.label)
+            raw = self.execute_raw(image, mask, label=case.label)
         except (ValueError, RuntimeError, AssertionError, IndexError) as exc:
             raise FeatureError(
                 f"PyRadiomics failed on case '{case.case_id}' (image '{case.source('Image')}', mask "

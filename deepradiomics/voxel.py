@@ -1,0 +1,562 @@
+"""Voxel-based feature maps: PyRadiomics' voxel mode, value for value, over several processes.
+
+PyRadiomics' ``execute(image, mask, voxelBased=True)`` computes, for every voxel of the region of
+interest, the features of the kernel around it (``kernelRadius``) and returns one ``SimpleITK.Image`` per
+feature. It does so serially, one voxel batch (``voxelBatch``) after another, per image type and class.
+This module computes the same maps with PyRadiomics' own code, split across ``jobs`` worker processes.
+
+API
+---
+- :func:`compute_voxel_features` ``(pyradiomics_extractor, image, mask, label, label_channel, jobs)``:
+  exactly what PyRadiomics' ``execute(..., voxelBased=True)`` returns (an ``OrderedDict`` of its
+  ``diagnostics_*`` entries, then one map per feature, in PyRadiomics' order), from any configured
+  ``radiomics.featureextractor.RadiomicsFeatureExtractor`` (the drop-in
+  :class:`deepradiomics.compat.RadiomicsFeatureExtractor` included).
+- :func:`compute_maps` ``(params_or_extractor, case, jobs=1) -> {feature name: SimpleITK.Image}``: the
+  maps of a params set on a :class:`~deepradiomics.case.Case`: PyRadiomics' classes, then every plugin
+  class that provides maps (below). This is what ``extract --mode voxel`` and ``batch --mode voxel``
+  call, followed by:
+- :func:`write_maps` ``(maps, out_dir, fmt="nrrd" | "nii.gz", case_id) -> pandas.DataFrame``: one file per
+  map (``<out_dir>/<feature name>.<fmt>``, compressed) and a one-row table ``feature name -> path``
+  (non-image entries such as diagnostics are copied into the row, as PyRadiomics' own CLI does).
+  Give each case its own ``out_dir``.
+
+Identical values
+----------------
+PyRadiomics' voxel values depend on how the voxels are batched, not only on the kernel: some classes
+drop a GLCM angle or a zone size that is empty over the whole batch, numpy reduces arrays whose shape
+depends on the batch, and ``MCC`` fails (keeping ``initValue``) for every voxel of a batch in which one
+kernel gives a non-finite matrix. On brain1, ``voxelBatch`` 37 instead of one batch changes 9 of 93 maps
+(8 in the last bits, ``MCC`` on 111 voxels). So this module keeps PyRadiomics' batches exactly (the
+ROI's voxels in ``numpy.where`` order, cut every ``voxelBatch`` voxels; one batch when it is unset) and
+only distributes whole batches: each worker receives a class instance built by PyRadiomics' own code
+(discretisation over the whole ROI included) and runs PyRadiomics' ``_calculateFeatures`` on its
+batches. The maps are therefore identical, bit for bit, to PyRadiomics' for any ``jobs``. With
+``voxelBatch`` unset a class is one batch, and the work is split across classes and image types only:
+set ``voxelBatch`` (as PyRadiomics' documentation advises for memory anyway) to let ``jobs`` split a class.
+
+What PyRadiomics repeats
+------------------------
+Profiled on brain1 (4137 ROI voxels, all classes, ``kernelRadius`` 1; ``cProfile``), PyRadiomics' per
+batch overhead is small: time grows with voxels, not batches (``voxelBatch`` 50 is faster than one batch,
+26 s vs 33 s, because small batches stay in cache). The time is in per-voxel arithmetic: GLCM ~75 %
+(``MCC``'s eigenvalues alone ~35 %), first order ~12 % (per-voxel percentiles through
+``apply_along_axis``), GLRLM ~9 %. What it does redo per batch that depends only on the case: the
+set of grey levels absent from the ROI and a copy of every batch's matrix to delete them (a copy even
+when none is absent), and the GLCM coefficient masks; within a batch, the first-order class computes the
+10th and 90th percentiles twice (for themselves and for ``RobustMeanAbsoluteDeviation``) and gathers the
+kernel's discretised values once per grey level. Per case, each class re-bins the same image. Changing
+any of these means replacing PyRadiomics' arithmetic, and the values must stay PyRadiomics'; the engine
+therefore builds each class once per worker chunk (not per batch), hands each worker a few large chunks
+of whole batches, and otherwise runs PyRadiomics' code unchanged (see ``benchmarks/voxel_speed.py``).
+
+Maps from plugin classes (the contract)
+---------------------------------------
+A feature class (deep or not) may provide maps through an optional method::
+
+    def voxel_maps(self, case) -> dict[str, SimpleITK.Image]:
+        '''Feature token -> map on the case's grid (same size, spacing, origin, direction as its mask).'''
+
+Tokens follow the naming grammar (letters, digits, ``-``, ``.``; no ``_``); the map is stored as
+``<image_type>_<class>_<token>`` (e.g. ``original_vqhist_CodewordIndex``, ``original_cnn_Conv42Mean``).
+Values are the class's business (a codeword index, an activation); voxels outside the region of
+interest may hold anything the class documents. :func:`compute_maps` calls ``voxel_maps`` for every plugin
+class of the params, in params order, after PyRadiomics' maps, checks each map's type and geometry
+(``FeatureError`` naming the class and token), and skips, with a warning, a class that has no such
+method. Maps of PyRadiomics' classes are on PyRadiomics' grid instead: the bounding box of the ROI padded
+by ``kernelRadius`` (resampled when ``resampledPixelSpacing`` is set); every map carries its own geometry,
+and :func:`write_maps` writes any ``{name: SimpleITK.Image}``, whatever computed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from radiomics import featureextractor, getFeatureClasses
+from radiomics.firstorder import RadiomicsFirstOrder
+from radiomics.glcm import RadiomicsGLCM
+
+from .classical import PyRadiomicsBackend, pyradiomics_input
+from .errors import DeepRadiomicsError, FeatureError, ParamsError
+from .naming import format_name, is_feature
+
+logger = logging.getLogger(__name__)
+
+#: map file formats of :func:`write_maps` and their file suffixes
+MAP_FORMATS = {"nrrd": ".nrrd", "nii.gz": ".nii.gz"}
+
+#: chunks per worker and class: more than one evens out batches of unequal cost across workers
+CHUNKS_PER_JOB = 2
+
+
+# -- the engine --------------------------------------------------------------------------------------
+class _Pending:
+    """Placeholder for one feature's map in PyRadiomics' result until its class's batches are done."""
+
+    __slots__ = ("job", "feature")
+
+    def __init__(self, job: _ClassJob, feature: str) -> None:
+        self.job, self.feature = job, feature
+
+
+def _calculate_batches(instance, batches: list[tuple[int, int]]) -> list[tuple[int, int, dict]]:
+    """PyRadiomics' per-batch loop (``RadiomicsFeaturesBase._calculateVoxels``) over some of the batches.
+
+    Returns ``(start, stop, {feature: values})`` per batch, with only the features that succeeded, as
+    PyRadiomics stores only those (the others keep ``initValue``).
+    """
+    coordinates = instance.labelledVoxelCoordinates
+    out = []
+    for start, stop in batches:
+        values = {}
+        for success, feature, value in instance._calculateFeatures(coordinates[:, start:stop]):
+            if success:
+                values[feature] = value
+        out.append((start, stop, values))
+    return out
+
+
+class _ClassJob:
+    """The voxel batches of one (image type, class): computed here or in workers, assembled into maps."""
+
+    def __init__(self, instance) -> None:
+        self.features = [name for name, enabled in instance.enabledFeatures.items() if enabled]
+        self.coordinates = instance.labelledVoxelCoordinates
+        self.grid = instance.inputImage  # the maps' geometry
+        self.progress_reporter = instance.progressReporter
+        self.class_name = type(instance).__name__
+        count = self.coordinates.shape[1]
+        batch = instance.settings.get("voxelBatch", -1)
+        if batch < 0:
+            batch = count
+        self.batch_count = int(np.ceil(float(count) / batch))  # PyRadiomics' own count (and its error for voxelBatch 0)
+        self.batches = [(start, min(start + batch, count)) for start in range(0, count, batch)]
+        shape = list(self.grid.GetSize())[::-1]
+        self.arrays = {feature: np.full(shape, instance.settings.get("initValue", 0), dtype="float") for feature in self.features}
+        self.futures: list = []
+
+    def store(self, results: list[tuple[int, int, dict]]) -> None:
+        for start, stop, values in results:
+            index = tuple(self.coordinates[:, start:stop])
+            for feature, value in values.items():
+                self.arrays[feature][index] = value
+
+    def maps(self) -> dict[str, sitk.Image]:
+        out = {}
+        for feature, array in self.arrays.items():
+            image = sitk.GetImageFromArray(array)
+            image.CopyInformation(self.grid)
+            out[feature] = image
+        return out
+
+
+def _chunks(batches: list, count: int) -> list[list]:
+    """``batches`` cut into ``count`` contiguous groups of (nearly) equal length."""
+    count = max(1, min(count, len(batches)))
+    size, extra = divmod(len(batches), count)
+    out, start = [], 0
+    for index in range(count):
+        stop = start + size + (1 if index < extra else 0)
+        out.append(batches[start:stop])
+        start = stop
+    return out
+
+
+def _init_worker() -> None:
+    # One BLAS/ITK thread per worker: `jobs` workers share the cores instead of oversubscribing them.
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # then the libraries keep their defaults
+        return
+    threadpool_limits(1)
+
+
+class _Scheduler:
+    """Runs class jobs in this process (``jobs == 1``) or in a pool of ``jobs`` processes."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = max(1, int(jobs))
+        self.pending: list[_ClassJob] = []
+        self._pool = None
+
+    def __enter__(self) -> _Scheduler:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def pool(self):
+        if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork is cheapest, but unsafe once torch has started its thread pools (as in deepradiomics.batch)
+            method = "fork" if "torch" not in sys.modules and sys.platform.startswith("linux") else "spawn"
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context(method), initializer=_init_worker)
+        return self._pool
+
+    def submit(self, instance) -> _ClassJob:
+        job = _ClassJob(instance)
+        if self.jobs == 1:
+            # computed now, as PyRadiomics does, so that the instance (and its arrays) can be freed
+            with job.progress_reporter(total=job.batch_count, desc="batch") as progress:
+                for batch in job.batches:
+                    job.store(_calculate_batches(instance, [batch]))
+                    progress.update(1)
+        else:
+            for chunk in _chunks(job.batches, CHUNKS_PER_JOB * self.jobs):
+                job.futures.append(self.pool().submit(_calculate_batches, instance, chunk))
+        self.pending.append(job)
+        return job
+
+    def collect(self) -> dict[_ClassJob, dict[str, sitk.Image]]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        out = {}
+        for job in self.pending:
+            if job.futures:
+                with job.progress_reporter(total=job.batch_count, desc="batch") as progress:
+                    for future in job.futures:
+                        try:
+                            results = future.result()
+                        except BrokenProcessPool as exc:
+                            raise FeatureError(
+                                f"a voxel worker process died (killed, e.g. out of memory) while computing {job.class_name}: "
+                                "lower voxelBatch or jobs"
+                            ) from exc
+                        job.store(results)
+                        progress.update(len(results))
+            out[job] = job.maps()
+        return out
+
+
+def row_nanpercentile(values: np.ndarray, percentile: float) -> np.ndarray:
+    """``numpy.nanpercentile(values, percentile, axis=1)`` for a 2-D float array, without a Python loop per row.
+
+    numpy computes each row separately (``apply_along_axis``), which is most of PyRadiomics' first-order
+    voxel time. This is numpy's own ``linear`` arithmetic, operation for operation (sorted values with NaN
+    last, virtual index ``(n - 1) * q``, an index of ``-1`` past the last value, ``_lerp``'s two branches),
+    so the result is the same to the bit, except for the sign of a zero when a row holds both -0.0 and
+    +0.0 (numpy's partial sort and this full sort may order them differently): :class:`_VoxelFirstOrder`
+    uses numpy's for a batch holding a -0.0, and compares the two on first use. Rows without a value give NaN.
+    """
+    ordered = np.sort(values, axis=1)  # NaN sorts last, as after numpy's NaN removal
+    count = np.count_nonzero(~np.isnan(values), axis=1)
+    quantile = np.true_divide(percentile, 100)
+    virtual = (count - 1) * quantile
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= count - 1
+    previous[above] = -1  # numpy's _get_indexes: past the end, take the last value (index -1)
+    following[above] = -1
+    gamma = virtual - previous  # from the -1 index, as numpy's _get_gamma
+    rows = np.arange(values.shape[0])
+    last = np.maximum(count - 1, 0)
+    low = ordered[rows, np.where(previous < 0, last, previous).astype(np.intp)]
+    high = ordered[rows, np.where(following < 0, last, following).astype(np.intp)]
+    with np.errstate(invalid="ignore"):  # inf - inf in a row of infinities: NaN, as numpy's, without a warning
+        difference = high - low
+        result = low + difference * gamma
+        upper = gamma >= 0.5
+        result[upper] = (high - difference * (1 - gamma))[upper]
+    result[count == 0] = np.nan
+    return result
+
+
+class _VoxelFirstOrder(RadiomicsFirstOrder):
+    """PyRadiomics' first-order class, each voxel percentile computed once per batch and without a row loop.
+
+    PyRadiomics computes the 10th and 90th percentiles twice per batch (for themselves and for
+    ``RobustMeanAbsoluteDeviation``), each with numpy's per-row loop. Here each percentile is computed once
+    per batch by :func:`row_nanpercentile`, checked against numpy's on its first use in this instance
+    (PyRadiomics' numbers or nothing). Feature names, formulas and every other value are PyRadiomics'.
+    """
+
+    def __init__(self, inputImage, inputMask, **kwargs) -> None:  # noqa: N803 (PyRadiomics' argument names)
+        self._batch_percentiles: dict = {}
+        self._checked_percentiles: dict = {}  # percentile -> whether the vectorised path matched numpy
+        super().__init__(inputImage, inputMask, **kwargs)
+        self.logger = logging.getLogger(RadiomicsFirstOrder.__module__)  # PyRadiomics' logger, not this module's
+
+    def _initCalculation(self, voxelCoordinates=None):  # noqa: N802, N803
+        self._batch_percentiles = {}
+        super()._initCalculation(voxelCoordinates)
+
+    def _percentile(self, percentile: float) -> np.ndarray:
+        if percentile not in self._batch_percentiles:
+            self._batch_percentiles[percentile] = self._compute_percentile(percentile)
+        return self._batch_percentiles[percentile]
+
+    def _compute_percentile(self, percentile: float) -> np.ndarray:
+        matched = self._checked_percentiles.get(percentile)
+        values = self.targetVoxelArray
+        if matched is False or np.any(np.signbit(values) & (values == 0)):
+            return np.nanpercentile(values, percentile, axis=1)
+        fast = row_nanpercentile(values, percentile)
+        if matched is None:
+            reference = np.nanpercentile(values, percentile, axis=1)
+            matched = bool(fast.dtype == reference.dtype and np.array_equal(fast.view(np.uint64), reference.view(np.uint64)))
+            self._checked_percentiles[percentile] = matched
+            if not matched:
+                logger.debug("vectorised %sth percentile differs from numpy's: using numpy's", percentile)
+                return reference
+        return fast
+
+    def get10PercentileFeatureValue(self):  # noqa: N802
+        return self._percentile(10)
+
+    def get90PercentileFeatureValue(self):  # noqa: N802
+        return self._percentile(90)
+
+    def getInterquartileRangeFeatureValue(self):  # noqa: N802
+        return self._percentile(75) - self._percentile(25)
+
+
+class _VoxelGLCM(RadiomicsGLCM):
+    """PyRadiomics' GLCM class, without the ``MCC`` computation that PyRadiomics is bound to throw away.
+
+    ``MCC`` builds a matrix per voxel and angle, then takes its eigenvalues with ``numpy.linalg.eigvals``,
+    which raises for the whole batch when any element is not finite; PyRadiomics then logs the failure
+    and the batch keeps ``initValue``. An element is NaN exactly when some voxel of the batch has an empty
+    GLCM along some angle (its matrix is normalised by a NaN sum), which is common at the ROI's border:
+    on brain1 most batches fail, after MCC has taken ~45 % of the GLCM time. Here that case raises the
+    same ``LinAlgError`` before building the matrices; every value, failure included, is PyRadiomics'.
+    """
+
+    def __init__(self, inputImage, inputMask, **kwargs) -> None:  # noqa: N803 (PyRadiomics' argument names)
+        super().__init__(inputImage, inputMask, **kwargs)
+        self.logger = logging.getLogger(RadiomicsGLCM.__module__)  # PyRadiomics' logger, not this module's
+
+    def getMCCFeatureValue(self):  # noqa: N802
+        if not np.isfinite(self.P_glcm).all():  # then Q is not finite either, and eigvals raises this
+            raise np.linalg.LinAlgError("Array must not contain infs or NaNs")
+        return super().getMCCFeatureValue()
+
+
+#: PyRadiomics classes replaced, in voxel mode, by a subclass computing the same values with less work
+_VOXEL_CLASSES = {"firstorder": _VoxelFirstOrder, "glcm": _VoxelGLCM}
+
+
+class _ParallelVoxelExtractor(featureextractor.RadiomicsFeatureExtractor):
+    """PyRadiomics' extractor with the per-class voxel computation handed to a :class:`_Scheduler`.
+
+    Everything before the feature classes (loading, ``label_channel``, normalisation, resampling, mask
+    checks and correction, resegmentation, diagnostics, filters, cropping with ``padDistance =
+    kernelRadius``) is PyRadiomics' own ``execute``; only ``computeFeatures`` is replaced, in voxel mode.
+    """
+
+    def __init__(self, source: featureextractor.RadiomicsFeatureExtractor, scheduler: _Scheduler) -> None:
+        # Not PyRadiomics' __init__ (it would read params again): take the configured extractor's state.
+        self.__dict__.update(source.__dict__)
+        self.settings = dict(source.settings)
+        self._scheduler = scheduler
+
+    def computeFeatures(self, image, mask, imageTypeName, **kwargs):  # noqa: N802 (PyRadiomics' method name)
+        if not kwargs.get("voxelBased", False):
+            return super().computeFeatures(image, mask, imageTypeName, **kwargs)
+        vector = OrderedDict()
+        feature_classes = getFeatureClasses()
+        for class_name, feature_names in self.enabledFeatures.items():
+            if class_name.startswith("shape") or class_name not in feature_classes:
+                continue  # as PyRadiomics: shape is not computed voxel-wise, unknown names are ignored
+            instance = _VOXEL_CLASSES.get(class_name, feature_classes[class_name])(image, mask, **kwargs)
+            for feature in feature_names or ():
+                instance.enableFeatureByName(feature)
+            if not instance.enabledFeatures:  # RadiomicsFeaturesBase.execute's rule
+                instance.enableAllFeatures()
+            job = self._scheduler.submit(instance)
+            for feature in job.features:
+                vector[f"{imageTypeName}_{class_name}_{feature}"] = _Pending(job, feature)
+        return vector
+
+
+def compute_voxel_features(
+    extractor: featureextractor.RadiomicsFeatureExtractor,
+    image,
+    mask,
+    label: int | None = None,
+    label_channel: int | None = None,
+    jobs: int = 1,
+) -> OrderedDict:
+    """PyRadiomics' ``extractor.execute(image, mask, label, label_channel, voxelBased=True)``, over ``jobs`` processes.
+
+    Parameters
+    ----------
+    extractor
+        A configured ``radiomics.featureextractor.RadiomicsFeatureExtractor`` (its settings, voxel
+        settings, image types and classes are used as they are; it is not modified).
+    image, mask
+        Paths or ``SimpleITK.Image`` (a vector mask with ``label_channel``), as PyRadiomics takes them.
+    label, label_channel
+        As in PyRadiomics (default: the extractor's ``label`` setting, channel 0).
+    jobs
+        Worker processes; 1 computes in this process. The maps do not depend on it.
+
+    Returns
+    -------
+    OrderedDict
+        PyRadiomics' voxel-mode result: its ``diagnostics_*`` (when ``additionalInfo`` is on) then one
+        ``SimpleITK.Image`` per feature, keys and values identical to PyRadiomics' own (see the module
+        docstring), except that an integer image whose PyRadiomics bin edges would overflow is widened
+        first (:func:`deepradiomics.classical.widen_if_overflowing`).
+    """
+    image = pyradiomics_input(image, extractor.settings, extractor.enabledImagetypes)
+    mask = str(mask) if isinstance(mask, os.PathLike) else mask
+    with _Scheduler(jobs) as scheduler:
+        engine = _ParallelVoxelExtractor(extractor, scheduler)
+        result = engine.execute(image, mask, label=label, label_channel=label_channel, voxelBased=True)
+        maps = scheduler.collect()
+    for key, value in result.items():
+        if isinstance(value, _Pending):
+            result[key] = maps[value.job][value.feature]
+    return result
+
+
+# -- maps of a params set on a case ----------------------------------------------------------------
+def plugin_maps(classes: Mapping[str, Any], case) -> OrderedDict:
+    """Maps of the plugin classes that provide ``voxel_maps`` (see the module docstring), checked, in order."""
+    from .case import same_geometry
+
+    out: OrderedDict = OrderedDict()
+    reference = case.mask_image() if classes else None
+    for name, feature_class in classes.items():
+        produce = getattr(feature_class, "voxel_maps", None)
+        if produce is None:
+            logger.warning("feature class '%s' provides no voxel maps (it has no voxel_maps method): skipped in voxel mode", name)
+            continue
+        try:
+            produced = produce(case)
+        except DeepRadiomicsError:
+            raise
+        except Exception as exc:
+            raise FeatureError(f"feature class '{name}' failed to compute its voxel maps on case '{case.case_id}': {type(exc).__name__}: {exc}") from exc
+        for token, image in produced.items():
+            try:
+                key = format_name(feature_class.image_type, name, token)
+            except ValueError as exc:
+                raise FeatureError(f"feature class '{name}' returned a voxel map named {token!r}: {exc}") from exc
+            if not isinstance(image, sitk.Image):
+                raise FeatureError(f"feature class '{name}' returned {type(image).__name__} for voxel map '{token}': return a SimpleITK.Image")
+            mismatch = same_geometry(image, reference)
+            if mismatch:
+                raise FeatureError(
+                    f"voxel map '{key}' of feature class '{name}' is not on the grid of case '{case.case_id}' ({mismatch}): "
+                    "return maps with the mask's size, spacing, origin and direction"
+                )
+            out[key] = image
+    return out
+
+
+def _resolve(source) -> tuple[Any, dict, Any]:
+    """(PyRadiomics extractor or None, plugin classes, object with check_fitted or None) of ``source``."""
+    if isinstance(source, PyRadiomicsBackend):
+        return source.extractor, {}, None
+    if isinstance(source, featureextractor.RadiomicsFeatureExtractor):
+        return source, dict(getattr(source, "plugin_classes", {}) or {}), source
+    if not hasattr(source, "plugin_classes"):  # Params, a params mapping or a params file
+        from .extractor import Extractor
+
+        source = Extractor(source)
+    backend = source.backend
+    return (backend.extractor if backend is not None else None), dict(source.plugin_classes), source
+
+
+def compute_maps(source, case, jobs: int = 1, diagnostics: bool = False) -> OrderedDict:
+    """Feature maps of a params set on one case: ``{feature name: SimpleITK.Image}``.
+
+    Parameters
+    ----------
+    source
+        What to compute: a params file, mapping or :class:`~deepradiomics.params.Params`; an
+        :class:`~deepradiomics.extractor.Extractor` (its fitted classes included); a
+        :class:`~deepradiomics.classical.PyRadiomicsBackend`; or a PyRadiomics extractor (the drop-in
+        included). PyRadiomics' classes use the params' ``setting`` and ``voxelSetting`` (``kernelRadius``,
+        ``maskedKernel``, ``initValue``, ``voxelBatch``).
+    case
+        The :class:`~deepradiomics.case.Case`: PyRadiomics' classes read its main image, mask and label.
+    jobs
+        Worker processes for PyRadiomics' maps (identical maps for any value).
+    diagnostics
+        Also return PyRadiomics' ``diagnostics_*`` entries (first, as PyRadiomics orders them).
+
+    Returns
+    -------
+    OrderedDict
+        PyRadiomics' maps in PyRadiomics' order, then plugin classes' maps in params order.
+    """
+    extractor, classes, checker = _resolve(source)
+    if checker is not None and hasattr(checker, "check_fitted"):
+        checker.check_fitted()
+    out: OrderedDict = OrderedDict()
+    if extractor is not None and (extractor.enabledFeatures or diagnostics):
+        image, mask = case.image(), case.mask_image()
+        try:
+            result = compute_voxel_features(extractor, image, mask, label=case.label, jobs=jobs)
+        except (ValueError, RuntimeError, AssertionError, IndexError) as exc:
+            if isinstance(exc, DeepRadiomicsError):
+                raise
+            raise FeatureError(
+                f"PyRadiomics' voxel-based extraction failed on case '{case.case_id}' (image '{case.source('Image')}', "
+                f"mask '{case.source('mask')}', label {case.label}): {exc}"
+            ) from exc
+        for key, value in result.items():
+            if diagnostics or isinstance(value, sitk.Image):
+                out[key] = value
+    out.update(plugin_maps(classes, case))
+    return out
+
+
+def write_maps(maps: Mapping[str, Any], out_dir: str | os.PathLike, fmt: str = "nrrd", case_id: str = "case"):
+    """Write every ``SimpleITK.Image`` of ``maps`` to ``out_dir/<name>.<fmt>``; return the one-row table.
+
+    Parameters
+    ----------
+    maps
+        ``{feature name: SimpleITK.Image}`` from any source (:func:`compute_maps`,
+        :func:`compute_voxel_features`, the drop-in's ``execute(..., voxelBased=True)``, a plugin's
+        ``voxel_maps`` renamed with :func:`deepradiomics.naming.format_name`). Other values (diagnostics)
+        are copied into the row unchanged, as PyRadiomics' CLI does.
+    out_dir
+        Folder for the files (created); use one folder per case.
+    fmt
+        ``"nrrd"`` or ``"nii.gz"``; files are compressed.
+    case_id
+        Index of the returned row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row indexed by ``case_id`` (index name ``ID``): each map's name -> the path of its file, in
+        the order of ``maps``. A file is written under a temporary name and renamed, so an interrupted
+        run never leaves a truncated map under its final name.
+    """
+    import pandas as pd
+
+    if fmt not in MAP_FORMATS:
+        raise ParamsError(f"map format {fmt!r} is not supported: use one of {', '.join(MAP_FORMATS)}")
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    row: dict[str, Any] = {}
+    for name, value in maps.items():
+        if not isinstance(value, sitk.Image):
+            row[name] = value
+            continue
+        if not is_feature(str(name)):
+            raise FeatureError(f"voxel map name {name!r} is not a feature name <imageType>_<featureClass>_<Feature>: name maps with naming.format_name")
+        target = folder / f"{name}{MAP_FORMATS[fmt]}"
+        temporary = folder / f".{name}.{os.getpid()}.tmp{MAP_FORMATS[fmt]}"
+        sitk.WriteImage(value, str(temporary), True)
+        os.replace(temporary, target)
+        row[name] = str(target)
+    return pd.DataFrame([row], index=pd.Index([case_id], name="ID"))
