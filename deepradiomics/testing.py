@@ -16,12 +16,11 @@ from __future__ import annotations
 import math
 import pickle
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ModelError, NotFittedError, ParamsError
-from .featureclass import FAMILIES, FeatureClass, contract_problems
+from .featureclass import FeatureClass, contract_problems
 from .naming import check_token
 
 
@@ -78,14 +77,187 @@ def _require(condition, message: str) -> None:
         raise _Failed(message)
 
 
-def check_feature_class(cls: type, settings=None, case=None, fit_cases=None, raise_on_failure: bool = True) -> ConformanceReport:
-    """Run every named check on ``cls``; return the report, or raise AssertionError listing the failures.
+@dataclass
+class _Context:
+    """What the checks share: the class, how to build it, the case, and what earlier checks produced."""
 
-    Checks: ``contract`` (class attributes, Settings dataclass, unknown settings refused), ``init_stores_settings``,
-    ``names_valid``, ``loads_from_params`` (through :class:`~deepradiomics.extractor.Extractor` from a params
-    file, with the columns it announces), ``computes``, ``deterministic``, ``pickles`` (batch workers need it),
-    and for fitted classes ``refuses_compute_before_fit`` and ``save_load_round_trip`` (including a tampered
-    artifact being refused).
+    cls: type
+    settings: object
+    case: object
+    fit_cases: list
+    instance: object = None
+    values: dict | None = None
+
+    def fitted(self):
+        """An instance of the class, fitted when it requires fit (built once, reused by later checks)."""
+        if self.instance is None:
+            self.instance = self.cls(self.settings)
+        if self.cls.requires_fit and not self.instance.is_fitted():
+            returned = self.instance.fit(self.fit_cases)
+            _require(returned is self.instance, "fit() must return self")
+            _require(self.instance.is_fitted(), "is_fitted() is False after fit()")
+        return self.instance
+
+
+def _same(a: dict, b: dict) -> bool:
+    return list(a) == list(b) and all((x == y) or (math.isnan(x) and math.isnan(y)) for x, y in zip(a.values(), b.values()))
+
+
+def _valid_token(token: str, what: str) -> None:
+    try:
+        check_token(token, what)
+    except ValueError as exc:
+        raise _Failed(str(exc)) from None
+
+
+def check_contract(ctx: _Context) -> str:
+    """Class attributes, Settings dataclass, unknown settings refused with the key named."""
+    cls = ctx.cls
+    _require(isinstance(cls, type) and issubclass(cls, FeatureClass), "is not a subclass of deepradiomics.FeatureClass")
+    _valid_token(cls.name, "class name")
+    problems = contract_problems(cls)
+    _require(not problems, "; ".join(problems))
+    try:
+        cls({"surely_not_a_setting": 1})
+    except ParamsError as exc:
+        _require("surely_not_a_setting" in str(exc), "the error for an unknown setting does not name the key")
+    else:
+        raise _Failed("accepts an unknown setting key")
+    return "class attributes, Settings dataclass, unknown settings refused"
+
+
+def check_init_stores_settings(ctx: _Context) -> str:
+    """``__init__`` stores settings only: no fitted attribute (ending in ``_``) yet."""
+    instance = ctx.cls(ctx.settings)
+    fitted = [k for k in vars(instance) if k.endswith("_") and not k.startswith("_")]
+    _require(not fitted, f"__init__ sets fitted attributes {fitted} (ending in '_'); it should only store settings")
+    ctx.instance = instance
+    return "settings only"
+
+
+def check_refuses_compute_before_fit(ctx: _Context) -> str:
+    """A fitted class raises NotFittedError naming ``deepradiomics fit`` when computing before fit."""
+    try:
+        ctx.cls(ctx.settings).compute(ctx.case)
+    except NotFittedError as exc:
+        _require("deepradiomics fit" in str(exc), "the NotFittedError does not name `deepradiomics fit`")
+        return "NotFittedError naming `deepradiomics fit`"
+    raise _Failed("compute() before fit did not raise NotFittedError")
+
+
+def check_names_valid(ctx: _Context) -> str:
+    """``feature_names()``: a non-empty list of distinct valid name tokens."""
+    names = ctx.fitted().feature_names()
+    _require(isinstance(names, list) and names, "feature_names() must return a non-empty list")
+    _require(len(set(names)) == len(names), "feature_names() has duplicates")
+    for name in names:
+        _valid_token(name, "feature name")
+    return f"{len(names)} names"
+
+
+def check_computes(ctx: _Context) -> str:
+    """``compute()`` gives floats named as ``feature_names()``, in order; diagnostics keys are tokens."""
+    instance = ctx.fitted()
+    values = instance.compute(ctx.case)
+    _require(list(values) == instance.feature_names(), "compute() keys differ from feature_names() (same names, same order required)")
+    for name, value in values.items():
+        _require(isinstance(value, float), f"feature {name} is {type(value).__name__}, not float")
+    _require(any(not math.isnan(v) for v in values.values()), "every feature is NaN")
+    diagnostics = instance.diagnostics()
+    _require(isinstance(diagnostics, dict), "diagnostics() must return a dict")
+    for key in [*diagnostics, *instance.artifacts()]:
+        _valid_token(key, "diagnostics key")
+    ctx.values = values
+    return f"{len(values)} values"
+
+
+def check_deterministic(ctx: _Context) -> str:
+    """The same case gives the same values twice."""
+    _require(_same(ctx.values, ctx.fitted().compute(ctx.case)), "compute() is not deterministic on the same case")
+    return "same values twice"
+
+
+def check_pickles(ctx: _Context) -> str:
+    """A pickled and unpickled instance computes the same values (batch workers receive pickles)."""
+    clone = pickle.loads(pickle.dumps(ctx.fitted()))
+    _require(_same(ctx.values, clone.compute(ctx.case)), "a pickled and unpickled instance computes other values")
+    return "pickle round trip computes the same values"
+
+
+def check_save_load_round_trip(ctx: _Context) -> str:
+    """A fitted class rebuilt from its saved artifact computes the same values; a tampered artifact is refused."""
+    instance = ctx.fitted()
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / ctx.cls.name
+        digest = instance.save_fitted(target)
+        settings = {**instance.params_entry(), instance.fitted_setting: str(target)}
+        restored = ctx.cls(settings)
+        _require(_same(restored.compute(ctx.case), ctx.values), "the class rebuilt from its saved artifact computes other values")
+        _require(restored.artifacts().get("Fitted") == digest, "artifacts() does not report the saved artifact's sha256")
+        state_file = target / "state.npz"
+        data = bytearray(state_file.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        state_file.write_bytes(bytes(data))
+        try:
+            ctx.cls(settings).compute(ctx.case)
+        except ModelError:
+            return "round trip exact; a tampered artifact is refused"
+    raise _Failed("a tampered artifact was accepted")
+
+
+def check_loads_from_params(ctx: _Context) -> str:
+    """Named in a params file, the class computes through the Extractor with the columns it announces."""
+    import yaml
+
+    from .extractor import Extractor
+    from .registry import get_registry
+
+    cls, registry = ctx.cls, get_registry()
+    temporary = cls.name not in registry
+    if not temporary:
+        _require(registry.get(cls.name) is cls, f"another class is registered as '{cls.name}': rename one of them")
+    else:  # not installed yet (a class under development): register it for this check only
+        registry.register(cls, source="check_feature_class")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            instance = ctx.fitted()
+            value = instance.params_entry()
+            if cls.requires_fit:
+                instance.save_fitted(Path(folder) / cls.name)
+                value[instance.fitted_setting] = cls.name  # relative to the params file
+            path = Path(folder) / "params.yaml"
+            path.write_text(yaml.safe_dump({"featureClass": {cls.name: _plain(value)}}))
+            row = Extractor.from_yaml(path).compute(ctx.case)
+            expected = [f"{cls.image_type}_{cls.name}_{n}" for n in instance.feature_names()]
+            columns = [c for c in row if not c.startswith("diagnostics_")]
+            _require(columns == expected, f"the Extractor's columns {columns[:3]}... differ from the class's names {expected[:3]}...")
+    finally:
+        if temporary:
+            registry.unregister(cls.name)
+    return "params file -> Extractor -> columns" + (" (registered for the check only)" if temporary else "")
+
+
+#: (name, check, applies(ctx, report)): run in this order; a check that does not apply is reported as skipped
+CHECKS = (
+    ("contract", check_contract, lambda ctx, report: True),
+    ("init_stores_settings", check_init_stores_settings, lambda ctx, report: not report.failed),
+    ("refuses_compute_before_fit", check_refuses_compute_before_fit, lambda ctx, report: ctx.cls.requires_fit and not report.failed),
+    ("names_valid", check_names_valid, lambda ctx, report: not report.failed),
+    ("computes", check_computes, lambda ctx, report: not report.failed),
+    ("deterministic", check_deterministic, lambda ctx, report: ctx.values is not None),
+    ("pickles", check_pickles, lambda ctx, report: ctx.values is not None),
+    ("save_load_round_trip", check_save_load_round_trip, lambda ctx, report: ctx.cls.requires_fit and ctx.values is not None),
+    ("loads_from_params", check_loads_from_params, lambda ctx, report: ctx.values is not None),
+)
+
+
+def check_feature_class(cls: type, settings=None, case=None, fit_cases=None, raise_on_failure: bool = True) -> ConformanceReport:
+    """Run every named check of :data:`CHECKS` on ``cls``; return the report, or raise AssertionError listing failures.
+
+    Checks: ``contract``, ``init_stores_settings``, ``refuses_compute_before_fit`` (fitted classes),
+    ``names_valid``, ``computes``, ``deterministic``, ``pickles`` (batch workers need it),
+    ``save_load_round_trip`` (fitted classes; a tampered artifact refused) and ``loads_from_params``
+    (through :class:`~deepradiomics.extractor.Extractor` from a params file, with the columns it announces).
 
     Parameters
     ----------
@@ -100,173 +272,25 @@ def check_feature_class(cls: type, settings=None, case=None, fit_cases=None, rai
     raise_on_failure
         Raise AssertionError (naming every failed check) when a check fails.
     """
-    report = ConformanceReport(cls)
     case = case if case is not None else synthetic_case()
-    fit_cases = list(fit_cases) if fit_cases is not None else [case]
-    state: dict = {}
-
-    def run(name: str, check: Callable[[], str | None], applies: bool = True) -> None:
-        if not applies:
+    ctx = _Context(cls, settings, case, list(fit_cases) if fit_cases is not None else [case])
+    report = ConformanceReport(cls)
+    for name, check, applies in CHECKS:
+        if not applies(ctx, report):
             report.results.append(CheckResult(name, None, "not applicable"))
-            return
+            continue
         try:
-            detail = check() or ""
+            detail = check(ctx)
         except _Failed as exc:
             report.results.append(CheckResult(name, False, str(exc)))
         except Exception as exc:  # noqa: BLE001 - a crash is a failed check, reported with its type
             report.results.append(CheckResult(name, False, f"raised {type(exc).__name__}: {exc}"))
         else:
             report.results.append(CheckResult(name, True, detail))
-
-    def contract():
-        _require(isinstance(cls, type) and issubclass(cls, FeatureClass), "is not a subclass of deepradiomics.FeatureClass")
-        try:
-            check_token(cls.name, "class name")
-        except ValueError as exc:
-            raise _Failed(str(exc)) from None
-        problems = contract_problems(cls)
-        _require(not problems, "; ".join(problems))
-        _require(cls.family in FAMILIES, f"family {cls.family!r} is not one of {FAMILIES}")
-        try:
-            cls({"surely_not_a_setting": 1})
-        except ParamsError as exc:
-            _require("surely_not_a_setting" in str(exc), "the error for an unknown setting does not name the key")
-        else:
-            raise _Failed("accepts an unknown setting key")
-        return "class attributes, Settings dataclass, unknown settings refused"
-
-    def init_stores_settings():
-        instance = cls(settings)
-        fitted = [k for k in vars(instance) if k.endswith("_") and not k.startswith("_")]
-        _require(not fitted, f"__init__ sets fitted attributes {fitted} (ending in '_'); it should only store settings")
-        state["instance"] = instance
-
-    def refuses_compute_before_fit():
-        instance = cls(settings)
-        try:
-            instance.compute(case)
-        except NotFittedError as exc:
-            _require("deepradiomics fit" in str(exc), "the NotFittedError does not name `deepradiomics fit`")
-            return "NotFittedError naming `deepradiomics fit`"
-        raise _Failed("compute() before fit did not raise NotFittedError")
-
-    def fitted_instance():
-        instance = state.get("instance") or cls(settings)
-        if cls.requires_fit and not instance.is_fitted():
-            returned = instance.fit(fit_cases)
-            _require(returned is instance, "fit() must return self")
-            _require(instance.is_fitted(), "is_fitted() is False after fit()")
-        state["instance"] = instance
-        return instance
-
-    def names_valid():
-        names = fitted_instance().feature_names()
-        _require(isinstance(names, list) and names, "feature_names() must return a non-empty list")
-        _require(len(set(names)) == len(names), "feature_names() has duplicates")
-        for name in names:
-            try:
-                check_token(name, "feature name")
-            except ValueError as exc:
-                raise _Failed(str(exc)) from None
-        return f"{len(names)} names"
-
-    def computes():
-        instance = fitted_instance()
-        values = instance.compute(case)
-        names = instance.feature_names()
-        _require(list(values) == names, "compute() keys differ from feature_names() (same names, same order required)")
-        for name, value in values.items():
-            _require(isinstance(value, float), f"feature {name} is {type(value).__name__}, not float")
-        _require(any(not math.isnan(v) for v in values.values()), "every feature is NaN")
-        diagnostics = instance.diagnostics()
-        _require(isinstance(diagnostics, dict), "diagnostics() must return a dict")
-        for key in [*diagnostics, *instance.artifacts()]:
-            try:
-                check_token(key, "diagnostics key")
-            except ValueError as exc:
-                raise _Failed(str(exc)) from None
-        state["values"] = values
-
-    def deterministic():
-        first = state.get("values") or fitted_instance().compute(case)
-        again = fitted_instance().compute(case)
-        same = all((a == b) or (math.isnan(a) and math.isnan(b)) for a, b in zip(first.values(), again.values()))
-        _require(same, "compute() is not deterministic on the same case")
-
-    def pickles():
-        instance = fitted_instance()
-        clone = pickle.loads(pickle.dumps(instance))
-        if "values" in state:
-            again = clone.compute(case)
-            same = all((a == b) or (math.isnan(a) and math.isnan(b)) for a, b in zip(state["values"].values(), again.values()))
-            _require(same, "a pickled and unpickled instance computes other values")
-        return "pickle round trip computes the same values"
-
-    def save_load_round_trip():
-        instance = fitted_instance()
-        with tempfile.TemporaryDirectory() as folder:
-            digest = instance.save_fitted(Path(folder) / cls.name)
-            restored = cls({**_settings_dict(instance), instance.fitted_setting: str(Path(folder) / cls.name)})
-            values = restored.compute(case)
-            _require(values == instance.compute(case), "the class rebuilt from its saved artifact computes other values")
-            _require(restored.artifacts().get("Fitted") == digest, "artifacts() does not report the saved artifact's sha256")
-            state_file = Path(folder) / cls.name / "state.npz"
-            data = bytearray(state_file.read_bytes())
-            data[len(data) // 2] ^= 0xFF
-            state_file.write_bytes(bytes(data))
-            try:
-                cls({**_settings_dict(instance), instance.fitted_setting: str(Path(folder) / cls.name)}).compute(case)
-            except ModelError:
-                return "round trip exact; a tampered artifact is refused"
-            raise _Failed("a tampered artifact was accepted")
-
-    def loads_from_params():
-        from .extractor import Extractor
-        from .registry import get_registry
-
-        registry = get_registry()
-        temporary = cls.name not in registry
-        if not temporary:
-            _require(registry.get(cls.name) is cls, f"another class is registered as '{cls.name}': rename one of them")
-        else:  # not installed yet (a class under development): register it for this check only
-            registry.register(cls, source="check_feature_class")
-        import yaml
-
-        try:
-            with tempfile.TemporaryDirectory() as folder:
-                instance = fitted_instance()
-                value = instance.params_entry()
-                if cls.requires_fit:
-                    instance.save_fitted(Path(folder) / cls.name)
-                    value[instance.fitted_setting] = cls.name  # relative to the params file
-                path = Path(folder) / "params.yaml"
-                path.write_text(yaml.safe_dump({"featureClass": {cls.name: _plain(value)}}))
-                row = Extractor.from_yaml(path).compute(case)
-                expected = [f"{cls.image_type}_{cls.name}_{n}" for n in instance.feature_names()]
-                columns = [c for c in row if not c.startswith("diagnostics_")]
-                _require(columns == expected, f"the Extractor's columns {columns[:3]}... differ from the class's names {expected[:3]}...")
-        finally:
-            if temporary:
-                registry.unregister(cls.name)
-        return "params file -> Extractor -> columns" + (" (registered for the check only)" if temporary else "")
-
-    run("contract", contract)
-    run("init_stores_settings", init_stores_settings, not report.failed)
-    run("refuses_compute_before_fit", refuses_compute_before_fit, cls.requires_fit and not report.failed)
-    run("names_valid", names_valid, not report.failed)
-    run("computes", computes, not report.failed)
-    run("deterministic", deterministic, "values" in state)
-    run("pickles", pickles, "instance" in state)
-    run("save_load_round_trip", save_load_round_trip, cls.requires_fit and "values" in state)
-    run("loads_from_params", loads_from_params, "values" in state)
     if raise_on_failure and report.failed:
         lines = "; ".join(f"{r.name}: {r.detail}" for r in report.failed)
         raise AssertionError(f"{getattr(cls, '__name__', cls)} fails {len(report.failed)} check(s): {lines}")
     return report
-
-
-def _settings_dict(instance) -> dict:
-    return instance.params_entry()
 
 
 def _plain(value):
