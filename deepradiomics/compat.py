@@ -100,14 +100,14 @@ class RadiomicsFeatureExtractor(featureextractor.RadiomicsFeatureExtractor):
         if paramsFile is not None:
             if not os.path.isfile(paramsFile):
                 raise _missing_params_file(paramsFile)
-            source: Any = pathlib.Path(paramsFile)
+            path = pathlib.Path(paramsFile)
+            data, where, base_dir = _read_params_file(path), str(path), path.resolve().parent
         else:
-            source = copy.deepcopy(dict(paramsDict or {}))
+            data, where, base_dir = copy.deepcopy(dict(paramsDict or {})), None, None
         try:
-            params = load_params(_for_validation(source) if isinstance(source, dict) else source)
+            params = load_params(_for_validation(data), name=where, base_dir=base_dir)
         except ParamsError as exc:
             raise _schema_error(str(exc)) from exc
-        data = _read_raw(source)
         try:
             super()._applyParams(paramsDict=_pyradiomics_part(data, params.plugins))
         except Exception as exc:
@@ -205,14 +205,27 @@ def _for_validation(data: dict) -> dict:
     return data
 
 
-def _read_raw(source) -> dict:
-    """The params as written (a file read as load_params reads it), for PyRadiomics to apply itself."""
-    if isinstance(source, dict):
-        return source
-    import yaml
+def _read_params_file(path: pathlib.Path) -> dict:
+    """A params file read as PyRadiomics reads it (through pykwalify): JSON for ``.json``, else YAML 1.2.
 
-    with open(source, encoding="utf-8") as handle:
-        return dict(yaml.safe_load(handle) or {})
+    PyRadiomics' YAML is ruamel's safe loader (YAML 1.2), in which ``1e-4`` is a number and ``yes`` a
+    string; PyYAML (YAML 1.1) reads them the other way round. Reading as PyRadiomics does keeps its params
+    files meaning what they meant. Neither loader runs code.
+    """
+    import json
+
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix.lower() == ".json" else YAML(typ="safe", pure=True).load(text)
+    except (ValueError, YAMLError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _schema_error(f"params file '{path}' cannot be read as {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from exc
+    if data is None:
+        raise _schema_error(f"params file '{path}' is empty: write at least one section, e.g. 'featureClass: {{firstorder: []}}'")
+    if not isinstance(data, Mapping):
+        raise _schema_error(f"params file '{path}' must hold a mapping (setting, imageType, featureClass, voxelSetting); found a {type(data).__name__}")
+    return dict(data)
 
 
 def _pyradiomics_part(data: dict, plugins: Mapping[str, Any]) -> dict:

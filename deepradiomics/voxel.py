@@ -26,29 +26,39 @@ Identical values
 PyRadiomics' voxel values depend on how the voxels are batched, not only on the kernel: some classes
 drop a GLCM angle or a zone size that is empty over the whole batch, numpy reduces arrays whose shape
 depends on the batch, and ``MCC`` fails (keeping ``initValue``) for every voxel of a batch in which one
-kernel gives a non-finite matrix. On brain1, ``voxelBatch`` 37 instead of one batch changes 9 of 93 maps
+kernel gives a non-finite matrix. On brain2, ``voxelBatch`` 37 instead of one batch changes 9 of 93 maps
 (8 in the last bits, ``MCC`` on 111 voxels). So this module keeps PyRadiomics' batches exactly (the
 ROI's voxels in ``numpy.where`` order, cut every ``voxelBatch`` voxels; one batch when it is unset) and
 only distributes whole batches: each worker receives a class instance built by PyRadiomics' own code
-(discretisation over the whole ROI included) and runs PyRadiomics' ``_calculateFeatures`` on its
-batches. The maps are therefore identical, bit for bit, to PyRadiomics' for any ``jobs``. With
+(discretisation over the whole ROI included; for first order and GLCM a subclass that skips work whose
+result PyRadiomics discards or repeats, below) and runs PyRadiomics' ``_calculateFeatures`` on its
+batches. The maps are therefore identical, bit for bit, to PyRadiomics' for any ``jobs`` (the tests
+compare every voxel of every map with PyRadiomics' own voxel mode). With
 ``voxelBatch`` unset a class is one batch, and the work is split across classes and image types only:
 set ``voxelBatch`` (as PyRadiomics' documentation advises for memory anyway) to let ``jobs`` split a class.
 
-What PyRadiomics repeats
-------------------------
-Profiled on brain1 (4137 ROI voxels, all classes, ``kernelRadius`` 1; ``cProfile``), PyRadiomics' per
-batch overhead is small: time grows with voxels, not batches (``voxelBatch`` 50 is faster than one batch,
-26 s vs 33 s, because small batches stay in cache). The time is in per-voxel arithmetic: GLCM ~75 %
-(``MCC``'s eigenvalues alone ~35 %), first order ~12 % (per-voxel percentiles through
-``apply_along_axis``), GLRLM ~9 %. What it does redo per batch that depends only on the case: the
-set of grey levels absent from the ROI and a copy of every batch's matrix to delete them (a copy even
-when none is absent), and the GLCM coefficient masks; within a batch, the first-order class computes the
-10th and 90th percentiles twice (for themselves and for ``RobustMeanAbsoluteDeviation``) and gathers the
-kernel's discretised values once per grey level. Per case, each class re-bins the same image. Changing
-any of these means replacing PyRadiomics' arithmetic, and the values must stay PyRadiomics'; the engine
-therefore builds each class once per worker chunk (not per batch), hands each worker a few large chunks
-of whole batches, and otherwise runs PyRadiomics' code unchanged (see ``benchmarks/voxel_speed.py``).
+Where PyRadiomics' time goes, and what is done once instead
+----------------------------------------------------------
+Profiled with ``cProfile`` on brain1 (4137 ROI voxels, every class, ``kernelRadius`` 1): the per-batch
+overhead is small (``voxelBatch`` 50 runs faster than one batch, 26 s against 33 s, small batches staying
+in cache); the time is per-voxel arithmetic: GLCM ~75 % (``MCC`` alone ~35-45 %), first order ~12 %
+(percentiles, numpy looping over voxels), GLRLM ~9 %. What PyRadiomics repeats needlessly:
+
+- ``MCC`` builds a matrix per voxel and angle and takes its eigenvalues with ``numpy.linalg.eigvals``,
+  which refuses the whole batch as soon as one voxel has an empty GLCM along one angle (its matrix is
+  then NaN); the batch keeps ``initValue``. On brain1 most batches fail, after the full computation.
+  :class:`_VoxelGLCM` raises that same error before building the matrices when the batch's GLCM is not
+  finite (PyRadiomics' failure, logged the same way), and computes ``MCC`` exactly as PyRadiomics otherwise.
+- the first-order class computes the 10th and 90th percentiles twice per batch (for themselves and for
+  ``RobustMeanAbsoluteDeviation``), each with numpy's per-voxel loop; :class:`_VoxelFirstOrder` computes
+  each percentile once per batch with :func:`row_nanpercentile` (numpy's arithmetic, vectorised, checked
+  against numpy's on first use).
+- per batch, each texture class recomputes which grey levels are absent and copies its matrix to delete
+  them (a few % of the time, left as PyRadiomics does it: avoiding it means rewriting its matrix code).
+
+Each worker also builds a class once per chunk of batches, not per batch. Single-process effect on
+brain1 (``voxelBatch`` 500, every class; CPU time): PyRadiomics 26.5 s, :func:`compute_voxel_features`
+with ``jobs=1`` 15 s; ``jobs`` then divides the rest (``benchmarks/voxel_speed.py`` for wall times).
 
 Maps from plugin classes (the contract)
 ---------------------------------------
@@ -70,6 +80,7 @@ and :func:`write_maps` writes any ``{name: SimpleITK.Image}``, whatever computed
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -339,9 +350,19 @@ class _VoxelGLCM(RadiomicsGLCM):
         self.logger = logging.getLogger(RadiomicsGLCM.__module__)  # PyRadiomics' logger, not this module's
 
     def getMCCFeatureValue(self):  # noqa: N802
-        if not np.isfinite(self.P_glcm).all():  # then Q is not finite either, and eigvals raises this
+        if _eigvals_refuses_nan() and not np.isfinite(self.P_glcm).all():  # then Q is not finite either
             raise np.linalg.LinAlgError("Array must not contain infs or NaNs")
         return super().getMCCFeatureValue()
+
+
+@functools.cache  # a property of the installed numpy, checked once per process
+def _eigvals_refuses_nan() -> bool:
+    """Whether ``numpy.linalg.eigvals`` raises on a non-finite matrix (what the MCC shortcut relies on)."""
+    try:
+        np.linalg.eigvals(np.full((1, 2, 2), np.nan))
+    except np.linalg.LinAlgError:
+        return True
+    return False
 
 
 #: PyRadiomics classes replaced, in voxel mode, by a subclass computing the same values with less work

@@ -37,7 +37,7 @@ featureClass:
   glcm: [Contrast, JointEntropy, Idmn]
   glszm: [ZoneEntropy]
 setting:
-  binWidth: 25
+  binWidth: 2.5e1  # a number in YAML 1.2, as PyRadiomics reads it (PyYAML 1.1 would read a string)
   interpolator: sitkBSpline
   resampledPixelSpacing: [2, 2, 2]
   padDistance: 10
