@@ -1,11 +1,10 @@
-"""`deepradiomics train CONFIG.yaml -o BUNDLE_DIR`: train the VQ segmentation network, write a bundle."""
+"""`deepradiomics train CONFIG.yaml -o BUNDLE_DIR [--init BUNDLE [--freeze encoder]]`: train a segmentation network."""
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 import click
+
+from ._common import report_errors, setup_logging, verbosity_options
 
 
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,22 +17,35 @@ import click
     type=click.Path(file_okay=False),
     help="Bundle folder to write (holds checkpoint.pt while training; rerun to resume).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(config: str, out_dir: str, quiet: bool) -> None:
-    """Train the VQ segmentation network described by CONFIG (YAML) and write a model bundle to -o.
+@click.option("--init", "init", default=None, metavar="BUNDLE", help="Fine-tune: start from this bundle (shipped name or folder; sha256 checked).")
+@click.option(
+    "--freeze",
+    type=click.Choice(["encoder"]),
+    default=None,
+    help="With --init: keep the encoder fixed (VQ: encoder and codebook; DLR: conv1-conv6).",
+)
+@verbosity_options
+@report_errors
+def command(config: str, out_dir: str, init: str | None, freeze: str | None, verbose: int, quiet: bool) -> None:
+    """Train the segmentation network described by CONFIG (YAML) and write a model bundle to -o.
 
     \b
-    The bundle (model.pt, config.yaml with sha256, card.md, plus metrics.json/history.json) can be
-    used by the vqhist feature class: `vqhist: {model: BUNDLE_DIR}` in a params file.
-    Example: deepradiomics train params/train_cpu.yaml -o runs/vq-lgg-cpu
+    model.type in CONFIG picks the architecture: vqseg (the VQ network of the vqhist features) or
+    dlrcnn (the DLR patch CNN of the fisher features); it decides the sampler, loss and optimiser.
+    The bundle (model.pt, config.yaml with sha256, card.md, plus metrics.json/history.json) keeps the
+    weights of the epoch with the best validation Dice. -v shows one line per epoch.
+    Examples:
+      deepradiomics train params/train_cpu.yaml -o runs/vq-lgg-cpu
+      deepradiomics train params/train_dlr.yaml -o runs/dlr
+      deepradiomics train my_data.yaml -o runs/vq-mine --init vq-lgg-cpu --freeze encoder
     """
-    from ..errors import DeepRadiomicsError
     from ..training.loop import train_from_config
 
-    try:
-        metrics = train_from_config(
-            config, out_dir, progress=not quiet, command="deepradiomics train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        )
-    except DeepRadiomicsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"wrote bundle {out_dir}: validation Dice {metrics['validation_dice_mean']}", err=True)
+    setup_logging(verbose, quiet)
+    metrics = train_from_config(config, out_dir, progress=not quiet, init=init, freeze=freeze)
+    best, last = metrics.get("validation_dice_best"), metrics.get("validation_dice_last")
+    summary = "no validation patients" if best is None else (
+        f"validation Dice best {best:.4f} (epoch {metrics['best_epoch']}), last {last:.4f} (epoch {metrics['last_epoch']}); "
+        f"kept {metrics['kept']}"
+    )
+    click.echo(f"wrote bundle {out_dir}: {summary}", err=True)

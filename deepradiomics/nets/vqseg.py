@@ -15,6 +15,13 @@ API used by feature extraction and by the explain/robustness commands::
     logits = net.decode(z_q)                    # (B, num_classes, S, S)
     idx = net.codeword_indices(x)               # inference shortcut (no grad, eval mode)
     idx = net.volume_codeword_indices(slices)   # batched, skips all-background slices
+    labels = net.segment(x)                     # (B, S, S) argmax labels (logits=True: (B, K, S, S))
+    net.feature_layers()                        # ["stem", "stage1", ..., "latent", "quantized"]
+    h = net.features(x, "latent")               # z_e (B, D, 8, 8); any listed layer
+    net.layer_geometry("latent")                # stride, offset, receptive field of that layer
+
+The same ``segment`` / ``feature_layers`` / ``features`` / ``layer_geometry`` API is offered by
+:class:`~deepradiomics.nets.dlrcnn.DLRCNN`, so any layer of any bundle can be a descriptor source.
 
 Examples
 --------
@@ -134,7 +141,17 @@ class VQSegNet(nn.Module):
         K and D of the codebook.
     quantizer
         Extra keyword arguments of :class:`VectorQuantizerEMA` (decay, kmeans_init, dead_threshold, ...).
+    init
+        ``"default"``: PyTorch's default initialisation (what the shipped bundles were trained from);
+        ``"he"``: He (Kaiming) normal initialisation of every convolution for LeakyReLU(0.2), zero
+        biases, as in the paper. Only the starting point of training depends on it.
     """
+
+    #: keys a bundle's ``architecture`` must hold (checked by deepradiomics.models before building)
+    REQUIRED_KEYS = ("in_channels", "num_classes", "filters", "decoder_filters", "input_size", "num_embeddings", "embedding_dim")
+
+    #: what the training loop uses unless the config says otherwise
+    training_defaults: dict[str, Any] = {"sampler": "slices", "loss": "dice+focal", "optimizer": "adam"}
 
     def __init__(
         self,
@@ -146,8 +163,11 @@ class VQSegNet(nn.Module):
         num_embeddings: int = 512,
         embedding_dim: int = 64,
         quantizer: dict[str, Any] | None = None,
+        init: str = "default",
     ) -> None:
         super().__init__()
+        if init not in ("default", "he"):
+            raise ValueError(f"init '{init}' is not 'default' or 'he'")
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.input_size = int(input_size)
@@ -155,6 +175,12 @@ class VQSegNet(nn.Module):
         self.quantizer = VectorQuantizerEMA(num_embeddings, embedding_dim, **(quantizer or {}))
         self.decoder = Decoder(embedding_dim, decoder_filters, num_classes, input_size)
         self._background_indices: torch.Tensor | None = None
+        self._codebook_frozen = False
+        if init == "he":
+            for module in (*self.encoder.modules(), *self.decoder.modules()):
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+                    nn.init.zeros_(module.bias)
 
     @classmethod
     def from_config(cls, arch: dict[str, Any]) -> VQSegNet:
@@ -168,6 +194,7 @@ class VQSegNet(nn.Module):
             "num_embeddings",
             "embedding_dim",
             "quantizer",
+            "init",
         )
         return cls(**{k: arch[k] for k in keys if k in arch})
 
@@ -187,10 +214,103 @@ class VQSegNet(nn.Module):
         logits = self.decode(z_q.to(z_e.dtype))
         return {"logits": logits, "latent_loss": latent_loss, "indices": indices}
 
-    # ------------------------------------------------------------------ inference
+    # ------------------------------------------------------------------ training hooks
     def train(self, mode: bool = True) -> VQSegNet:
         self._background_indices = None  # weights may change: forget the cached background answer
-        return super().train(mode)
+        super().train(mode)
+        if self._codebook_frozen:
+            self.quantizer.train(False)  # eval mode: no k-means, no EMA update, no restarts
+        return self
+
+    def freeze(self, part: str) -> list[str]:
+        """Stop training ``part`` (``"encoder"``: the encoder and the codebook); return the frozen names.
+
+        The codebook is frozen with the encoder: with both fixed, every slice keeps exactly the codeword
+        indices it had in the initial bundle, so vqhist features (codeword histograms) stay comparable
+        with that bundle's, while the decoder learns to segment the new data. A codebook that kept its EMA
+        updates under a frozen encoder would move codewords and reassign latents, silently changing what
+        each histogram bin counts.
+        """
+        if part != "encoder":
+            raise ValueError(f"cannot freeze '{part}': VQSegNet can freeze 'encoder' (encoder and codebook)")
+        names = []
+        for name, parameter in self.named_parameters():
+            if name.startswith("encoder."):
+                parameter.requires_grad_(False)
+                names.append(name)
+        self._codebook_frozen = True
+        self.quantizer.train(False)
+        return names + [f"quantizer.{name}" for name, _ in self.quantizer.named_buffers()]
+
+    # ------------------------------------------------------------------ segmentation and descriptors
+    @torch.no_grad()
+    def segment(self, x: torch.Tensor, logits: bool = False, batch_size: int = 32) -> torch.Tensor:
+        """Labels (B, S, S), or logits (B, K, S, S) with ``logits=True``, of slices ``x`` (B, C, S, S).
+
+        The inference path of the paper: encode, quantize to the nearest codewords, decode.
+        """
+        outputs = []
+        for start in range(0, x.shape[0], batch_size):
+            z_e = self.encode(x[start : start + batch_size])
+            outputs.append(self.decode(self.quantizer.embed(self.quantizer.quantize(z_e))).float())
+        result = torch.cat(outputs) if outputs else torch.zeros(0, self.num_classes, *x.shape[-2:])
+        return result if logits else result.argmax(1)
+
+    def feature_layers(self) -> list[str]:
+        """Layers :meth:`features` can return: ``stem``, ``stage1`` ... ``stageN`` (encoder residual stages),
+        ``latent`` (z_e, (B, D, 8, 8)) and ``quantized`` (z_q, the nearest codewords)."""
+        return ["stem", *[f"stage{i + 1}" for i in range(self._n_stages())], "latent", "quantized"]
+
+    def _n_stages(self) -> int:
+        return sum(isinstance(m, PreActBlock) for m in self.encoder.stages)
+
+    def features(self, x: torch.Tensor, layer: str = "latent") -> torch.Tensor:
+        """Responses (B, C_L, h_L, w_L) of encoder ``layer`` on slices ``x`` (B, C, S, S) (see :meth:`feature_layers`)."""
+        if layer not in self.feature_layers():
+            raise ValueError(f"unknown layer '{layer}'; layers: {', '.join(self.feature_layers())}")
+        h = self.encoder.stem(x)
+        if layer == "stem":
+            return h
+        stage = 0
+        for module in self.encoder.stages:
+            h = module(h)
+            if isinstance(module, PreActBlock):
+                stage += 1
+                if layer == f"stage{stage}":
+                    return h
+        z_e = self.encoder.head(h)
+        if layer == "latent":
+            return z_e
+        return self.quantizer.embed(self.quantizer.quantize(z_e))
+
+    def layer_geometry(self, layer: str) -> dict[str, int]:
+        """``{"stride", "offset", "receptive_field", "pad"}`` of ``layer`` on the S x S network input.
+
+        Position (i, j) is centred on input pixel (offset + stride * i, offset + stride * j) (3 x 3
+        convolutions padded by 1 keep centres aligned, so the offset is 0) and its convolutions see a
+        receptive_field-wide window; ``pad`` is 0 (the slice is not padded before the network). Every
+        GroupNorm normalises over the whole slice, so beyond this window a response also depends on the
+        slice's global statistics.
+        """
+        names = self.feature_layers()
+        if layer not in names:
+            raise ValueError(f"unknown layer '{layer}'; layers: {', '.join(names)}")
+        field, jump = 3, 1  # the stem: 3x3, stride 1
+        table = {"stem": (jump, field)}
+        stage = 0
+        for module in self.encoder.stages:
+            if isinstance(module, nn.Conv2d):  # stride-2 downsampling, 3x3
+                field += 2 * jump
+                jump *= 2
+            else:  # residual block: two 3x3 convolutions
+                field += 4 * jump
+                stage += 1
+                table[f"stage{stage}"] = (jump, field)
+        table["latent"] = table["quantized"] = (jump, field)
+        stride, receptive_field = table[layer]
+        return {"stride": stride, "offset": 0, "receptive_field": receptive_field, "pad": 0}
+
+    # ------------------------------------------------------------------ inference
 
     @torch.inference_mode()
     def codeword_indices(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,21 @@
-"""Segmentation losses of the VQ network: soft Dice over foreground classes + focal loss (+ latent loss).
+"""Segmentation losses: soft Dice over foreground classes, focal loss, cross-entropy; named combinations.
 
 ``soft_dice_loss``: :math:`1 - \\frac{1}{C-1}\\sum_{c \\ge 1} \\frac{2\\sum p_c g_c + s}{\\sum p_c + \\sum g_c + s}`
 with softmax probabilities :math:`p`, one-hot targets :math:`g`, sums over the batch and pixels.
 
 ``focal_loss``: :math:`\\mathrm{mean}\\,(1 - p_t)^{\\gamma} \\cdot (-\\log p_t)` (Lin et al. 2017), gamma 2.
+
+``cross_entropy_loss``: :math:`\\mathrm{mean}\\,(-\\log p_t)`, the loss of the patch network (Pereira et al.
+2016, Li et al. 2017), where each patch has one target, the class of its centre pixel.
+
+A training config names its loss as terms joined by ``+`` (``dice+focal``: the VQ network, Kobayashi et
+al. 2021; ``cross_entropy``: the DLR network); :func:`segmentation_loss` sums them. Logits are
+(B, K, h, w) and targets (B, h, w); patch networks give (B, K, 1, 1) and (B,) targets, reshaped to (B, 1, 1).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +38,38 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     ce = F.cross_entropy(logits.float(), target, reduction="none")
     pt = torch.exp(-ce)
     return ((1 - pt) ** gamma * ce).mean()
+
+
+def cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Categorical cross-entropy, mean over pixels (or patches)."""
+    return F.cross_entropy(logits.float(), target)
+
+
+#: loss term name -> function(logits, target, focal_gamma)
+LOSS_TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+    "dice": lambda logits, target, gamma: soft_dice_loss(logits, target),
+    "focal": lambda logits, target, gamma: focal_loss(logits, target, gamma),
+    "cross_entropy": lambda logits, target, gamma: cross_entropy_loss(logits, target),
+}
+
+
+def loss_terms(name: str) -> list[str]:
+    """The terms of a loss name such as ``dice+focal``; ValueError naming the known terms."""
+    terms = [t.strip() for t in str(name).split("+") if t.strip()]
+    unknown = [t for t in terms if t not in LOSS_TERMS]
+    if not terms or unknown:
+        raise ValueError(f"loss '{name}': unknown term(s) {unknown or [name]}; join known terms with '+': {', '.join(LOSS_TERMS)}")
+    return terms
+
+
+def segmentation_loss(name: str, logits: torch.Tensor, target: torch.Tensor, focal_gamma: float = 2.0) -> dict[str, torch.Tensor]:
+    """``{term: value}`` of each term of loss ``name`` (e.g. ``dice+focal``) on logits (B, K, h, w) and targets."""
+    if target.dim() == 1:  # one centre-pixel label per patch
+        target = target.view(-1, 1, 1)
+    target = target.long()
+    if logits.shape[-2:] != target.shape[-2:]:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(target.shape)} differ in size")
+    return {term: LOSS_TERMS[term](logits, target, focal_gamma) for term in loss_terms(name)}
 
 
 def hard_dice(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> list[float]:

@@ -1,0 +1,44 @@
+"""`deepradiomics segment BUNDLE IMAGE [-m NAME=PATH]... -o mask.nii.gz`: a network's tumour segmentation."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import parse_modalities, report_errors, setup_logging, verbosity_options
+
+
+@click.command("segment", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("bundle")
+@click.argument("image", type=click.Path())
+@click.option("-m", "--modality", "modalities", multiple=True, metavar="NAME=PATH", help="Another modality the bundle takes (repeatable), e.g. -m t1ce=t1ce.nii.gz.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Label image to write (.nii.gz, .nrrd, ...), on IMAGE's grid.")
+@verbosity_options
+@report_errors
+def command(bundle: str, image: str, modalities, output: str, verbose: int, quiet: bool) -> None:
+    """Segment IMAGE (the modality named Image) with the network of BUNDLE and write the labels to -o.
+
+    \b
+    BUNDLE is a shipped bundle's name (vq-lgg-cpu, dlr-lgg-cpu) or a folder written by `train`; its
+    config.yaml lists the modalities it takes in channel order: give each one other than Image with -m.
+    The output copies IMAGE's geometry and holds the mask values the network was trained on (the
+    inverse of the bundle's label_map), so it can serve as the MASK of `extract`. Example:
+      deepradiomics segment dlr-lgg-cpu flair.nii.gz -m t1ce=t1ce.nii.gz -o auto_mask.nii.gz
+    """
+    import logging
+
+    import SimpleITK as sitk
+
+    from ..models import load_bundle
+    from ..training.segment import segment_images
+
+    setup_logging(verbose, quiet)
+    loaded = load_bundle(bundle)
+    images = {"Image": image, **parse_modalities(modalities)}
+    unused = [name for name in images if name not in loaded.modalities]
+    if unused:
+        logging.getLogger("deepradiomics.segment").warning(
+            "bundle '%s' does not take %s (it takes %s): ignored", loaded.name, ", ".join(unused), ", ".join(loaded.modalities)
+        )
+    labels = segment_images(loaded, images)
+    sitk.WriteImage(labels, str(output), True)
+    logging.getLogger("deepradiomics.segment").info("wrote %s (%d labelled voxels)", output, int((sitk.GetArrayViewFromImage(labels) > 0).sum()))
