@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from .classification import MODELS
-from .statistics import METRICS, auc
+from .confounds import COVARIATES, confound_notes
+from .statistics import BOOTSTRAPPED, METRICS, auc, interval_note
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:70em;margin:2em auto;
@@ -55,20 +56,31 @@ def _fmt_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _auc_words(mean: float, low: float) -> str:
+def _auc_words(mean: float, low: float, high: float) -> str:
+    """How an AUC and its 95% interval read in the summary: an interval that includes 0.5 is no evidence
+    of discrimination, whatever the point estimate; the grade words apply only when it excludes 0.5."""
     if not np.isfinite(mean):
         return "could not be estimated"
-    if np.isfinite(low) and low <= 0.5:
-        return "was not distinguishable from chance (the 95% interval includes 0.5)"
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "could not be given a confidence interval, so it is no evidence of discrimination on its own"
+    if low <= 0.5 <= high:
+        return "gave no evidence of discrimination beyond chance (its 95% interval includes 0.5)"
+    if high < 0.5:
+        return (
+            "was below chance (its 95% interval lies under 0.5): the model ranks the groups the wrong way round,"
+            " which points to a problem with the model or its validation rather than to a usable signal"
+        )
     if mean >= 0.9:
-        return "was excellent"
-    if mean >= 0.8:
-        return "was good"
-    if mean >= 0.7:
-        return "was moderate"
-    if mean >= 0.6:
-        return "was weak"
-    return "was poor"
+        grade = "excellent"
+    elif mean >= 0.8:
+        grade = "good"
+    elif mean >= 0.7:
+        grade = "moderate"
+    elif mean >= 0.6:
+        grade = "weak"
+    else:
+        grade = "poor"
+    return f"was {grade}, and its 95% interval excludes chance (0.5)"
 
 
 def _img(path: Path) -> str:
@@ -134,19 +146,24 @@ def _summary(result) -> str:
             f"<li>With the {MODEL_WORDS.get(model, model)}, the best feature family was "
             f"<b>{html.escape(best['family'])}</b> ({info['families'].get(best['family'], '?')} features): "
             f"AUC {_fmt(best['mean'])} [{_fmt(best['ci_low'])}, {_fmt(best['ci_high'])}], which "
-            f"{_auc_words(best['mean'], best['ci_low'])}. "
+            f"{_auc_words(best['mean'], best['ci_low'], best['ci_high'])}. "
             + (
                 f"Out of every 10 {pos} patients it flagged about {_fmt(10 * sens, 0)}, and out of every 10 "
                 f"{neg} patients it correctly cleared about {_fmt(10 * spec, 0)}. "
                 if np.isfinite(sens) and np.isfinite(spec)
                 else ""
             )
-            + "Other families: "
-            + "; ".join(
-                f"{html.escape(r['family'])} {_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-                for _, r in auc_rows.iloc[1:].iterrows()
+            + (
+                "Other families: "
+                + "; ".join(
+                    f"{html.escape(r['family'])} {_fmt(r['mean'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+                    for _, r in auc_rows.iloc[1:].iterrows()
+                )
+                + "."
+                if len(auc_rows) > 1
+                else ""
             )
-            + ".</li>"
+            + "</li>"
         )
     parts.append("</ul>")
     comp = result.comparisons
@@ -155,8 +172,8 @@ def _summary(result) -> str:
         if sig.empty:
             parts.append(
                 "<p>No difference between feature families was statistically significant after correction "
-                "for multiple comparisons; with this many patients, differences of a few AUC points "
-                "cannot be detected.</p>"
+                "for multiple comparisons. This is no evidence that they perform alike: with this many "
+                "patients only large differences could reach significance.</p>"
             )
         else:
             items = "; ".join(
@@ -226,9 +243,62 @@ def _caveats(result) -> str:
             "associations in these patients and are not evidence that a codeword predicts the label "
             "elsewhere."
         )
+    items.extend(html.escape(n) for n in confound_notes(info.get("confounds") or []))
+    items.extend(html.escape(n) for n in _degenerate_intervals(result))
     items.extend(html.escape(n) for n in info.get("notes", []))
     items.append("These results are for research; none of these models is a validated clinical tool.")
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _degenerate_intervals(result) -> list[str]:
+    """Caveats for 95% intervals of zero width: a cross-validated metric equal in every fold, or a
+    bootstrapped one equal in every resample (e.g. AUC 1 on perfectly separated classes)."""
+    rows = [(r, r.mean, r.validation) for r in result.metrics.itertuples()]
+    if result.external is not None:
+        rows += [(r, r.estimate, "external test set") for r in result.external.itertuples()]
+    out = []
+    for r, value, where in rows:
+        if not (np.isfinite(r.ci_low) and np.isfinite(r.ci_high) and np.isclose(r.ci_low, r.ci_high)):
+            continue
+        if where in ("leave-one-out", "external test set"):
+            if r.metric not in BOOTSTRAPPED:  # Clopper-Pearson intervals never have zero width
+                continue
+            reason = "every bootstrap resample gave that value (e.g. perfectly separated classes)"
+        else:
+            reason = "every test fold gave that value"
+        out.append(
+            f"{r.family}/{r.model} ({where}): the 95% interval of {r.metric} is the single value {_fmt(value)} because"
+            f" {reason}; the value is not known exactly, and the interval understates the uncertainty."
+        )
+    return out
+
+
+def _confounds_html(records: list[dict]) -> str:
+    """The "Confounds" section: per family and covariate, how many features correlate strongly with it."""
+    frame = pd.DataFrame(records)
+    if frame.empty:
+        return "<p>No covariate was available to assess.</p>"
+    threshold = float(frame["threshold"].iloc[0])
+    shown = pd.DataFrame(
+        {
+            "family": frame["family"],
+            "covariate": frame["covariate"].map(lambda c: COVARIATES.get(str(c), str(c))),
+            "features": frame["n_features"],
+            "constant": frame["n_constant"],
+            f"|rho| >= {threshold:g}": frame["n_strong"],
+            "share": frame["fraction"].map(lambda v: f"{v:.0%}" if np.isfinite(v) else "n/a"),
+            "most correlated feature": frame["top_feature"],
+            "its rho": frame["top_rho"],
+            "cases": frame["n_cases"],
+        }
+    )
+    return (
+        "<p>Spearman correlation of every feature with the ROI volume and with the number of axial slices of "
+        f"each case. A feature with |rho| &gt;= {threshold:g} can carry the label through that covariate rather "
+        "than through the tumour: read the results of a family with many such features (caveats above) with "
+        "this in mind. Share: of the non-constant features; constant features have no correlation.</p>"
+        + _table_html(shown, "{:.2f}")
+    )
 
 
 def _methods(result) -> str:
@@ -257,8 +327,8 @@ def _methods(result) -> str:
             "<p><b>dlr</b> (Li et al., Sci Rep 2017): Welch t-test p &lt; 0.05, then the k best by F-score "
             "(k as above; the smallest-p feature if none passes), linear SVM (C=1, balanced class weights), "
             "evaluated by the same repeated cross-validation as logistic. <b>dlr-loo</b>: the same model "
-            "evaluated by leave-one-out as in the paper; metrics on the pooled leave-one-out decision values "
-            f"with stratified bootstrap 95% CIs ({info['n_boot']} replicates).</p>"
+            "evaluated by leave-one-out as in the paper; metrics on the pooled leave-one-out decision values, "
+            f"with 95% CIs: {html.escape(interval_note(info['n_boot']))}</p>"
         )
     text.append(
         "<p>Comparisons: for cross-validated models, the Nadeau-Bengio corrected resampled t-test on the "
@@ -269,17 +339,20 @@ def _methods(result) -> str:
     if result.external is not None:
         text.append(
             "<p>External validation: each family's model was fitted on the whole first set and scored once on "
-            f"the test set; 95% CIs from {info['n_boot']} stratified bootstrap replicates of the test set.</p>"
+            f"the test set; 95% CIs: {html.escape(interval_note(info['n_boot']))}</p>"
         )
     if result.responsible is not None:
         s = result.responsible.settings
         text.append(
             "<p>Responsible vectors (Kobayashi et al., Sci Rep 2021), on the whole cohort: codewords used in "
             f"fewer than {s['min_cases']} patients were dropped ({s['n_passed_usage_filter']} of "
-            f"{s['n_codewords']} kept); the {s['max_codewords']} with the smallest Mann-Whitney p entered a "
+            f"{s['n_codewords']} kept); the {s['max_codewords']} with the smallest Mann-Whitney p (skipping any whose counts are a "
+            "linear function of those already chosen) entered a "
             f"logistic regression (fit: {result.responsible.fit_method}; Firth's penalised likelihood if the "
-            "maximum-likelihood fit separates); each codeword's likelihood-ratio test (refit without it, "
-            "chi-square 1 df); Shapiro-Wilk normality per group and Mann-Whitney U between groups over all "
+            "maximum-likelihood fit separates); each codeword's likelihood-ratio test, chi-square 1 df (maximum "
+            "likelihood: refit without it; Firth: its coefficient held at 0 with the full design in the penalty, "
+            "the penalised likelihood-ratio test of Heinze &amp; Schemper 2002, each fit the highest of several "
+            "starts); Shapiro-Wilk normality per group and Mann-Whitney U between groups over all "
             f"kept codewords; {html.escape(s['correction'])} correction; responsible when both corrected p &lt; "
             f"{s['alpha']}, for the group with the higher mean count.</p>"
         )
@@ -362,6 +435,12 @@ def write_report(result, out_dir: str | Path) -> Path:
         "<p>Mean [95% CI] of each metric.</p>",
         _table_html(_metric_matrix(result.metrics)),
     ]
+    if (result.metrics["validation"] == "leave-one-out").any():
+        body.append(
+            "<p>Leave-one-out rows: the estimate on the pooled leave-one-out scores [95% CI]; intervals: "
+            f"{html.escape(interval_note(info['n_boot']))} Cross-validated rows: mean over the test folds "
+            "[95% CI from the Nadeau-Bengio corrected variance].</p>"
+        )
     for path, caption in figures[: len(info["models"])]:
         body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
     body.append("<h2>Comparisons between feature families</h2>")
@@ -371,7 +450,9 @@ def write_report(result, out_dir: str | Path) -> Path:
         body.append("<p>Only one family: nothing to compare.</p>")
     rest = figures[len(info["models"]) :]
     if result.external is not None:
-        body.append("<h2>External validation</h2><p>Estimate [95% bootstrap CI].</p>")
+        body.append(
+            f"<h2>External validation</h2><p>Estimate [95% CI]. Intervals: {html.escape(interval_note(info['n_boot']))}</p>"
+        )
         body.append(_table_html(_external_matrix(result.external)))
         for path, caption in rest[: len(info["models"])]:
             body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
@@ -386,6 +467,9 @@ def write_report(result, out_dir: str | Path) -> Path:
         body.append(_table_html(shown.drop(columns=["column"]), "{:.4g}"))
         for path, caption in rest:
             body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if info.get("confounds") is not None:
+        body.append("<h2>Confounds</h2>")
+        body.append(_confounds_html(list(info["confounds"])))
     body.append("<h2>Methods</h2>")
     body.append(_methods(result))
     body.append("<h2>All metrics (tidy)</h2>")

@@ -8,8 +8,11 @@
   per-fold differences.
 - :func:`delong_test`: DeLong et al. (1988) test for two correlated AUCs on the same cases, with the fast
   algorithm of Sun & Xu (2014).
-- :func:`bootstrap_metrics`: stratified percentile-bootstrap CIs of every metric (external validation,
-  leave-one-out).
+- :func:`bootstrap_metrics`: CIs of every metric of one set of predictions (external validation,
+  leave-one-out): exact Clopper-Pearson intervals from the counts for the proportions (sensitivity,
+  specificity, PPV, NPV, accuracy), stratified percentile bootstrap for AUC, MCC and F1;
+  :func:`interval_note` says so in words for reports.
+- :func:`proportion_ci`: Clopper-Pearson or Wilson interval of a binomial proportion.
 - :func:`adjust_pvalues`: Holm / Benjamini-Hochberg / none.
 """
 
@@ -34,6 +37,12 @@ METRICS: tuple[str, ...] = (
     "MCC",
     "F1",
 )
+
+#: metrics that are binomial proportions (successes / trials): their CI comes from the counts
+PROPORTIONS: tuple[str, ...] = ("accuracy", "sensitivity", "specificity", "PPV", "NPV")
+#: metrics whose CI comes from the stratified percentile bootstrap
+BOOTSTRAPPED: tuple[str, ...] = ("AUC", "MCC", "F1")
+PROPORTION_METHODS = ("clopper-pearson", "wilson")
 
 CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "none")
 _CORRECTION_ALIASES = {"bh": "fdr_bh", "fdr": "fdr_bh", "benjamini-hochberg": "fdr_bh"}
@@ -60,26 +69,102 @@ def binary_metrics(y_true, scores, threshold: float) -> dict[str, float]:
     """
     y = np.asarray(y_true).astype(int)
     s = np.asarray(scores, dtype=float)
-    pred = (s >= threshold).astype(int)
-    tp = int(np.sum((pred == 1) & (y == 1)))
-    tn = int(np.sum((pred == 0) & (y == 0)))
-    fp = int(np.sum((pred == 1) & (y == 0)))
-    fn = int(np.sum((pred == 0) & (y == 1)))
+    counts = confusion_counts(y, s, threshold)
+    tp, tn, fp, fn = counts["tp"], counts["tn"], counts["fp"], counts["fn"]
 
     def ratio(a: float, b: float) -> float:
         return a / b if b > 0 else float("nan")
 
     denom = np.sqrt(float(tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    out = {"AUC": auc(y, s)}
+    out.update({name: ratio(k, n) for name, (k, n) in proportion_counts(counts).items()})
+    out["MCC"] = (tp * tn - fp * fn) / denom if denom > 0 else 0.0
+    out["F1"] = ratio(2 * tp, 2 * tp + fp + fn)
+    return {name: out[name] for name in METRICS}
+
+
+def confusion_counts(y_true, scores, threshold: float) -> dict[str, int]:
+    """``tp``, ``tn``, ``fp``, ``fn`` of the calls ``score >= threshold`` against 0/1 labels."""
+    y = np.asarray(y_true).astype(int)
+    pred = np.asarray(scores, dtype=float) >= threshold
     return {
-        "AUC": auc(y, s),
-        "accuracy": ratio(tp + tn, len(y)),
-        "sensitivity": ratio(tp, tp + fn),
-        "specificity": ratio(tn, tn + fp),
-        "PPV": ratio(tp, tp + fp),
-        "NPV": ratio(tn, tn + fn),
-        "MCC": (tp * tn - fp * fn) / denom if denom > 0 else 0.0,
-        "F1": ratio(2 * tp, 2 * tp + fp + fn),
+        "tp": int(np.sum(pred & (y == 1))),
+        "tn": int(np.sum(~pred & (y == 0))),
+        "fp": int(np.sum(pred & (y == 0))),
+        "fn": int(np.sum(~pred & (y == 1))),
     }
+
+
+def proportion_counts(counts: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """``PROPORTIONS`` -> (successes, trials) from confusion counts (e.g. sensitivity = TP / (TP + FN))."""
+    tp, tn, fp, fn = counts["tp"], counts["tn"], counts["fp"], counts["fn"]
+    return {
+        "accuracy": (tp + tn, tp + tn + fp + fn),
+        "sensitivity": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "PPV": (tp, tp + fp),
+        "NPV": (tn, tn + fn),
+    }
+
+
+def proportion_ci(successes: int, trials: int, level: float = 0.95, method: str = "clopper-pearson") -> tuple[float, float]:
+    """Two-sided confidence interval of a binomial proportion ``successes / trials``.
+
+    Parameters
+    ----------
+    successes, trials
+        Counts; ``trials == 0`` gives ``(nan, nan)``.
+    level
+        Confidence level.
+    method
+        ``"clopper-pearson"`` (default): the exact interval that inverts two one-sided binomial tests,
+        ``[Beta(a/2; k, n-k+1), Beta(1-a/2; k+1, n-k)]`` with 0 / 1 at ``k = 0`` / ``k = n``. It is used for
+        the study metrics because its coverage is at least ``level`` for every true proportion and every
+        ``n``, including near 0 and 1, where counts such as 3/3 or 9/9 sit and where Wilson's coverage dips
+        below the nominal level (Brown, Cai & DasGupta 2001); the price is a wider, conservative interval.
+        ``"wilson"``: the score interval (Wilson 1927), coverage close to ``level`` on average, narrower.
+        Both agree with Newcombe (1998), Table I (methods 5 and 3) and statsmodels' ``proportion_confint``
+        (``"beta"`` and ``"wilson"``).
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in proportion_ci(81, 263)]
+    [0.2527, 0.3676]
+    >>> [round(v, 4) for v in proportion_ci(3, 3)]
+    [0.2924, 1.0]
+    """
+    if method not in PROPORTION_METHODS:
+        raise ParamsError(
+            f"unknown proportion interval {method!r}; use one of {', '.join(PROPORTION_METHODS)}."
+            + did_you_mean(str(method), PROPORTION_METHODS)
+        )
+    k, n = int(successes), int(trials)
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= k <= n:
+        raise ParamsError(f"a proportion needs 0 <= successes <= trials (got {k} of {n})")
+    alpha = 1.0 - level
+    if method == "clopper-pearson":
+        low = float(stats.beta.ppf(alpha / 2, k, n - k + 1)) if k > 0 else 0.0
+        high = float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k)) if k < n else 1.0
+        return low, high
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # at k = 0 or k = n one limit is exactly 0 or 1; the formula gives it up to rounding
+    return (0.0 if k == 0 else float(centre - half)), (1.0 if k == n else float(centre + half))
+
+
+def interval_note(n_boot: int, level: float = 0.95) -> str:
+    """One sentence for reports: which interval :func:`bootstrap_metrics` gives each metric."""
+    pct = f"{level:.0%}"
+    return (
+        f"{', '.join(PROPORTIONS[1:])} and {PROPORTIONS[0]}: exact Clopper-Pearson {pct} interval from the counts"
+        " (at least the nominal coverage even for counts such as 3/3; for PPV and NPV given the number of"
+        f" positive and negative calls); {', '.join(BOOTSTRAPPED[:-1])} and {BOOTSTRAPPED[-1]}: stratified"
+        f" percentile bootstrap {pct} interval ({n_boot} replicates, resampled within each class)."
+    )
 
 
 def auc(y_true, scores) -> float:
@@ -197,39 +282,54 @@ def bootstrap_metrics(
     seed: int = 0,
     level: float = 0.95,
 ) -> pd.DataFrame:
-    """Point estimate and stratified percentile-bootstrap CI of every metric.
+    """Point estimate and CI of every metric of one set of predictions.
 
-    Resampling is done within each class so that every replicate keeps both classes (AUC defined).
+    - Proportions (``PROPORTIONS``: sensitivity, specificity, PPV, NPV, accuracy): exact Clopper-Pearson
+      interval from the counts (:func:`proportion_ci`). A percentile bootstrap collapses for such counts:
+      3/3 correct negatives give specificity 1 in every replicate, hence a "CI" of [1, 1]. PPV and NPV
+      intervals are conditional on the number of positive and negative calls.
+    - ``AUC``, ``MCC``, ``F1``: stratified percentile bootstrap, resampling within each class so that every
+      replicate keeps both classes (AUC defined).
 
     Returns
     -------
     DataFrame
-        Index ``METRICS``; columns ``estimate``, ``sd`` (bootstrap sd), ``ci_low``, ``ci_high``.
+        Index ``METRICS``; columns ``estimate``, ``sd`` (bootstrap sd for AUC, MCC and F1; NaN for the
+        proportions, whose interval does not come from the bootstrap), ``ci_low``, ``ci_high``, ``interval``
+        (``"clopper-pearson"`` or ``"bootstrap"``), ``successes`` and ``trials`` (the counts of a
+        proportion; NaN otherwise).
     """
     y = np.asarray(y_true).astype(int)
     s = np.asarray(scores, dtype=float)
     point = binary_metrics(y, s, threshold)
     rng = np.random.default_rng(seed)
     idx_pos, idx_neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    reps = np.empty((n_boot, len(METRICS)))
+    reps = np.empty((n_boot, len(BOOTSTRAPPED)))
     for b in range(n_boot):
         idx = np.concatenate([rng.choice(idx_pos, len(idx_pos)), rng.choice(idx_neg, len(idx_neg))])
         m = binary_metrics(y[idx], s[idx], threshold)
-        reps[b] = [m[k] for k in METRICS]
+        reps[b] = [m[k] for k in BOOTSTRAPPED]
     alpha = (1 - level) / 2
     out = {}
-    for i, name in enumerate(METRICS):
+    for i, name in enumerate(BOOTSTRAPPED):
         col = reps[:, i][np.isfinite(reps[:, i])]
         if len(col) == 0:
-            out[name] = (point[name], np.nan, np.nan, np.nan)
+            out[name] = (point[name], np.nan, np.nan, np.nan, "bootstrap", np.nan, np.nan)
         else:
             out[name] = (
                 point[name],
-                float(col.std(ddof=1)),
+                float(col.std(ddof=1)) if len(col) > 1 else np.nan,
                 float(np.quantile(col, alpha)),
                 float(np.quantile(col, 1 - alpha)),
+                "bootstrap",
+                np.nan,
+                np.nan,
             )
-    return pd.DataFrame.from_dict(out, orient="index", columns=["estimate", "sd", "ci_low", "ci_high"])
+    for name, (k, n) in proportion_counts(confusion_counts(y, s, threshold)).items():
+        low, high = proportion_ci(k, n, level)
+        out[name] = (point[name], np.nan, low, high, "clopper-pearson", k, n)
+    columns = ["estimate", "sd", "ci_low", "ci_high", "interval", "successes", "trials"]
+    return pd.DataFrame.from_dict(out, orient="index", columns=columns).loc[list(METRICS)]
 
 
 def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> np.ndarray:
