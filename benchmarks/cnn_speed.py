@@ -6,14 +6,17 @@ Reported:
 * per case (three LGG cases with small, medium and large ROIs, so that the growth with ROI size shows):
   patches per size, convolution FLOPs of those patches counted analytically from the layer shapes
   (``2 * C_in * C_out * 27 * side**3`` per convolution up to conv5_4, :meth:`VGG3D.conv_flops`), the
-  median seconds of ``CNNFeatures.compute`` over ``--repeats`` runs with the min-max spread, and the ratio
-  to the FLOP limit (FLOPs / GEMM rate);
-* the GEMM rate: median of ``--repeats`` float32 ``torch.mm`` of 2048 x 1728 by 1728 x 256 (a batch of
-  32-voxel patches through a 64-channel 3x3x3 convolution, as im2col would shape it) in the same run;
+  median seconds of ``CNNFeatures.compute`` over ``--repeats`` runs with the min-max spread, and the
+  median ratio to the FLOP limit (FLOPs / GEMM rate) with its spread;
+* the GEMM rate: float32 ``torch.mm`` of two 2048 x 2048 matrices (17 GFLOP, the size of one case's
+  work; the most efficient GEMM shape, so the strictest reference: an im2col-shaped 2048 x 1728 by
+  1728 x 256 product ran about 10 % slower here), the median of 3 products timed just before every
+  timed run, so that each ratio compares two numbers measured side by side (the project's machine is
+  shared and its speed drifts); runs of the cases, and of the variants below, alternate;
 * the choices inside the network pass, on the 16-voxel patches of the largest case, each timed the same
   way and compared with the class's own path (relative difference of the pooled activations): batched
-  patches vs one patch at a time, channels-last weights and input vs contiguous memory,
-  ``inference_mode`` vs ``no_grad``.
+  patches vs one patch at a time, channels-last weights and input vs contiguous memory vs channels-last
+  input only, ``inference_mode`` vs ``no_grad``.
 
 Run: ``python benchmarks/cnn_speed.py [--threads 2] [--repeats 5]`` from the repository root. The
 network build (seeded weights, about a second) is reported once and not counted per case. No GPU was
@@ -36,28 +39,55 @@ DATA = REPO.parent / "shared" / "data" / "lgg"
 CASES = ("TCGA_DU_8165_19970205", "TCGA_DU_6404_19850629", "TCGA_DU_7014_19860618")
 
 
-def timed(fn, repeats: int) -> tuple[float, float, float, object]:
-    """Median, min and max seconds of ``repeats`` calls after one warm-up call, and the last result."""
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), max(times), out
-
-
-def gemm_rate(repeats: int) -> tuple[float, float, float]:
-    """float32 GEMM FLOP/s (median, min, max) of a 2048 x 1728 by 1728 x 256 product."""
+def gemm_seconds(a, b, calls: int = 3) -> float:
+    """Median seconds of ``calls`` float32 products ``a @ b``."""
     import torch
 
-    a, b = torch.randn(2048, 1728), torch.randn(1728, 256)
-    median, fastest, slowest, _ = timed(lambda: torch.mm(a, b), max(repeats, 5) * 4)
-    flops = 2 * 2048 * 1728 * 256
-    return flops / median, flops / slowest, flops / fastest
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def interleaved(functions: dict, repeats: int, gemm, prepare: dict | None = None) -> dict:
+    """Time each function ``repeats`` times, interleaved with each other and with the GEMM reference.
+
+    Other jobs on the machine change its speed from minute to minute; timing the variants and the GEMM
+    in turn, round after round (the order rotating), lets every ratio compare numbers taken side by side.
+    ``prepare[name]()``, if given, runs untimed before each call (e.g. switching the weights' memory format).
+    Returns ``{name: {"seconds": [...], "gemm": [...] (FLOP/s measured just before), "out": last result}}``.
+    """
+    names = list(functions)
+    prepare = prepare or {}
+    results = {}
+    for name in names:  # warm-up
+        prepare.get(name, lambda: None)()
+        results[name] = {"seconds": [], "gemm": [], "out": functions[name]()}
+    for round_index in range(repeats):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            prepare.get(name, lambda: None)()
+            rate = gemm()
+            start = time.perf_counter()
+            results[name]["out"] = functions[name]()
+            results[name]["seconds"].append(time.perf_counter() - start)
+            results[name]["gemm"].append(rate)
+    return results
+
+
+def summary(seconds: list[float], rates: list[float], flops: float) -> str:
+    """Median seconds (min-max) and the median ratio to the FLOP limit of the same round (min-max)."""
+    ratios = [t * r / flops for t, r in zip(seconds, rates)]
+    return (
+        f"{statistics.median(seconds):7.2f} s ({min(seconds):.2f}-{max(seconds):.2f})  "
+        f"{statistics.median(ratios):5.2f} x limit ({min(ratios):.2f}-{max(ratios):.2f})"
+    )
 
 
 def max_relative_difference(a: dict, b: dict) -> float:
+    """Largest difference between two ``encode_patches`` results, relative to each tap's largest value."""
     import numpy as np
 
     worst = 0.0
@@ -98,61 +128,77 @@ def main() -> int:
     print(f"network build (seeded weights, {encoder.parameters:,} parameters): {time.perf_counter() - start:.2f} s, once per process")
     net = encoder.networks[""]
     deepest = cnn._layers()[-1].name
-    rate, rate_low, rate_high = gemm_rate(args.repeats)
-    print(f"GEMM rate (float32 2048x1728 @ 1728x256): median {rate / 1e9:.1f} GFLOP/s (range {rate_low / 1e9:.1f}-{rate_high / 1e9:.1f})")
-    print()
-    print(f"{'case':<24}{'ROI voxels':>11}{'P16':>5}{'P32':>5}{'GFLOP':>8}{'limit s':>9}{'median s':>10}{'min-max s':>14}{'x limit':>9}")
-    largest = None
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    gemm_flops = 2 * 2048**3
+
+    def gemm() -> float:
+        return gemm_flops / gemm_seconds(a, b)
+
+    # ---------------------------------------------------------------- per case, three ROI sizes
+    cases, flops = {}, {}
     for case_id in CASES:
         folder = DATA / case_id
         case = Case({"Image": folder / "flair.nii.gz"}, folder / "mask.nii.gz", case_id=case_id)
         case.check()  # read the files once: time the features, not the disk
-        median, fastest, slowest, _ = timed(lambda case=case: cnn.compute(case), args.repeats)
-        patches = cnn.patches_
-        flops = sum(n * net.conv_flops(size, deepest) for size, n in patches.items())
-        limit = flops / rate
-        print(
-            f"{case_id:<24}{cnn.roi_voxels_:>11,}{patches[16]:>5}{patches[32]:>5}{flops / 1e9:>8.1f}{limit:>9.2f}"
-            f"{median:>10.2f}{f'{fastest:.2f}-{slowest:.2f}':>14}{median / limit:>9.2f}"
-        )
-        largest = case
+        cases[case_id] = case
+    runs = interleaved({case_id: (lambda case=case: (cnn.compute(case), dict(cnn.patches_), cnn.roi_voxels_)) for case_id, case in cases.items()}, args.repeats, gemm)
+    rates = [r for run in runs.values() for r in run["gemm"]]
+    print(
+        f"GEMM rate (float32 2048^3 torch.mm, median of 3 before every timed run): median {statistics.median(rates) / 1e9:.1f} GFLOP/s "
+        f"(range {min(rates) / 1e9:.1f}-{max(rates) / 1e9:.1f})"
+    )
+    print(f"\nper case, CNNFeatures.compute, {args.repeats} runs each (ratio = seconds / (GFLOP / GEMM rate of the same round)):")
+    print(f"{'case':<24}{'ROI voxels':>11}{'P16':>5}{'P32':>5}{'GFLOP':>8}   median s (min-max)      ratio to the FLOP limit")
+    for case_id, run in runs.items():
+        _, patches, roi_voxels = run["out"]
+        flops[case_id] = sum(n * net.conv_flops(size, deepest) for size, n in patches.items())
+        print(f"{case_id:<24}{roi_voxels:>11,}{patches[16]:>5}{patches[32]:>5}{flops[case_id] / 1e9:>8.1f}  {summary(run['seconds'], run['gemm'], flops[case_id])}")
 
     # ---------------------------------------------------------------- the choices in the network pass
-    print()
+    largest = cases[CASES[-1]]
     grid = cnn._grid(largest)
     volume = grid_volume(largest.image("Image"), grid)
     patches = extract_patches(volume, patch_centres(grid.roi, 16), 16)
-    flops = len(patches) * net.conv_flops(16, deepest)
-    print(f"network pass on the {len(patches)} 16-voxel patches of {largest.case_id} ({flops / 1e9:.1f} GFLOP, limit {flops / rate:.2f} s):")
+    pass_flops = len(patches) * net.conv_flops(16, deepest)
+    print(f"\nnetwork pass on the {len(patches)} 16-voxel patches of {largest.case_id} ({pass_flops / 1e9:.1f} GFLOP), {args.repeats} interleaved runs each:")
 
-    def variant(batch_size, channels_last, mode):
+    def memory_format(channels_last):
+        def prepare():
+            encoder.use_channels_last(channels_last == "both")
+            encoder.channels_last = channels_last in ("both", "patches")  # "patches": contiguous weights, channels-last input
+
+        return prepare
+
+    def variant(batch_size, grad_mode):
         clone = CNNFeatures({**settings, "batch_size": batch_size} if batch_size else settings)
         clone.encoder_ = encoder
-        encoder.use_channels_last(channels_last)
-        if mode == "no_grad":
+
+        def run():
+            if grad_mode == "inference_mode":
+                return clone.encode_patches(patches)
             original = torch.inference_mode
-            torch.inference_mode = torch.no_grad  # the class enters inference_mode; swap it for this variant only
+            torch.inference_mode = torch.no_grad  # the class enters inference_mode: swap it for this variant only
             try:
-                return timed(lambda: clone.encode_patches(patches), args.repeats)
+                return clone.encode_patches(patches)
             finally:
                 torch.inference_mode = original
-        return timed(lambda: clone.encode_patches(patches), args.repeats)
+
+        return run
 
     chosen = encoder.channels_last
-    reference = None
-    rows = [
-        ("batched (auto), channels-last, inference_mode", None, True, "inference"),  # what the class does
-        ("batched (auto), contiguous, inference_mode", None, False, "inference"),
-        ("one patch at a time, channels-last, inference_mode", 1, True, "inference"),
-        ("batched (auto), channels-last, no_grad", None, True, "no_grad"),
-    ]
-    for label, batch_size, channels_last, mode in rows:
-        median, fastest, slowest, out = variant(batch_size, channels_last, mode)
-        reference = reference or out
-        print(
-            f"  {label:<50} median {median:6.2f} s ({fastest:.2f}-{slowest:.2f}) = {median / (flops / rate):5.2f} x limit; "
-            f"max rel. difference {max_relative_difference(reference, out):.1e}"
-        )
+    choices = {  # label: (patches per batch, memory format, grad mode)
+        "batched, channels-last, inference_mode (the class)": (None, "both", "inference_mode"),
+        "batched, contiguous, inference_mode": (None, "none", "inference_mode"),
+        "batched, channels-last patches only, inference_mode": (None, "patches", "inference_mode"),
+        "one patch at a time, channels-last, inference_mode": (1, "both", "inference_mode"),
+        "batched, channels-last, no_grad": (None, "both", "no_grad"),
+    }
+    variants = {label: variant(batch, mode) for label, (batch, _fmt, mode) in choices.items()}
+    formats = {label: memory_format(fmt) for label, (_batch, fmt, _mode) in choices.items()}
+    results = interleaved(variants, args.repeats, gemm, formats)
+    reference = results[next(iter(variants))]["out"]
+    for label, run in results.items():
+        print(f"  {label:<54}{summary(run['seconds'], run['gemm'], pass_flops)}; max rel. difference {max_relative_difference(reference, run['out']):.1e}")
     encoder.use_channels_last(chosen)
     print(f"\nload average after: {os.getloadavg()}")
     return 0

@@ -188,6 +188,19 @@ def test_resampling_to_isotropic_spacing(small_cnn):
     assert 1.8 < small_cnn.diagnostics()["RoiVoxels"] / roi.sum() < 2.2
 
 
+def test_upsampling_keeps_every_patch_inside_the_grid(small_cnn):
+    """2 mm voxels on a 0.5 mm grid: nearest-neighbour ROI voxels reach half an old voxel beyond the old centres."""
+    array = np.random.default_rng(1).normal(100, 10, (12, 12, 12))
+    roi = np.zeros(array.shape, bool)
+    roi[4:7, 4:7, 4:7] = True  # 3 x 3 x 3 voxels of 2 mm = 6 mm = 12 voxels of 0.5 mm
+    case = array_case(array, roi, spacing=(2.0, 2.0, 2.0))
+    fine = CNNFeatures({**SMALL, "spacing": 0.5, "stride": 5})  # centres on the ROI's outer voxels
+    fine.encoder_ = small_cnn._encoder()  # same network: only the spacing differs
+    values = fine.compute(case)
+    assert np.isfinite(list(values.values())).all()
+    assert fine.diagnostics()["RoiVoxels"] == 12**3 and fine.diagnostics()["PatchesP8"] == 3**3
+
+
 def test_modalities_get_their_own_features(small_cnn):
     base = synthetic_case()
     array = sitk.GetArrayFromImage(base.image()).astype(np.float64)

@@ -222,6 +222,8 @@ def inflate(module: nn.Module, orientation: str = "axial", channels_to_axis: str
         A layer has no 3D mapping (ConvTranspose2d, bicubic upsampling, non-square kernels, ...).
     """
     _axis(orientation)
+    if isinstance(module, nn.Conv2d):  # a bare convolution: no parent to put the 3D one into
+        return inflate_conv(module, orientation, channels_to_axis=channels_to_axis is not None, where=type(module).__name__)
     copied = copy.deepcopy(module)
     named = [(name, m) for name, m in copied.named_modules() if name]
     if channels_to_axis == "first":

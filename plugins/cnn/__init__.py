@@ -1,10 +1,13 @@
 """``cnn``: deep volumetric feature encoding (Avants et al., WBIR 2020) pooled over the ROI.
 
-The ROI is put on an isotropic grid (``spacing`` mm, 1 by default), covered by cubic patches of each
-``patch_sizes`` side centred on ROI voxels on a regular grid (step ``stride``, by default the patch
-side, so patches tile the ROI without overlap), and each patch, scaled to [-127.5, 127.5] as in the
-paper, goes through a 3D network. Every tapped layer's activation map is pooled over the patch, then
-over the patches:
+The ROI is put on an isotropic grid (``spacing`` mm, 1 by default; linear interpolation for the image,
+nearest neighbour for the mask; an image that already has that spacing is copied, not interpolated),
+covered by cubic patches of each ``patch_sizes`` side centred on ROI voxels on a regular grid (step
+``stride``, by default the patch side, so patches tile the ROI without overlap; the grid runs through
+the ROI voxel nearest the ROI's centroid, so every ROI has at least one patch), and each patch,
+scaled linearly to [-127.5, 127.5] by its own minimum and maximum as in the paper (voxels beyond the
+image take the image's minimum), goes through a 3D network. Every tapped layer's activation map is
+pooled over the patch, then over the patches:
 
 .. math::
     \\text{Mean}_{l,p,c} = \\frac{1}{N_p} \\sum_{n=1}^{N_p} \\frac{1}{|\\Omega_{l,p}|}
@@ -41,7 +44,8 @@ Networks (``network`` and ``weights``)
 Pooling inside the network rounds up (2x2x2 max pooling with ``ceil_mode``, Keras' ``padding="same"``):
 the paper's 12-voxel patches reach ``conv5_4`` (12 -> 6 -> 3 -> 2 -> 1 voxels, where floor rounding gives
 0); for sides that are multiples of 16 it is identical to the classic floor rounding, which
-``pool_rounding: floor`` selects (then a patch too small for a layer is refused).
+``pool_rounding: floor`` selects (then a patch too small for a layer is refused). The inflated encoder
+downsamples with stride-2 convolutions (padding 1), which round up too, so every patch side >= 3 works.
 
 Feature names
 -------------
@@ -53,10 +57,19 @@ the main image ``Image`` carries no suffix). Layer tokens: ``Conv<block><index>`
 side, pooling, channel. :attr:`CNNFeatures.subfamilies` groups the tokens into shallow / mid / deep
 layers by their resolution (full and 1/2; 1/4 and 1/8; 1/16).
 
-Patches are computed independently, never twice: every patch is zero-padded at its own border inside
-each convolution (as the paper encodes a patch) and scaled by its own range, so one pass over the
-whole ROI would not give the same numbers; with the default stride the patches do not overlap, so
-there is no shared work to save.
+Patches are computed independently, never twice, in batches (one patch at a time is 4x slower),
+under ``torch.inference_mode``, with weights and patches in channels-last memory format (measured
+faster on CPU, see benchmarks/README_cnn.md). A whole-ROI pass is not used: every patch is zero-padded
+at its own border inside each convolution (as the paper encodes a patch) and scaled by its own range,
+so one pass over the ROI would not give the same numbers; with the default stride the patches do not
+overlap, so there is no shared work to save.
+
+Bad input: settings are checked when the class is built (ParamsError naming the key: unknown layer
+with a suggestion, patch side too small or unreachable with floor rounding, weights file missing or
+a bundle given to the wrong network, ...); a weights file of the wrong layout or shape is refused
+when the network is built (ParamsError naming the key, the file and the tensor); a case whose mask
+has a single voxel along an axis (a 2D image), or whose ROI is smaller than the smallest patch along
+every axis, raises CaseError naming the case.
 
 Settings
 --------

@@ -95,10 +95,12 @@ def make_roi_grid(mask_image, roi: np.ndarray, spacing: float, margin: int) -> R
         start = lo - margin
         stop = hi + margin + 1
         return ROIGrid(_crop(roi, start, stop, False), float(spacing), margin, False, None, tuple(int(v) for v in start))
-    # grid in the image's own frame (same direction), first voxel at the ROI box's lower corner minus the margin
-    extent_mm = (hi - lo) * image_spacing
-    size_zyx = np.floor(extent_mm / spacing + 1e-9).astype(int) + 1 + 2 * margin
-    start_mm_zyx = lo * image_spacing - margin * spacing
+    # grid in the image's own frame (same direction) tiling the ROI box's physical footprint (its voxels'
+    # extent, half a voxel beyond the outer centres), plus the margin: every grid point that the nearest
+    # neighbour maps to a ROI voxel lies inside the footprint, so the margin stays free for the patches
+    footprint_mm = (hi - lo + 1) * image_spacing
+    size_zyx = np.ceil(footprint_mm / spacing - 1e-9).astype(int) + 2 * margin
+    start_mm_zyx = (lo - 0.5) * image_spacing + spacing / 2 - margin * spacing
     direction = np.array(mask_image.GetDirection(), dtype=np.float64).reshape(3, 3)
     origin = np.array(mask_image.GetOrigin(), dtype=np.float64) + direction @ start_mm_zyx[::-1]
     reference = sitk.Image([int(v) for v in size_zyx[::-1]], sitk.sitkUInt8)
