@@ -143,27 +143,25 @@ def case_covariates(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _rank_correlations(block: pd.DataFrame, covariate: pd.Series) -> pd.Series:
-    """Spearman rho of every column of ``block`` with ``covariate`` (cases where both are finite)."""
-    cov = covariate.to_numpy(float)
-    rhos = {}
-    complete = block.notna().all()
-    full = block.columns[complete.to_numpy()]
-    if len(full):
-        # one matrix product for the columns without gaps: Pearson correlation of the ranks
-        ranks = block[full].rank().to_numpy(dtype=float, copy=True)
+def _rank_correlations(values: np.ndarray, covariate: np.ndarray) -> np.ndarray:
+    """Spearman rho of every column of ``values`` with ``covariate`` (per column, the cases where both are
+    finite; NaN for a column with fewer than 3 such cases or no spread)."""
+    rhos = np.full(values.shape[1], np.nan)
+    complete = np.isfinite(values).all(axis=0)
+    if complete.any():
+        # one matrix product for the columns without gaps: Pearson correlation of the (average) ranks
+        ranks = stats.rankdata(values[:, complete], axis=0)
         ranks -= ranks.mean(axis=0)
-        cov_rank = stats.rankdata(cov)
+        cov_rank = stats.rankdata(covariate)
         cov_rank -= cov_rank.mean()
         denom = np.sqrt((ranks**2).sum(axis=0) * (cov_rank**2).sum())
         with np.errstate(invalid="ignore", divide="ignore"):
-            values = (cov_rank @ ranks) / denom
-        rhos.update(zip(full, values))
-    for col in block.columns[~complete.to_numpy()]:
-        x = block[col].to_numpy(float)
-        ok = np.isfinite(x)
-        rhos[col] = float(stats.spearmanr(x[ok], cov[ok]).statistic) if ok.sum() > 2 and np.ptp(x[ok]) > 0 else np.nan
-    return pd.Series(rhos).reindex(block.columns)
+            rhos[complete] = (cov_rank @ ranks) / denom
+    for j in np.flatnonzero(~complete):
+        ok = np.isfinite(values[:, j])
+        if ok.sum() > 2 and np.ptp(values[ok, j]) > 0 and np.ptp(covariate[ok]) > 0:
+            rhos[j] = float(stats.spearmanr(values[ok, j], covariate[ok]).statistic)
+    return rhos
 
 
 def confound_table(
@@ -207,24 +205,27 @@ def confound_table(
     """
     if not 0 < threshold <= 1:
         raise ParamsError(f"confound threshold must be in (0, 1] (got {threshold}); 0.5 flags |Spearman rho| >= 0.5")
+    numeric = features.apply(pd.to_numeric, errors="coerce").astype(float)
     rows = []
     for covariate in covariates.columns:
-        values = pd.to_numeric(covariates[covariate], errors="coerce")
-        shared = features.index.intersection(values.index[np.isfinite(values.to_numpy(float))])
-        cov = values.loc[shared].astype(float)
+        values = pd.to_numeric(covariates[covariate], errors="coerce").astype(float)
+        shared = numeric.index.intersection(values.index[np.isfinite(values.to_numpy())])
+        cov = values.loc[shared].to_numpy()
         for family, columns in families.items():
-            block = features.loc[shared, list(columns)].apply(pd.to_numeric, errors="coerce").astype(float)
-            constant = block.nunique(dropna=True) <= 1
-            varying = block.loc[:, ~constant]
-            if cov.nunique() > 1 and varying.shape[1]:
-                rho = _rank_correlations(varying, cov)
-            else:
-                rho = pd.Series(np.nan, index=varying.columns, dtype=float)
-            strong = int((rho.abs() >= threshold).sum())
-            tested = int(varying.shape[1])
-            if rho.notna().any():
-                top = rho.abs().idxmax()
-                top_feature, top_rho = str(top), float(rho[top])
+            block = numeric.loc[shared, list(columns)].to_numpy()
+            finite = np.isfinite(block)
+            with np.errstate(invalid="ignore"):
+                low = np.where(finite, block, np.inf).min(axis=0, initial=np.inf)
+                high = np.where(finite, block, -np.inf).max(axis=0, initial=-np.inf)
+            constant = ~(high > low)  # one distinct value (or none) over the cases: no correlation defined
+            rho = np.full(len(columns), np.nan)
+            if len(cov) and np.ptp(cov) > 0 and (~constant).any():
+                rho[~constant] = _rank_correlations(block[:, ~constant], cov)
+            strong = int(np.sum(np.abs(rho) >= threshold))
+            tested = int((~constant).sum())
+            if np.isfinite(rho).any():
+                top = int(np.nanargmax(np.abs(rho)))
+                top_feature, top_rho = str(list(columns)[top]), float(rho[top])
             else:
                 top_feature, top_rho = "", np.nan
             rows.append(
