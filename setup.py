@@ -43,12 +43,13 @@ setup(
     ],
     extras_require={
         "dask": ["dask[distributed]>=2024.1"],
-        "test": ["pytest>=7.4", "ruff>=0.5"],
+        "test": ["pytest>=7.4", "ruff>=0.5", "scikit-image>=0.22"],
     },
     entry_points={
         "console_scripts": ["deepradiomics=deepradiomics.cli:main"],
         "deepradiomics.feature_classes": [
             "vqhist = deepradiomics_plugins.vqhist:VQHistogram",
+            "fisher = deepradiomics_plugins.fisher:FisherVector",
         ],
         "deepradiomics.commands": [
             "explain = deepradiomics_plugins.vqhist.cli:command",

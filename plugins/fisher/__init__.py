@@ -1,0 +1,426 @@
+"""``fisher``: deep learning-based radiomics (DLR, Li et al., Sci Rep 2017) as a fitted feature class.
+
+Per case, the ROI of every slice goes through a segmentation network at several scales; the responses of
+one layer (default: the last convolutional layer) at the positions inside the ROI are local descriptors
+(:mod:`.descriptors`); all descriptors of the case are encoded as one improved Fisher vector over a
+diagonal GMM fitted on a training cohort (:mod:`.encoding`, where the formula is):
+
+.. math::
+    \\mathrm{FV} = \\frac{z}{\\lVert z \\rVert_2}, \\quad z = \\operatorname{sign}(\\Phi)\\sqrt{|\\Phi|}, \\quad
+    \\Phi = [\\mathcal{G}^{\\mu}_{k,d};\\ \\mathcal{G}^{\\sigma}_{k,d}], \\quad
+    \\mathcal{G}^{\\mu}_{k,d} = \\frac{\\sum_i \\gamma_i(k)\\,(x_{i,d} - \\mu_{k,d})/\\sigma_{k,d}}{N\\sqrt{w_k}}, \\quad
+    \\mathcal{G}^{\\sigma}_{k,d} = \\frac{\\sum_i \\gamma_i(k)\\,[(x_{i,d} - \\mu_{k,d})^2/\\sigma_{k,d}^2 - 1]}{N\\sqrt{2 w_k}}
+
+2 x K x D features: ``MuKKdDDD`` (first order: gradient w.r.t. the mean of component KK in dimension DDD)
+then ``SigmaKKdDDD`` (second order: w.r.t. its standard deviation), e.g. ``original_fisher_Mu03d117``;
+16,384 for K = 64 and D = 128 (the paper's count).
+
+The class is fitted (``requires_fit``): ``deepradiomics fit params/fisher.yaml MANIFEST -o DIR`` describes
+every case (cached, in parallel), fits the GMM on the descriptors of ``gmm_patients`` training patients
+drawn with ``seed``, and writes ``DIR/fisher/`` (weights, means, variances as arrays + sha256) and
+``DIR/params.yaml`` (``encoder: fisher``), which ``extract``, ``batch`` and ``study`` then use. A study
+given a manifest and this params file refits the GMM inside every training fold.
+
+Settings (P = the paper's value; C = chosen here, the paper does not give it)
+------------------------------------------------------------------------------
+model : ``default`` (= ``dlr-lgg-cpu``, shipped) | a shipped bundle's name | a bundle folder
+    Any bundle whose network offers ``feature_layers()`` / ``features()`` (``dlrcnn``, ``vqseg``).
+layer : default: the last convolutional layer (P): ``conv6`` for ``dlrcnn``, ``latent`` (the continuous
+    encoder output z_e) for ``vqseg``; any of the network's ``feature_layers()``.
+modalities : the case modalities feeding the network's channels, in channel order; default: the bundle's.
+scales : 10 (P); min_scale 0.5 and max_scale 2.0 (P); scale_spacing ``geometric`` (C: evenly spaced in
+    log scale, so 0.5 and 2 are symmetric around 1; ``linear`` also offered).
+region : ``roi`` (C: positions whose centre pixel is in the ROI) | ``box`` (in the ROI's bounding box).
+context : ``image`` (C: the window keeps the surrounding image) | ``masked`` (outside the ROI set to 0).
+components : 64 (P).
+gmm_patients : 30 (P): the GMM is fitted on the descriptors of 30 randomly chosen training patients.
+max_descriptors : 5000 (C): descriptors per chosen patient used for the GMM fit, drawn at random (seeded);
+    ``null`` uses all. Encoding always uses every descriptor of a case.
+seed : 0 (C): draws the GMM patients, the descriptor subsample and the GMM's initialisation.
+on_small_roi : ``error`` (C) | ``warn``: a case whose largest ROI cross-section, at the smallest scale, is
+    smaller than the layer's receptive field (its descriptors mostly see outside the ROI).
+encoder : the fitted artifact folder (written by ``deepradiomics fit``; relative to the params file).
+device, batch_size : where the network runs; windows per forward pass (fixed-size networks).
+
+Examples
+--------
+>>> fisher = FisherVector({"model": "bundle/", "components": 4})  # doctest: +SKIP
+>>> fisher.fit(cases)                                              # doctest: +SKIP
+>>> features = fisher.compute(case)                                # doctest: +SKIP
+>>> list(features)[:2]                                             # doctest: +SKIP
+['Mu00d000', 'Mu00d001']
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from deepradiomics.errors import CaseError, FeatureError, ModelError, ParamsError, did_you_mean
+from deepradiomics.featureclass import FeatureClass
+
+from . import descriptors as _descriptors
+from . import encoding
+
+logger = logging.getLogger("deepradiomics_plugins.fisher")
+
+#: the bundle that ``model: default`` names
+DEFAULT_MODEL = "dlr-lgg-cpu"
+#: the last convolutional layer of each architecture: the default descriptor layer
+DEFAULT_LAYERS = {"dlrcnn": "conv6", "vqseg": "latent"}
+
+
+@dataclass(frozen=True)
+class FisherSettings:
+    model: str = "default"
+    layer: str | None = None
+    modalities: tuple[str, ...] | None = None
+    scales: int = 10
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    scale_spacing: Literal["geometric", "linear"] = "geometric"
+    region: Literal["roi", "box"] = "roi"
+    context: Literal["image", "masked"] = "image"
+    components: int = 64
+    gmm_patients: int = 30
+    max_descriptors: int | None = 5000
+    seed: int = 0
+    on_small_roi: Literal["error", "warn"] = "error"
+    encoder: str | None = None
+    device: str = "cpu"
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.modalities is not None and not self.modalities:
+            raise ValueError("modalities: give the case's modality names in the model's channel order, or leave it out")
+        if int(self.scales) < 1:
+            raise ValueError(f"scales: {self.scales} must be >= 1")
+        if not 0 < float(self.min_scale) <= float(self.max_scale):
+            raise ValueError(f"min_scale {self.min_scale} and max_scale {self.max_scale} must satisfy 0 < min_scale <= max_scale")
+        if self.scale_spacing not in _descriptors.SPACINGS:
+            raise ValueError(f"scale_spacing: {self.scale_spacing!r} is not 'geometric' or 'linear'")
+        if self.region not in ("roi", "box"):
+            raise ValueError(f"region: {self.region!r} is not 'roi' or 'box'")
+        if self.context not in ("image", "masked"):
+            raise ValueError(f"context: {self.context!r} is not 'image' or 'masked'")
+        if int(self.components) < 1:
+            raise ValueError(f"components: {self.components} must be >= 1")
+        if int(self.gmm_patients) < 1:
+            raise ValueError(f"gmm_patients: {self.gmm_patients} must be >= 1")
+        if self.max_descriptors is not None and int(self.max_descriptors) < 1:
+            raise ValueError(f"max_descriptors: {self.max_descriptors} must be >= 1, or null for all")
+        if self.on_small_roi not in ("error", "warn"):
+            raise ValueError(f"on_small_roi: {self.on_small_roi!r} is not 'error' or 'warn'")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
+
+
+class FisherVector(FeatureClass):
+    """Improved Fisher vector of a segmentation network's ROI descriptors (see the module docstring)."""
+
+    name = "fisher"
+    family = "deep"
+    Settings = FisherSettings
+    requires_fit = True
+    fitted_setting = "encoder"
+
+    # ------------------------------------------------------------------ model (lazy)
+    def _config(self) -> dict:
+        """The bundle's config.yaml, read without importing torch."""
+        if getattr(self, "config_", None) is None:
+            from deepradiomics.models import read_config, resolve_bundle
+
+            self.config_ = read_config(resolve_bundle(self.settings.model, self._base_dir, DEFAULT_MODEL))
+        return self.config_
+
+    @property
+    def bundle(self):
+        """The loaded :class:`~deepradiomics.models.Bundle` (sha256-checked), its layer and channels checked."""
+        if getattr(self, "bundle_", None) is None:
+            from deepradiomics.models import load_bundle
+
+            bundle = load_bundle(self.settings.model, device=self.settings.device, base_dir=self._base_dir, default=DEFAULT_MODEL)
+            network = bundle.model
+            if not (hasattr(network, "feature_layers") and hasattr(network, "features") and hasattr(network, "layer_geometry")):
+                raise ParamsError(
+                    f"{self._where}.model: '{bundle.name}' is a '{bundle.architecture}' network, which offers no descriptor layers "
+                    "(feature_layers/features/layer_geometry): use a dlrcnn or vqseg bundle"
+                )
+            layers = list(network.feature_layers())
+            layer = self.settings.layer or DEFAULT_LAYERS.get(bundle.architecture)
+            if layer is None:
+                raise ParamsError(f"{self._where}.layer: '{bundle.architecture}' networks have no default descriptor layer: set layer to one of {', '.join(layers)}")
+            if layer not in layers:
+                raise ParamsError(
+                    f"{self._where}.layer: '{layer}' is not a layer of '{bundle.name}' ({bundle.architecture}).{did_you_mean(layer, layers)} "
+                    f"Layers: {', '.join(layers)}"
+                )
+            self.layer_ = layer
+            self.channel_names_ = self._channel_names(bundle.modalities)
+            self.config_ = bundle.config
+            self.bundle_ = bundle
+        return self.bundle_
+
+    def _channel_names(self, trained: list[str]) -> tuple[str, ...]:
+        """The case modalities feeding each channel: the setting, mapped by name when it reorders the bundle's."""
+        given = self.settings.modalities
+        if given is None:
+            return tuple(trained)
+        if len(given) != len(trained):
+            raise ParamsError(
+                f"{self._where}.modalities: {len(given)} modalities {list(given)} given but the model takes {len(trained)}: "
+                f"{trained}; list {len(trained)} of the case's modality names in that order (or leave the setting out)"
+            )
+        if list(given) != list(trained) and sorted(given) == sorted(trained):
+            logger.warning("%s.modalities %s name the model's channels %s in another order: mapped by name", self._where, list(given), trained)
+            return tuple(trained)
+        return tuple(given)
+
+    @property
+    def layer(self) -> str:
+        """The descriptor layer (the setting, or the architecture's last convolutional layer)."""
+        self.bundle  # noqa: B018 - resolves the layer
+        return self.layer_
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The case modalities read, in channel order."""
+        self.bundle  # noqa: B018 - resolves the channel names
+        return self.channel_names_
+
+    @property
+    def scales(self) -> np.ndarray:
+        """The scale ratios (``scales`` of them from ``min_scale`` to ``max_scale``)."""
+        s = self.settings
+        return _descriptors.scale_factors(int(s.scales), float(s.min_scale), float(s.max_scale), s.scale_spacing)
+
+    @property
+    def dimension(self) -> int:
+        """D: the GMM's dimension once fitted, else the descriptor layer's channel count (one small forward pass)."""
+        means = getattr(self, "means_", None)
+        if means is not None:
+            return int(means.shape[1])
+        if getattr(self, "probed_dimension_", None) is None:
+            import torch
+
+            network = self.bundle.model
+            size = self.bundle.preprocessing.input_size or 8
+            with torch.inference_mode():
+                probe = network.features(torch.zeros(1, len(self.modalities), size, size, device=self.settings.device), self.layer)
+            self.probed_dimension_ = int(probe.shape[1])
+        return self.probed_dimension_
+
+    def feature_names(self) -> list[str]:
+        k, d = int(self.settings.components), self.dimension
+        wk, wd = max(2, len(str(k - 1))), max(3, len(str(d - 1)))
+        return [f"{block}{i:0{wk}d}d{j:0{wd}d}" for block in ("Mu", "Sigma") for i in range(k) for j in range(d)]
+
+    # ------------------------------------------------------------------ per case
+    def describe(self, case) -> dict[str, np.ndarray]:
+        """``{"descriptors": float32 (N, D), "scale_counts": int64 (scales,)}`` of the ROI of ``case``.
+
+        Raises
+        ------
+        CaseError
+            The ROI is empty on the network's grid, smaller than the layer's receptive field at the
+            smallest scale (``on_small_roi: error``), or holds no descriptor position at any scale.
+        """
+        bundle = self.bundle
+        spec = bundle.preprocessing
+        arrays = [case.array(name) for name in self.modalities]  # CaseError for a missing modality
+        slices = spec.slices(arrays)
+        mask = spec.labels(np.asarray(case.mask_array(), dtype=np.uint8)).numpy() > 0
+        boxes = _descriptors.roi_boxes(mask)
+        if not boxes:
+            raise CaseError(
+                f"case '{case.case_id}': the ROI is empty on the network's {spec.input_size}x{spec.input_size} input grid "
+                "(it vanished when the slices were resized): check the mask or use a model without a fixed input size"
+            )
+        self._check_roi_size(case, boxes, spec.input_size)
+        found, counts = _descriptors.extract(
+            bundle.model,
+            self.layer,
+            slices,
+            mask,
+            self.scales,
+            spec.input_size,
+            region=self.settings.region,
+            context=self.settings.context,
+            batch_size=int(self.settings.batch_size),
+            device=self.settings.device,
+        )
+        if len(found) == 0:
+            raise CaseError(
+                f"case '{case.case_id}': no position of layer '{self.layer}' (stride {bundle.model.layer_geometry(self.layer)['stride']}) "
+                f"falls inside the ROI at any scale up to {self.settings.max_scale}: raise max_scale, use region: box, or check the mask"
+            )
+        return {"descriptors": found, "scale_counts": counts}
+
+    def _check_roi_size(self, case, boxes, input_size: int | None) -> None:
+        field = int(self.bundle.model.layer_geometry(self.layer)["receptive_field"])
+        if input_size is not None and field >= input_size:
+            return  # the layer sees the whole input (e.g. a VQ latent): no ROI is "larger" than that
+        extent = max(box.extent for box in boxes)
+        smallest = float(min(self.scales))
+        if extent * smallest >= field:
+            return
+        needed = math.ceil(field / extent * 100) / 100
+        message = (
+            f"case '{case.case_id}': its largest ROI cross-section spans {extent} pixels, {extent * smallest:.1f} at the smallest "
+            f"scale {smallest:g}, less than the {field}-pixel receptive field of layer '{self.layer}', so its descriptors mostly "
+            f"describe what surrounds the ROI"
+        )
+        if self.settings.on_small_roi == "error":
+            raise CaseError(f"{message}: set min_scale to {needed} or more, choose an earlier layer, or set on_small_roi: warn to encode it anyway")
+        logger.warning(message)
+
+    # ------------------------------------------------------------------ cohort
+    def fit_descriptors(self, descriptors, case_ids=()) -> FisherVector:
+        """Fit the GMM on up to ``max_descriptors`` descriptors of each of ``gmm_patients`` cases drawn with ``seed``.
+
+        The draw depends only on the set of case IDs (they are sorted first), not on the manifest's order.
+        """
+        ids = [str(c) for c in case_ids] if len(case_ids) else [str(i) for i in range(len(descriptors))]
+        arrays = [self._descriptor_array(d, f"case '{ids[i]}'") for i, d in enumerate(descriptors)]
+        depths = {a.shape[1] for a in arrays}
+        if len(depths) > 1:
+            first = arrays[0].shape[1]
+            odd = next(ids[i] for i, a in enumerate(arrays) if a.shape[1] != first)
+            raise FeatureError(
+                f"{self._where}: the descriptors of case '{ids[0]}' have {first} dimensions but those of case '{odd}' {arrays[ids.index(odd)].shape[1]}: "
+                "describe every case with the same model and layer (clear the --cache-dir if the model was retrained)"
+            )
+        rng = np.random.default_rng(int(self.settings.seed))
+        by_id = sorted(range(len(arrays)), key=lambda i: ids[i])
+        count = min(len(arrays), int(self.settings.gmm_patients))
+        if count < int(self.settings.gmm_patients):
+            logger.info("%s: %d training cases, fewer than gmm_patients=%d: the GMM is fitted on all of them", self._where, count, self.settings.gmm_patients)
+        chosen = sorted(by_id[i] for i in rng.choice(len(by_id), size=count, replace=False))
+        pooled = np.concatenate([encoding.subsample(arrays[i], self.settings.max_descriptors, rng) for i in sorted(chosen, key=lambda i: ids[i])])
+        k = int(self.settings.components)
+        if len(pooled) < k:
+            raise FeatureError(
+                f"{self._where}: cannot fit {k} Gaussian components on {len(pooled)} descriptors of {count} case(s): "
+                "lower components, or fit on more (or larger) cases"
+            )
+        self.weights_, self.means_, self.variances_ = encoding.fit_gmm(pooled, k, seed=int(self.settings.seed))
+        self.gmm_cases_ = np.asarray(chosen, dtype=np.int64)
+        self.model_sha256_ = str(self._config()["model_sha256"])
+        return self
+
+    def _descriptor_array(self, descriptors, who: str) -> np.ndarray:
+        if not isinstance(descriptors, dict) and not hasattr(descriptors, "keys"):
+            raise FeatureError(f"{self._where}: {who}: descriptors must be the mapping that describe() returns")
+        array = np.asarray(descriptors.get("descriptors"))
+        if array.ndim != 2:
+            raise FeatureError(f"{self._where}: {who}: descriptors have shape {array.shape}, expected (N, D): describe the case again")
+        return array
+
+    def encode(self, descriptors) -> dict[str, float]:
+        """The improved Fisher vector of one case's descriptors, as ``{Feature: float}``."""
+        return self._encode(descriptors, "these descriptors")
+
+    def _encode(self, descriptors, who: str) -> dict[str, float]:
+        self.check_fitted()
+        array = self._descriptor_array(descriptors, who)
+        d = int(self.means_.shape[1])
+        if array.shape[1] != d:
+            raise FeatureError(
+                f"{who}: the descriptors have {array.shape[1]} dimensions but the GMM of {self._where} was fitted on {d}: "
+                f"the model or layer differs from the one the GMM was fitted with; refit (`deepradiomics fit PARAMS MANIFEST -o DIR`) "
+                "or use the model and layer of the fit"
+            )
+        if len(array) == 0:
+            raise FeatureError(f"{who}: no descriptor to encode: the ROI gave no position of the network's layer")
+        values = encoding.fisher_vector(array, self.weights_, self.means_, self.variances_)
+        return dict(zip(self.feature_names(), (float(v) for v in values)))
+
+    def compute(self, case) -> dict[str, float]:
+        self.check_fitted()
+        descriptors = self.describe(case)
+        self.descriptor_count_ = int(len(descriptors["descriptors"]))
+        return self._encode(descriptors, f"case '{case.case_id}'")
+
+    # ------------------------------------------------------------------ fitted state
+    def fitted_state(self) -> dict[str, np.ndarray] | None:
+        """``weights`` (K,), ``means`` and ``variances`` (K, D), ``gmm_cases`` (indices into the fitted-on cases) and
+        ``model_sha256`` (the 32 bytes of the sha256 of the network whose descriptors the GMM was fitted on)."""
+        if getattr(self, "means_", None) is None:
+            return None
+        state = {"weights": self.weights_, "means": self.means_, "variances": self.variances_, "gmm_cases": self.gmm_cases_}
+        if getattr(self, "model_sha256_", None):
+            state["model_sha256"] = np.frombuffer(bytes.fromhex(self.model_sha256_), dtype=np.uint8)
+        return state
+
+    def set_fitted_state(self, arrays) -> None:
+        missing = [k for k in ("weights", "means", "variances") if k not in arrays]
+        if missing:
+            raise ModelError(f"{self._where}: the fitted state lacks {', '.join(missing)}: re-run `deepradiomics fit`")
+        try:
+            weights, means, variances = encoding.check_gmm(arrays["weights"], arrays["means"], arrays["variances"])
+        except ValueError as exc:
+            raise ModelError(f"{self._where}: the fitted GMM is invalid ({exc}): re-run `deepradiomics fit`") from exc
+        if len(weights) != int(self.settings.components):
+            raise ModelError(f"{self._where}: the fitted GMM has {len(weights)} components, the settings {self.settings.components}: re-run `deepradiomics fit`")
+        self.weights_, self.means_, self.variances_ = weights, means, variances
+        self.gmm_cases_ = np.asarray(arrays.get("gmm_cases", np.zeros(0)), dtype=np.int64)
+        recorded = arrays.get("model_sha256")
+        self.model_sha256_ = bytes(np.asarray(recorded, dtype=np.uint8)).hex() if recorded is not None else None
+
+    def load_fitted(self, folder) -> FisherVector:
+        """Restore the GMM saved in ``folder`` (sha256-checked), refusing it when it was fitted on another network.
+
+        The network is identified by the sha256 of its weights, recorded with the GMM: a model retrained at
+        the same path is refused, and the same model named by another path (``deepradiomics fit`` rewrites
+        a relative ``model`` path for the fitted params.yaml) is accepted.
+        """
+        import dataclasses
+
+        from deepradiomics.artifacts import load_artifact
+
+        arrays, config = load_artifact(folder, self.name)
+        current = str(self._config()["model_sha256"])
+        recorded = arrays.get("model_sha256")
+        if recorded is not None and bytes(np.asarray(recorded, dtype=np.uint8)).hex() != current:
+            raise ModelError(
+                f"{self._where}: the GMM in '{folder}' was fitted on descriptors of the network with sha256 "
+                f"{bytes(np.asarray(recorded, dtype=np.uint8)).hex()[:16]}..., but model '{self.settings.model}' has sha256 {current[:16]}...: "
+                "refit (`deepradiomics fit PARAMS MANIFEST -o DIR`) with this model, or use the model of the fit"
+            )
+        saved_model = (config.get("settings") or {}).get("model")
+        if recorded is None or saved_model in (None, self.settings.model):
+            return super().load_fitted(folder)
+        original = self.settings
+        self.settings = dataclasses.replace(original, model=saved_model)  # same weights, spelled differently
+        try:
+            super().load_fitted(folder)
+        finally:
+            self.settings = original
+        return self
+
+    # ------------------------------------------------------------------ provenance
+    def artifacts(self) -> dict[str, str]:
+        return {"Model": str(self._config()["model_sha256"]), **super().artifacts()}
+
+    def diagnostics(self) -> dict[str, object]:
+        bundle = self.bundle
+        return {
+            "Model": bundle.name,
+            "Layer": self.layer,
+            "Modalities": ",".join(self.modalities),
+            "Scales": ",".join(f"{s:.4g}" for s in self.scales),
+            "Components": int(self.settings.components),
+            "Dimension": self.dimension,
+            "GmmCases": int(len(getattr(self, "gmm_cases_", ()))),
+            "Descriptors": getattr(self, "descriptor_count_", None),
+        }
+
+    def __getstate__(self) -> dict:
+        # batch workers rebuild the network from the (sha256-checked) bundle instead of receiving it pickled
+        state = dict(self.__dict__)
+        state.pop("bundle_", None)
+        return state

@@ -1,0 +1,186 @@
+"""Improved Fisher vector encoding over a diagonal Gaussian mixture (Perronnin, Sanchez & Mensink, ECCV 2010).
+
+A case is a set of N local descriptors :math:`x_1 \\ldots x_N \\in \\mathbb{R}^D` (the last-conv-layer
+responses of the DLR network inside the ROI). A K-component GMM with diagonal covariances, fitted on the
+descriptors of a training cohort (scikit-learn's ``GaussianMixture(covariance_type="diag")``), has weights
+:math:`w_k`, means :math:`\\mu_k` and variances :math:`\\sigma_k^2` (per dimension). With the soft
+assignments
+
+.. math::
+    \\gamma_i(k) = \\frac{w_k\\, \\mathcal{N}(x_i; \\mu_k, \\sigma_k^2)}{\\sum_{j=1}^{K} w_j\\, \\mathcal{N}(x_i; \\mu_j, \\sigma_j^2)}
+
+the normalised gradients of the average log-likelihood with respect to the means and the standard
+deviations are, per component k and dimension d,
+
+.. math::
+    \\mathcal{G}^{\\mu}_{k,d} = \\frac{1}{N \\sqrt{w_k}} \\sum_{i=1}^{N} \\gamma_i(k)\\, \\frac{x_{i,d} - \\mu_{k,d}}{\\sigma_{k,d}}
+    \\qquad
+    \\mathcal{G}^{\\sigma}_{k,d} = \\frac{1}{N \\sqrt{2 w_k}} \\sum_{i=1}^{N} \\gamma_i(k)
+        \\left[ \\frac{(x_{i,d} - \\mu_{k,d})^2}{\\sigma_{k,d}^2} - 1 \\right]
+
+and the improved Fisher vector is their concatenation :math:`\\Phi = [\\mathcal{G}^{\\mu}; \\mathcal{G}^{\\sigma}]`
+(2KD values, each block component-major: index :math:`kD + d`) after the signed square root and L2
+normalisation:
+
+.. math:: z = \\operatorname{sign}(\\Phi) \\sqrt{|\\Phi|}, \\qquad \\mathrm{FV} = z / \\lVert z \\rVert_2
+
+(the weight gradients are left out, as in Li et al. 2017's 2KD = 16,384 values for K = 64, D = 128).
+
+Relation to ``skimage.feature.fisher_vector(descriptors, gmm)``: its vector is
+:math:`[\\mathcal{G}^{w}; \\mathcal{G}^{\\mu}; -\\mathcal{G}^{\\sigma}]` (K weight gradients first, and the
+variance block with the opposite sign); dropping the first K values and negating the last KD gives
+:math:`\\Phi` (checked to 1e-10 in the tests).
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> weights, means, variances = fit_gmm(rng.normal(size=(500, 4)), components=3, seed=0)
+>>> fv = fisher_vector(rng.normal(size=(50, 4)), weights, means, variances)
+>>> fv.shape, round(float(np.linalg.norm(fv)), 12)
+((24,), 1.0)
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+logger = logging.getLogger("deepradiomics_plugins.fisher")
+
+#: descriptors processed at once by the encoder (bounds the N x K posterior matrix to ~32 MB)
+CHUNK = 65536
+
+
+def check_gmm(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float64 copies of a diagonal GMM's arrays, checked: (K,), (K, D), (K, D), weights > 0, variances > 0.
+
+    Raises
+    ------
+    ValueError
+        When the shapes disagree or a weight or variance is not positive and finite.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    means = np.asarray(means, dtype=np.float64)
+    variances = np.asarray(variances, dtype=np.float64)
+    if weights.ndim != 1 or means.ndim != 2 or variances.shape != means.shape or len(weights) != len(means):
+        raise ValueError(f"GMM arrays have shapes weights {weights.shape}, means {means.shape}, variances {variances.shape}: expected (K,), (K, D), (K, D)")
+    if not (np.all(np.isfinite(weights)) and np.all(weights > 0)):
+        raise ValueError("GMM weights must be positive and finite")
+    if not (np.all(np.isfinite(variances)) and np.all(variances > 0)):
+        raise ValueError("GMM variances must be positive and finite")
+    if not np.all(np.isfinite(means)):
+        raise ValueError("GMM means must be finite")
+    return weights, means, variances
+
+
+def fit_gmm(
+    descriptors: np.ndarray,
+    components: int,
+    seed: int = 0,
+    max_iter: int = 100,
+    reg_covar: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit a diagonal GMM with scikit-learn; return (weights (K,), means (K, D), variances (K, D)) as float64.
+
+    ``GaussianMixture(n_components=components, covariance_type="diag", random_state=seed, max_iter=max_iter,
+    reg_covar=reg_covar)`` with its k-means initialisation. ``reg_covar`` (scikit-learn's default) is added
+    to every variance, which keeps dimensions that are constant within a component (e.g. a filter that
+    never fires after its ReLU) from giving a zero variance.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    X = np.asarray(descriptors, dtype=np.float64)
+    if X.ndim != 2 or len(X) < components:
+        raise ValueError(f"cannot fit {components} Gaussian components on {len(X)} descriptors: give more descriptors or fewer components")
+    gmm = GaussianMixture(
+        n_components=int(components),
+        covariance_type="diag",
+        random_state=int(seed),
+        max_iter=int(max_iter),
+        reg_covar=float(reg_covar),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        gmm.fit(X)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        # the EM state after max_iter is still a valid GMM; say so rather than stop
+        logger.warning("the GMM (%d components, %d descriptors) did not converge in %d EM iterations", components, len(X), max_iter)
+    return check_gmm(gmm.weights_, gmm.means_, gmm.covariances_)
+
+
+def log_joint(X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """(N, K) :math:`\\log w_k + \\log \\mathcal{N}(x_i; \\mu_k, \\sigma_k^2)` of float64 descriptors ``X``.
+
+    The quadratic form is expanded into matrix products, :math:`\\sum_d (x_d^2 - 2 x_d \\mu_d + \\mu_d^2)/\\sigma_d^2`,
+    so the N x K x D work runs as GEMMs.
+    """
+    precision = 1.0 / variances
+    quadratic = (X * X) @ precision.T - 2.0 * X @ (means * precision).T + np.sum(means * means * precision, axis=1)
+    log_norm = -0.5 * (means.shape[1] * np.log(2.0 * np.pi) + np.sum(np.log(variances), axis=1))
+    return np.log(weights) + log_norm - 0.5 * quadratic
+
+
+def posteriors(X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """(N, K) soft assignments :math:`\\gamma_i(k)` (rows sum to 1), by a log-sum-exp over components."""
+    joint = log_joint(np.asarray(X, dtype=np.float64), weights, means, variances)
+    joint -= joint.max(axis=1, keepdims=True)
+    np.exp(joint, out=joint)
+    joint /= joint.sum(axis=1, keepdims=True)
+    return joint
+
+
+def fisher_gradients(descriptors: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised gradients (G_mu, G_sigma), each (K, D), of ``descriptors`` (N, D) (see the module docstring).
+
+    Accumulates the zeroth, first and second order statistics :math:`S^0_k = \\sum_i \\gamma_i(k)`,
+    :math:`S^1_k = \\sum_i \\gamma_i(k) x_i`, :math:`S^2_k = \\sum_i \\gamma_i(k) x_i^2` over chunks of
+    ``chunk`` descriptors, then uses :math:`\\sum_i \\gamma_i(k)(x_i - \\mu_k)^2 = S^2_k - 2\\mu_k S^1_k + \\mu_k^2 S^0_k`.
+    """
+    weights, means, variances = check_gmm(weights, means, variances)
+    X = np.asarray(descriptors)
+    if X.ndim != 2 or X.shape[1] != means.shape[1]:
+        raise ValueError(f"descriptors have shape {X.shape}: expected (N, {means.shape[1]}), the GMM's dimension")
+    n = len(X)
+    if n == 0:
+        raise ValueError("no descriptor to encode")
+    k, d = means.shape
+    s0 = np.zeros(k)
+    s1 = np.zeros((k, d))
+    s2 = np.zeros((k, d))
+    for start in range(0, n, int(chunk)):
+        block = np.asarray(X[start : start + int(chunk)], dtype=np.float64)
+        gamma = posteriors(block, weights, means, variances)
+        s0 += gamma.sum(axis=0)
+        s1 += gamma.T @ block
+        s2 += gamma.T @ (block * block)
+    sigma = np.sqrt(variances)
+    root_w = np.sqrt(weights)[:, None]
+    g_mu = (s1 - s0[:, None] * means) / (n * root_w * sigma)
+    centred_square = s2 - 2.0 * means * s1 + s0[:, None] * means * means
+    g_sigma = (centred_square / variances - s0[:, None]) / (n * np.sqrt(2.0) * root_w)
+    return g_mu, g_sigma
+
+
+def improve(phi: np.ndarray) -> np.ndarray:
+    """Signed square root then L2 normalisation (the "improved" Fisher vector); an all-zero vector stays zero."""
+    z = np.sign(phi) * np.sqrt(np.abs(phi))
+    norm = float(np.linalg.norm(z))
+    return z / norm if norm > 0 else z
+
+
+def fisher_vector(descriptors: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
+    """The improved Fisher vector (2KD,) of ``descriptors`` (N, D): ``improve([G_mu.ravel(), G_sigma.ravel()])``."""
+    g_mu, g_sigma = fisher_gradients(descriptors, weights, means, variances, chunk)
+    return improve(np.concatenate([g_mu.ravel(), g_sigma.ravel()]))
+
+
+def subsample(descriptors: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    """At most ``limit`` rows of ``descriptors`` drawn without replacement by ``rng`` (all rows, in order, when fewer)."""
+    if limit is None or len(descriptors) <= int(limit):
+        return descriptors
+    rows = np.sort(rng.choice(len(descriptors), size=int(limit), replace=False))
+    return descriptors[rows]
