@@ -15,8 +15,10 @@ What it does, ``--repeats`` times, in one process and on the same inputs (image 
 
 The order of the tools rotates from one repeat to the next, so that none always runs first. Then it
 prints, per tool, the median wall time with its spread (min-max over the repeats), the ratio of medians
-to PyRadiomics' median (the target for ``jobs=2`` is <= 0.6), and checks that every result of every run
-is identical to PyRadiomics' first result: same keys in the same order and, for each map, the same
+to PyRadiomics' median (the target for ``jobs=2`` is <= 0.6), the CPU time of each run (this process and
+its pool's workers: the work done, far less sensitive than wall time to what else runs on the machine;
+``jobs`` only shortens wall time when cores are free), and checks that every result of every run is
+identical to PyRadiomics' first result: same keys in the same order and, for each map, the same
 geometry, pixel type and voxel values bit for bit (diagnostics equal, NaN included).
 
 Params: PyRadiomics' defaults (every class, binWidth 25) with ``voxelSetting`` ``kernelRadius`` and
@@ -31,6 +33,7 @@ import argparse
 import logging
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -57,6 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def machine() -> str:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{platform.node()}, {os.cpu_count()} CPUs, load average {load}"
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its finished children (the pool's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def same_result(expected, got) -> str | None:
@@ -108,29 +117,33 @@ def main(argv=None) -> int:
     for jobs in args.jobs:
         tools.append((f"deepradiomics jobs={jobs}", lambda jobs=jobs: compute_voxel_features(extractor, image, mask, jobs=jobs)))
     times: dict[str, list[float]] = {name: [] for name, _ in tools}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in tools}
     reference = None
     mismatches = []
     for repeat in range(args.repeats):
         order = tools[repeat % len(tools):] + tools[: repeat % len(tools)]
         for name, run in order:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu_seconds()
             result = run()
-            elapsed = time.perf_counter() - start
+            elapsed, used = time.perf_counter() - start, cpu_seconds() - start_cpu
             times[name].append(elapsed)
+            cpu[name].append(used)
             maps = sum(isinstance(v, sitk.Image) for v in result.values())
-            print(f"run {repeat + 1}/{args.repeats} {name:<22} {elapsed:8.2f} s  ({maps} maps)", flush=True)
+            load = os.getloadavg()[0]
+            print(f"run {repeat + 1}/{args.repeats} {name:<22} {elapsed:8.2f} s wall {used:8.2f} s CPU  ({maps} maps; load {load:.1f})", flush=True)
             if reference is None:  # repeat 1 runs PyRadiomics first: its result is the reference
                 reference = result
             difference = same_result(reference, result)
             if difference:
                 mismatches.append(f"run {repeat + 1} {name}: {difference}")
 
-    base = statistics.median(times["pyradiomics"])
+    base, base_cpu = statistics.median(times["pyradiomics"]), statistics.median(cpu["pyradiomics"])
     for name, values in times.items():
-        median = statistics.median(values)
+        median, median_cpu = statistics.median(values), statistics.median(cpu[name])
         spread = f"{min(values):.2f}-{max(values):.2f}"
         ratio = "" if name == "pyradiomics" else f"  ratio {median / base:.3f}"
-        print(f"{name:<24} median {median:8.2f} s  (spread {spread} s over {len(values)} runs){ratio}")
+        cpu_ratio = "" if name == "pyradiomics" else f" (ratio {median_cpu / base_cpu:.3f})"
+        print(f"{name:<24} median {median:8.2f} s  (spread {spread} s over {len(values)} runs){ratio}; CPU median {median_cpu:.2f} s{cpu_ratio}")
     last = f"deepradiomics jobs={max(args.jobs)}"
     ratio = statistics.median(times[last]) / base
     verdict = "within" if ratio <= args.target else "ABOVE"
