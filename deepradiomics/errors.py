@@ -29,7 +29,8 @@ class FeatureError(DeepRadiomicsError, RuntimeError):
 
 
 class ModelError(DeepRadiomicsError, RuntimeError):
-    """A model bundle is missing, malformed or fails its sha256 check."""
+    """A model bundle or fitted artifact is missing, malformed or fails its sha256 check, or a statistical model
+    fit came out inconsistent (e.g. a negative likelihood-ratio statistic: a bug to report)."""
 
 
 class PluginError(DeepRadiomicsError, RuntimeError):

@@ -23,6 +23,9 @@ _EXPORTS = {
     "fisher_score": "classification",
     "make_pipeline": "classification",
     "StudyDataError": "core",
+    "case_covariates": "confounds",
+    "confound_notes": "confounds",
+    "confound_table": "confounds",
     "StudyResult": "core",
     "prepare_data": "core",
     "run_study": "core",
@@ -32,6 +35,7 @@ _EXPORTS = {
     "write_report": "report",
     "ResponsibleVectors": "responsible",
     "firth_logit": "responsible",
+    "penalised_lr_statistics": "responsible",
     "responsible_vectors": "responsible",
     "METRICS": "statistics",
     "adjust_pvalues": "statistics",
@@ -39,6 +43,8 @@ _EXPORTS = {
     "bootstrap_metrics": "statistics",
     "corrected_resampled_ttest": "statistics",
     "delong_test": "statistics",
+    "interval_note": "statistics",
+    "proportion_ci": "statistics",
     "summarize_resamples": "statistics",
 }
 
@@ -54,6 +60,12 @@ def __dir__():
 
 
 __all__ = [
+    "case_covariates",
+    "confound_notes",
+    "confound_table",
+    "interval_note",
+    "penalised_lr_statistics",
+    "proportion_ci",
     "METRICS",
     "MODELS",
     "ResponsibleVectors",
