@@ -8,12 +8,34 @@ from ._common import report_errors, setup_logging, verbosity_options
 
 
 @click.command("study")
-@click.argument("features", type=click.Path(dir_okay=False))
+@click.argument("features", type=click.Path(dir_okay=False), required=False)
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Study from images: the batch manifest of the cases (with --params, instead of FEATURES).",
+)
+@click.option(
+    "--params",
+    "params",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Study from images: the params file; fitted classes (e.g. fisher) are refitted inside every training fold.",
+)
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes for a study from images."
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Study from images: keep per-case rows and descriptors here; a re-run reuses them.",
+)
 @click.option(
     "--labels",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Labels table with an ID column, e.g. the batch manifest (default: TARGET is a column of FEATURES).",
+    help="Labels table with an ID column, e.g. the batch manifest (default: TARGET is a column of FEATURES, or of the manifest).",
 )
 @click.option("--target", required=True, help="Label column; rows where it is blank are dropped.")
 @click.option(
@@ -40,7 +62,7 @@ from ._common import report_errors, setup_logging, verbosity_options
     "--test",
     type=click.Path(dir_okay=False),
     default=None,
-    help="External test features: fit on all of FEATURES, report metrics on this set (external.csv).",
+    help="External test features (a manifest for a study from images): fit on all of FEATURES, report metrics on this set (external.csv).",
 )
 @click.option("--test-labels", type=click.Path(dir_okay=False), default=None, help="Labels of the test set (default: --labels).")
 @click.option("--caveat", "caveats", multiple=True, help="A data caveat to print in the report (repeatable).")
@@ -80,6 +102,10 @@ from ._common import report_errors, setup_logging, verbosity_options
 @report_errors
 def command(
     features,
+    manifest,
+    params,
+    jobs,
+    cache_dir,
     labels,
     target,
     positive,
@@ -105,15 +131,24 @@ def command(
     Each family (default: classical = PyRadiomics classes, each deep class, all) is evaluated by a
     leakage-free pipeline; families are compared pairwise; a self-contained report.html is written.
 
+    Instead of FEATURES, --manifest and --params study the images directly: classes that need no fit are
+    extracted once, and fitted classes (e.g. fisher's GMM) are fitted inside every training fold on the
+    training cases only, so that no test patient informs them (descriptors are computed once per case).
+
     \b
-    Example:
+    Examples:
       deepradiomics study features.csv --labels cases.csv --target grade --positive G3 -o report/
+      deepradiomics study --manifest cases.csv --params params/fisher.yaml --target idh_mutant --model dlr -o report/ -j 2
     """
     from pathlib import Path
 
     from ..study import parse_groups, run_study
 
     setup_logging(verbose, quiet)
+    if features is None and (manifest is None or params is None):
+        raise click.UsageError("give FEATURES (a table from `deepradiomics batch`), or --manifest and --params to study the images")
+    if features is not None and (manifest is not None or params is not None):
+        raise click.UsageError("give either FEATURES or --manifest/--params, not both")
     caveat_list = list(caveats)
     if caveats_file:
         caveat_list += [line.strip() for line in Path(caveats_file).read_text().splitlines() if line.strip()]
@@ -134,6 +169,11 @@ def command(
         responsible="auto" if responsible is None else responsible,
         n_boot=n_boot,
         id_column=id_column,
+        manifest=manifest,
+        params=params,
+        jobs=jobs,
+        cache_dir=cache_dir,
+        progress=not quiet,
     )
     report = result.write(out_dir)
     auc_rows = result.metrics[result.metrics["metric"] == "AUC"]

@@ -2,7 +2,9 @@
 
 Every data-driven step (median imputation, removal of constant columns, scaling, univariate screening or
 selection, fitting) is a step of one scikit-learn :class:`~sklearn.pipeline.Pipeline`, so under cross-
-validation it sees only the training folds of each split.
+validation it sees only the training folds of each split. Features that are themselves learned from a
+cohort (fitted classes such as ``fisher``) come from a per-fold source (:mod:`.foldwise`) that refits
+them on the same training folds.
 
 Two models:
 
@@ -15,6 +17,10 @@ Two models:
     median imputation -> drop constant columns -> z-score -> :class:`TTestFScoreSelector` (Welch t-test
     p < 0.05, then the ``k`` best by F-score of Chen & Lin) -> linear SVM (C=1, balanced class weights).
     Evaluated by the same repeated stratified k-fold CV as ``logistic`` (paired comparisons).
+    From the paper: t-test screening at p < 0.05, F-score ranking, linear kernel with box constraint
+    C = 1, leave-one-out (``dlr-loo``), AUC/ACC/SENS/SPEC/PPV/NPV/MCC and ROC curves. Chosen here (the
+    paper does not give them): Welch's unequal-variance t-test, ``k = "auto"`` features kept after the
+    F-score ranking, balanced class weights, and repeated k-fold as the default scheme.
 ``dlr-loo``
     The same pipeline evaluated as in the paper, by leave-one-out; metrics come from the pooled
     leave-one-out decision values with stratified bootstrap CIs. Caution: pooling scores of n different
@@ -230,7 +236,7 @@ def check_class_sizes(y, folds: int, what: str = "the labelled cases") -> None:
 
 
 def cross_validate(
-    X: pd.DataFrame,
+    X,
     y: np.ndarray,
     model: str = "logistic",
     family: str = "all",
@@ -241,6 +247,9 @@ def cross_validate(
 ) -> FamilyCV:
     """Evaluate one model on one feature family with its validation scheme (see the module docstring).
 
+    ``X`` is a table (DataFrame or array, rows = cases in the order of ``y``) or a per-fold feature source:
+    an object whose ``split(train, test)`` returns ``(X_train, X_test)`` for row indices ``train`` and
+    ``test`` (see :mod:`.foldwise`: columns of fitted classes refitted on the training rows of each split).
     The splits depend only on ``y``, ``folds``, ``repeats`` and ``seed``, so every family is evaluated
     on the same splits and per-fold results are paired across families.
     """
@@ -249,17 +258,19 @@ def cross_validate(
     from sklearn.model_selection import LeaveOneOut, RepeatedStratifiedKFold
 
     y = np.asarray(y).astype(int)
-    Xv = np.asarray(X, dtype=float)
+    source = X if hasattr(X, "split") and not isinstance(X, (pd.DataFrame, np.ndarray)) else _TableSource(X)
     n = len(y)
+    rows_only = np.zeros((n, 1))  # the splitters read only the number of rows (and y)
     scheme, threshold = MODELS[model]
     template = make_pipeline(model, seed=seed)
 
     if scheme == "loo":
         check_class_sizes(y, 2)
         scores = np.empty(n)
-        for train, test in LeaveOneOut().split(Xv):
-            fitted = clone(template).fit(Xv[train], y[train])
-            scores[test] = decision_scores(fitted, Xv[test])
+        for train, test in LeaveOneOut().split(rows_only):
+            X_train, X_test = source.split(train, test)
+            fitted = clone(template).fit(X_train, y[train])
+            scores[test] = decision_scores(fitted, X_test)
         boot = bootstrap_metrics(y, scores, threshold, n_boot=n_boot, seed=seed)
         summary = boot.rename(columns={"estimate": "mean"})[["mean", "sd", "ci_low", "ci_high"]]
         return FamilyCV(family, model, pd.DataFrame(), scores[None, :], summary, "leave-one-out", threshold, None)
@@ -268,10 +279,11 @@ def cross_validate(
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     scores = np.full((repeats, n), np.nan)
     rows = []
-    for i, (train, test) in enumerate(splitter.split(Xv, y)):
+    for i, (train, test) in enumerate(splitter.split(rows_only, y)):
         repeat, fold = divmod(i, folds)
-        fitted = clone(template).fit(Xv[train], y[train])
-        s = decision_scores(fitted, Xv[test])
+        X_train, X_test = source.split(train, test)
+        fitted = clone(template).fit(X_train, y[train])
+        s = decision_scores(fitted, X_test)
         scores[repeat, test] = s
         rows.append({"repeat": repeat, "fold": fold, "n_test": len(test), **binary_metrics(y[test], s, threshold)})
     fold_metrics = pd.DataFrame(rows)
@@ -295,6 +307,16 @@ def cross_validate(
         threshold,
         test_fraction,
     )
+
+
+class _TableSource:
+    """A table as a per-fold source: the same columns for every split."""
+
+    def __init__(self, X) -> None:
+        self.values = np.asarray(X, dtype=float)
+
+    def split(self, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.values[train], self.values[test]
 
 
 def fit_and_score(X_train: pd.DataFrame, y_train, X_test: pd.DataFrame, model: str, seed: int = 0) -> tuple[object, np.ndarray]:

@@ -277,7 +277,7 @@ class StudyResult:
 
 # ---------------------------------------------------------------------------------------------- run
 def run_study(
-    features,
+    features=None,
     labels=None,
     target: str = "label",
     positive=None,
@@ -293,16 +293,28 @@ def run_study(
     responsible: bool | str = "auto",
     n_boot: int = 2000,
     id_column: str = "ID",
+    *,
+    manifest=None,
+    params=None,
+    jobs: int = 1,
+    cache_dir=None,
+    progress: bool = False,
 ) -> StudyResult:
     """Compare feature families on a binary label.
+
+    The features come either from a table (``features``) or from images (``manifest`` + ``params``): then
+    the classes that need no fit are extracted once, and fitted classes (e.g. ``fisher``'s GMM) are fitted
+    inside every training fold on the training cases only and applied to the held-out fold, so that no
+    test patient informs them (see :mod:`.foldwise`).
 
     Parameters
     ----------
     features
-        Features table (CSV path or DataFrame indexed by case ID), as written by ``deepradiomics batch``.
+        Features table (CSV path or DataFrame indexed by case ID), as written by ``deepradiomics batch``;
+        None with ``manifest`` and ``params``.
     labels
         Labels table with an ``id_column`` column (e.g. the batch manifest); None: ``target`` is a
-        column of the features table.
+        column of the features table (of the manifest, for a study from images).
     target
         Label column. Rows where it is blank are dropped (logged on stderr).
     positive
@@ -326,6 +338,12 @@ def run_study(
         ``histograms``, e.g. codeword counts); True: require them; False: skip.
     n_boot
         Bootstrap replicates for LOO and external CIs.
+    manifest, params
+        A study from images: the batch manifest of the cases and the params file (or Params / mapping) of
+        the classes to compare; ``test`` is then a manifest too (fitted classes fitted on every training case).
+    jobs, cache_dir, progress
+        Worker processes, the folder keeping per-case rows and descriptors (a re-run reuses them), and a
+        progress bar, for a study from images.
     """
     models = [check_model(m) for m in models]
     if not models:
@@ -333,8 +351,21 @@ def run_study(
     if folds < 2 or repeats < 1:
         raise ParamsError(f"--folds must be >= 2 and --repeats >= 1 (got {folds} and {repeats})")
     adjust_pvalues([0.5], correction)  # validates the name early
-    data = prepare_data(features, labels, target, positive, id_column)
-    families = feature_families(data.features.columns, groups)
+    from_images = manifest is not None or params is not None
+    if from_images:
+        from .foldwise import prepare_images
+
+        if features is not None:
+            raise ParamsError("give either a features table or a manifest and a params file, not both")
+        data, source = prepare_images(manifest, params, labels, target, positive, id_column, jobs, cache_dir, progress)
+    else:
+        from .foldwise import FixedFeatures
+
+        if features is None:
+            raise ParamsError("no features: give a features table (from `deepradiomics batch`), or a manifest and a params file")
+        data = prepare_data(features, labels, target, positive, id_column)
+        source = FixedFeatures(data.features)
+    families = feature_families(source.columns, groups)
     n_pos, n_neg = int(data.y.sum()), int(len(data.y) - data.y.sum())
     logger.info("study of %r: %d %s vs %d %s; families %s", target, n_pos, data.positive, n_neg, data.negative, list(families))
 
@@ -342,7 +373,7 @@ def run_study(
     metric_rows, fold_frames, pred_cols = [], [], {}
     for model in models:
         for family, cols in families.items():
-            res = cross_validate(data.features[cols], data.y, model, family, folds, repeats, seed, n_boot)
+            res = cross_validate(source.select(cols), data.y, model, family, folds, repeats, seed, n_boot)
             cv[(family, model)] = res
             for metric, row in res.summary.iterrows():
                 metric_rows.append(
@@ -364,11 +395,21 @@ def run_study(
 
     external = external_predictions = None
     if test is not None:
+        reference, test_table = data, test
+        if from_images:
+            from dataclasses import replace
+
+            from .foldwise import external_images
+
+            # fitted classes fitted on every training case, applied to the test cases; labels from the test manifest
+            reference = replace(data, features=source.full_table())
+            test_table = external_images(source, test, params, jobs, cache_dir, progress)
+            test_labels = test_labels if test_labels is not None else test
         external, external_predictions = _external(
-            data,
+            reference,
             families,
             models,
-            test,
+            test_table,
             test_labels if test_labels is not None else labels,
             target,
             id_column,
@@ -399,6 +440,9 @@ def run_study(
         "features_source": features if not isinstance(features, pd.DataFrame) else "DataFrame",
         "responsible_histogram": rv_group,
     }
+    if from_images:
+        info["features_source"] = f"images of {manifest if not isinstance(manifest, pd.DataFrame) else 'a manifest DataFrame'} with {getattr(params, 'source', params)}"
+        info["foldwise"] = {"classes": [f.name for f in source.fitted], **source.stats.as_dict()}
     if test is not None:
         info["n_test"] = int(len(external_predictions))
     return StudyResult(metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, all_caveats, cv)
