@@ -9,14 +9,20 @@ Guarantees
 ----------
 - **Resume without stale rows.** With ``out_dir``, each finished case is written to
   ``out_dir/cases/<ID>-<hash>.json`` as soon as it is done. A re-run reuses it only when its key matches:
-  the params hash (which includes every model and fitted-artifact sha256), the label, the transforms, and
-  the identity (resolved path, size, modification time) of every input file; and only when the stored
-  row is intact (its checksum matches and it has the plugin classes' feature columns). Anything else is
-  recomputed, with one warning line for a damaged file. Failed cases are retried on a re-run.
+  the params hash (which includes every model and fitted-artifact sha256), the versions of the code that
+  computes the features (deepradiomics, PyRadiomics, each plugin's distribution), the label, the
+  transforms, and the identity (resolved path, size, modification time) of every input file; and only
+  when the stored row is intact (its checksum matches and its feature columns are exactly those of the
+  params: :meth:`~deepradiomics.extractor.Extractor.columns_problem`). Anything else is recomputed, with
+  one warning line for a damaged or incomplete file. Failed cases are retried on a re-run. Files are
+  written under unique temporary names and renamed, so batches sharing an ``out_dir`` never see a
+  partial file.
 - **Faults cost one case.** At most ``jobs`` cases are in flight at a time. When a worker process dies
   (e.g. SIGKILL by the out-of-memory killer), the pool is rebuilt and the cases that were in flight are
-  retried once; a case that kills a worker twice becomes an error row. Dask tasks are retried once too.
-  Workers exit when the main process dies. Ctrl-C keeps what was finished.
+  retried once, each alone (so a case that kills its worker cannot take an innocent neighbour down with
+  it twice); a case whose worker dies again becomes an error row and the batch finishes. Dask tasks are
+  retried once too (``allowed-failures``). Workers exit when the main process dies. Ctrl-C (or any
+  exception in the main process) terminates the workers at once and keeps what was finished.
 - **Order.** Cases run largest first (by the total size of their input files) so that the slowest cases
   do not finish last on one worker; the table keeps the manifest's order.
 """
@@ -49,6 +55,14 @@ REQUIRED_COLUMNS = ("ID", "Image", "Mask")
 MODALITY_PREFIX = "Image_"
 #: what a worker's death (SIGKILL, OOM) does: retry the cases in flight this many times, then error rows
 WORKER_DEATH_RETRIES = 1
+#: the error-row message of a case whose worker died on every try
+WORKER_DIED = (
+    "the worker process computing this case died twice (killed, e.g. by the out-of-memory killer): "
+    "give the batch fewer --jobs or more memory, or check this case's input size"
+)
+#: seconds to wait for a remote Dask scheduler before giving up
+DASK_CONNECT_TIMEOUT = 10
+_DASK_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?/?$")
 
 
 # ------------------------------------------------------------------------------------------------ manifest
@@ -204,12 +218,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class ResultCache:
-    """Per-case results under ``out_dir``: ``cases/`` (done) and ``failed/`` (retried on a re-run)."""
+    """Per-case results under ``out_dir``: ``cases/`` (done) and ``failed/`` (retried on a re-run).
 
-    def __init__(self, out_dir: str | os.PathLike, key_base: dict, expected_features: Sequence[str] = ()) -> None:
+    ``row_problem(row)`` says what makes a stored row unusable (a missing or extra column), or None.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, key_base: dict, row_problem: Callable[[dict], str | None] | None = None) -> None:
         self.root = Path(out_dir)
         self.key_base = key_base
-        self.expected_features = list(expected_features)
+        self.row_problem = row_problem
         for kind in ("cases", "failed"):
             (self.root / kind).mkdir(parents=True, exist_ok=True)
 
@@ -231,14 +248,15 @@ class ResultCache:
             row = stored["row"]
             if stored.get("checksum") != _digest(row):
                 raise ValueError("checksum mismatch")
-            missing = [c for c in self.expected_features if c not in row]
-            if missing:
-                raise ValueError(f"missing feature columns, e.g. {missing[0]}")
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             logger.warning("cached result %s of case '%s' is damaged (%s): computing the case again", path, case_id, exc)
             return None
         if stored.get("id") != case_id or stored.get("key") != key:
-            return None  # other params, label, transforms or input files: stale, compute again
+            return None  # other params, code, label, transforms or input files: stale, compute again
+        problem = self.row_problem(row) if self.row_problem is not None else None
+        if problem:
+            logger.warning("cached result %s of case '%s' is incomplete (%s): computing the case again", path, case_id, problem)
+            return None
         return row
 
     def store(self, case_id: str, key: str, row: dict) -> None:
@@ -357,6 +375,7 @@ def map_cases(
     Rows are submitted largest first. ``on_error(row, reason)`` turns a case whose worker died (twice) into a
     result; without it such a case raises.
     """
+    check_scheduler(scheduler)
     if not rows:
         return
     rows = sorted(rows, key=lambda r: -_input_bytes(r, base))
@@ -378,6 +397,7 @@ def _map_pool(task, rows, base, jobs, on_error) -> Iterable[tuple[str, Any]]:
     method = "fork" if "torch" not in sys.modules and sys.platform.startswith("linux") else "spawn"
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pending = list(reversed(rows))  # pop() takes the largest first
+    suspects: list[dict] = []  # cases that were in flight when a worker died: retried one at a time
     deaths: dict[str, int] = {}
 
     def new_pool():
@@ -390,20 +410,31 @@ def _map_pool(task, rows, base, jobs, on_error) -> Iterable[tuple[str, Any]]:
 
     pool = new_pool()
     in_flight: dict = {}
+    finished = False
     try:
-        while pending or in_flight:
-            while pending and len(in_flight) < jobs:
-                row = pending.pop()
-                in_flight[pool.submit(_work, row, base)] = row
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        while pending or suspects or in_flight:
             broken = False
-            for future in done:
-                row = in_flight.pop(future)
-                try:
-                    yield future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    in_flight[future] = row  # handled below with the other cases in flight
+            try:
+                if suspects:
+                    if not in_flight:  # a suspect runs alone: if it kills its worker again, it is the culprit
+                        row = suspects.pop()
+                        in_flight[pool.submit(_work, row, base)] = row
+                else:
+                    while pending and len(in_flight) < jobs:
+                        row = pending.pop()
+                        in_flight[pool.submit(_work, row, base)] = row
+            except BrokenProcessPool:  # the pool broke between two submissions
+                (suspects if row["ID"] in deaths else pending).append(row)
+                broken = True
+            if not broken:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    row = in_flight.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        in_flight[future] = row  # handled below with the other cases in flight
             if broken:
                 lost = list(in_flight.values())
                 in_flight.clear()
@@ -411,26 +442,54 @@ def _map_pool(task, rows, base, jobs, on_error) -> Iterable[tuple[str, Any]]:
                 for row in lost:
                     deaths[row["ID"]] = deaths.get(row["ID"], 0) + 1
                     if deaths[row["ID"]] > WORKER_DEATH_RETRIES:
-                        reason = "the worker process computing this case died twice (killed, e.g. by the out-of-memory killer)"
+                        reason = WORKER_DIED
                         if on_error is None:
                             raise DeepRadiomicsError(f"case '{row['ID']}': {reason}")
+                        logger.warning("case '%s': %s: recorded as an error row", row["ID"], reason)
                         yield row["ID"], on_error(row, reason)
                     else:
-                        logger.warning("a worker process died while computing case '%s': retrying it once", row["ID"])
-                        pending.append(row)
+                        logger.warning("a worker process died while computing case '%s': retrying it once, alone", row["ID"])
+                        suspects.append(row)
                 pool = new_pool()
+        finished = True
     finally:
+        if not finished:  # Ctrl-C, an error, or the consumer stopped: do not wait for the running cases
+            _terminate_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _map_dask(task, rows, base, jobs, scheduler, on_error) -> Iterable[tuple[str, Any]]:
-    try:
-        import dask
-        from dask.distributed import Client, LocalCluster, as_completed
-    except ImportError as exc:
-        raise ParamsError("the Dask scheduler needs dask.distributed: pip install 'dask[distributed]'") from exc
-    if scheduler != "dask" and not re.match(r"^(tcp|tls|inproc|ucx)://[^\s/]+(:\d+)?/?$", scheduler):
+def _terminate_workers(pool) -> None:
+    """SIGTERM the worker processes of ``pool`` (its shutdown would wait for the cases they are computing)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except (OSError, ValueError, AttributeError):
+            pass  # already gone
+
+
+def check_scheduler(scheduler: str) -> None:
+    """ParamsError unless ``scheduler`` is 'processes', 'dask' (with dask.distributed installed) or a Dask address.
+
+    Called before any work, so that a typo does not surface only after the cached cases were read.
+    """
+    if scheduler == "processes":
+        return
+    if scheduler != "dask" and not _DASK_ADDRESS.match(str(scheduler)):
         raise ParamsError(f"--scheduler '{scheduler}' is not 'processes', 'dask' or a Dask address such as tcp://HOST:8786")
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise ParamsError(f"--scheduler '{scheduler}' needs dask.distributed: pip install 'dask[distributed]', or use --scheduler processes")
+
+
+def _map_dask(task, rows, base, jobs, scheduler, on_error) -> Iterable[tuple[str, Any]]:
+    check_scheduler(scheduler)
+    import dask
+    from dask.distributed import Client, LocalCluster, as_completed
+    from distributed.scheduler import KilledWorker
+
+    # distributed sets its own loggers to INFO on import: keep its chatter at the level of ours (warnings by default)
+    logging.getLogger("distributed").setLevel(max(logging.getLogger("deepradiomics").getEffectiveLevel(), logging.WARNING))
     # a task that was on a worker that died is retried once, then reported (KilledWorker)
     with dask.config.set({"distributed.scheduler.allowed-failures": WORKER_DEATH_RETRIES}):
         if scheduler == "dask":
@@ -439,9 +498,12 @@ def _map_dask(task, rows, base, jobs, scheduler, on_error) -> Iterable[tuple[str
         else:
             cluster = None
             try:
-                client = Client(scheduler, timeout="10s")
-            except (OSError, TimeoutError) as exc:
-                raise ParamsError(f"cannot reach the Dask scheduler at '{scheduler}' ({type(exc).__name__}): start it or fix --scheduler") from exc
+                client = Client(scheduler, timeout=f"{DASK_CONNECT_TIMEOUT}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ParamsError(
+                    f"cannot reach the Dask scheduler at '{scheduler}' within {DASK_CONNECT_TIMEOUT} s ({type(exc).__name__}): "
+                    "start it (dask scheduler) or fix --scheduler"
+                ) from exc
         try:
             scattered = client.scatter(task, broadcast=True)
             futures = {client.submit(_standalone, scattered, row, base, pure=False): row for row in rows}
@@ -452,7 +514,9 @@ def _map_dask(task, rows, base, jobs, scheduler, on_error) -> Iterable[tuple[str
                 except Exception as exc:  # KilledWorker (a worker died twice on it), or a lost connection
                     if on_error is None:
                         raise
-                    yield row["ID"], on_error(row, exc)
+                    reason = WORKER_DIED if isinstance(exc, KilledWorker) else exc
+                    logger.warning("case '%s': %s: recorded as an error row", row["ID"], reason if isinstance(reason, str) else error_message(exc))
+                    yield row["ID"], on_error(row, reason)
         finally:
             client.close()
             if cluster is not None:
@@ -508,6 +572,7 @@ def run_batch(
     """
     from tqdm.auto import tqdm
 
+    check_scheduler(scheduler)
     frame, base = read_manifest(manifest, base_dir)
     extractor.check_fitted()  # a missing fit fails the whole batch at once, not every case
     records = frame.to_dict(orient="records")
@@ -515,8 +580,8 @@ def run_batch(
     cache = None
     keys: dict[str, str] = {}
     if out_dir is not None:
-        expected = [c for name, fc in extractor.plugin_classes.items() for c in _class_columns(name, fc)]
-        cache = ResultCache(out_dir, {"params": extractor.params_hash}, expected)
+        key_base = {"params": extractor.params_hash, "code": extractor.code_versions()}
+        cache = ResultCache(out_dir, key_base, extractor.columns_problem)
     results: dict[str, dict] = {}
     todo = []
     for record in records:
@@ -541,12 +606,6 @@ def run_batch(
                 cache.store(case_id, keys[case_id], row)
             bar.update(1)
     return assemble(frame, results)
-
-
-def _class_columns(name: str, feature_class) -> list[str]:
-    from .naming import format_name
-
-    return [format_name(feature_class.image_type, name, f) for f in feature_class.feature_names()]
 
 
 def assemble(frame, results: dict[str, dict]):

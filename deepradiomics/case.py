@@ -1,7 +1,14 @@
 """Cases: named modalities, one mask, one label value.
 
 Images are read lazily with SimpleITK (a NIfTI/NRRD/... file or a DICOM series folder) and checked:
-3D, finite voxels, the same geometry as the mask, a non-empty mask at the label value.
+3D, finite voxels whose squares stay finite, the same geometry as the mask, a mask of whole label values
+within PyRadiomics' range that holds the label value.
+
+Files are verified before SimpleITK reads them (:func:`verify_image_file`): ITK reads a
+truncated ``.nii.gz`` or a corrupted MetaImage as a valid image with fewer voxels or wrong values, so the
+whole compressed stream is decompressed once and its end-of-stream marker and checksum (gzip: CRC32 and
+length; zlib: Adler-32) are checked. That covers gzip files (``.nii.gz``, ``.nrrd.gz``, ...), NRRD with
+``encoding: gzip`` or ``bzip2`` (attached or detached data), and MetaImage with ``CompressedData = True``.
 """
 
 from __future__ import annotations
@@ -23,11 +30,18 @@ ImageLike = Union[str, os.PathLike, "SimpleITK.Image"]  # noqa: F821
 # Geometry tolerance, as PyRadiomics' default ``geometryTolerance`` (relative to spacing).
 _GEOMETRY_TOLERANCE = 1e-3
 
+#: largest voxel magnitude accepted: the square of anything larger overflows float64 (energy, variance)
+MAX_ABS_VOXEL = 1e150
+#: PyRadiomics casts masks to uint32 and takes labels as int: values outside 0..2**31-1 would alias
+MAX_MASK_VALUE = 2**31 - 1
+_CHUNK = 1 << 20
+
 
 def read_image(source: ImageLike, role: str = "image"):
     """Read ``source`` as a 3D ``SimpleITK.Image`` and raise :class:`CaseError` naming the file.
 
-    ``source`` may be a file path, a DICOM series folder or a ``SimpleITK.Image``.
+    ``source`` may be a file path, a DICOM series folder or a ``SimpleITK.Image``. A compressed file is
+    verified first (:func:`verify_image_file`).
     """
     import numpy as np
     import SimpleITK as sitk
@@ -35,6 +49,9 @@ def read_image(source: ImageLike, role: str = "image"):
     if isinstance(source, sitk.Image):
         image, where = source, f"the in-memory {role}"
     else:
+        if isinstance(source, str) and not source.strip():
+            # Path("") is the working directory, which would be read as an (empty) DICOM folder
+            raise CaseError(f"the {role} path is empty (a blank manifest cell or argument): give the path of the {role} file")
         path = Path(source)
         where = f"{role} file '{path}'"
         if not path.exists():
@@ -50,6 +67,7 @@ def read_image(source: ImageLike, role: str = "image"):
                 reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
                 image = reader.Execute()
             else:
+                verify_image_file(path, where)
                 image = sitk.ReadImage(str(path))
         except CaseError:
             raise
@@ -64,10 +82,209 @@ def read_image(source: ImageLike, role: str = "image"):
     if image.GetDimension() != 3:
         raise CaseError(f"{where} is {image.GetDimension()}D with size {image.GetSize()}; a 3D volume is expected (split 4D series into one file per volume)")
     array = sitk.GetArrayViewFromImage(image)
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).sum())
-        raise CaseError(f"{where} has {bad} NaN or infinite voxels: replace them (e.g. by 0) before extraction")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise CaseError(f"{where} has {bad} NaN or infinite voxels: replace them (e.g. by 0) before extraction")
+        largest = float(np.abs(array).max()) if array.size else 0.0
+        if largest > MAX_ABS_VOXEL:
+            raise CaseError(
+                f"{where} has voxel values up to {largest:.3g}, beyond {MAX_ABS_VOXEL:.0e}: their squares overflow float64 "
+                "(energy, variance); rescale the image to its physical units"
+            )
     return image
+
+
+# ------------------------------------------------------------------------------------------ file integrity
+def verify_image_file(path: str | os.PathLike, where: str | None = None) -> None:
+    """Raise :class:`CaseError` unless image file ``path`` is complete: one check before SimpleITK reads it.
+
+    ITK reads a truncated ``.nii.gz``, a corrupted MetaImage or a short ``.nii`` as a valid image with fewer
+    voxels or wrong values. So every compressed stream of the file is located (the whole file for gzip; the
+    data after the header of an NRRD with ``encoding: gzip/bzip2`` or a MetaImage with ``CompressedData =
+    True``, or their detached data files), decompressed to its end without keeping the output, and its
+    end-of-stream marker and checksum are verified (gzip: CRC32 and length of every member; bzip2: block
+    CRCs; zlib: Adler-32). A NIfTI file (plain or gzip) must then hold as many bytes as its header
+    declares. Cost: one extra decompression of the file (measured in README_failures).
+    """
+    path = Path(path)
+    where = where or f"file '{path}'"
+    streams = compressed_streams(path)
+    for codec, data_path, offset in streams:
+        problem, head, length = _stream_problem(codec, data_path, offset)
+        if problem is None and data_path == path and offset == 0:
+            problem = _nifti_problem(head, length)
+        if problem:
+            what = where if data_path == path else f"{where} (its data file '{data_path}')"
+            raise CaseError(
+                f"{what} is damaged: its {codec} stream {problem}; the file is truncated or corrupted "
+                "(e.g. an interrupted copy or download): copy or export it again"
+            )
+    if not streams:
+        with open(path, "rb") as handle:
+            head = handle.read(_NIFTI_HEAD)
+        problem = _nifti_problem(head, path.stat().st_size)
+        if problem:
+            raise CaseError(f"{where} is damaged: it {problem}; the file is truncated: copy or export it again")
+
+
+_NIFTI_HEAD = 544
+
+
+def _nifti_problem(head: bytes, length: int) -> str | None:
+    """For a single-file NIfTI-1/2 header: a message when the file holds fewer bytes than the header declares."""
+    import struct
+
+    if len(head) < 348:
+        return None
+    for order in "<>":
+        size = struct.unpack(order + "i", head[:4])[0]
+        if size == 348 and head[344:348] == b"n+1\x00":
+            ndim = struct.unpack(order + "h", head[40:42])[0]
+            dims = struct.unpack(order + "8h", head[40:56])[1:1 + max(0, min(ndim, 7))]
+            bitpix = struct.unpack(order + "h", head[72:74])[0]
+            offset = int(struct.unpack(order + "f", head[108:112])[0])
+            break
+        if size == 540 and len(head) >= 540 and head[4:8] == b"n+2\x00":
+            ndim = struct.unpack(order + "q", head[16:24])[0]
+            dims = struct.unpack(order + "8q", head[16:80])[1:1 + max(0, min(ndim, 7))]
+            bitpix = struct.unpack(order + "h", head[14:16])[0]
+            offset = struct.unpack(order + "q", head[168:176])[0]
+            break
+    else:
+        return None
+    voxels = 1
+    for dim in dims:
+        voxels *= max(int(dim), 1)
+    expected = offset + voxels * max(int(bitpix), 0) // 8
+    if length < expected:
+        return f"holds {length} bytes of NIfTI data where its header declares {expected} ({'x'.join(map(str, dims))} voxels of {bitpix} bits)"
+    return None
+
+
+def compressed_streams(path: Path) -> list[tuple[str, Path, int]]:
+    """``(codec, file, offset)`` of every compressed stream that SimpleITK would read for image ``path``."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if head[:2] == b"\x1f\x8b":
+        return [("gzip", path, 0)]
+    if head[:4] == b"NRRD":
+        return _nrrd_streams(path, head)
+    if b"ElementDataFile" in head and b"CompressedData" in head:
+        return _metaimage_streams(path, head)
+    return []
+
+
+def _header_fields(lines: list[str], separator: str) -> dict[str, str]:
+    fields = {}
+    for line in lines:
+        if separator in line and not line.startswith("#"):
+            key, value = line.split(separator, 1)
+            fields[key.strip().lower()] = value.strip()
+    return fields
+
+
+def _nrrd_streams(path: Path, head: bytes) -> list[tuple[str, Path, int]]:
+    end = head.find(b"\n\n")
+    if end < 0:
+        return []  # no complete header in the first 64 KiB: leave it to SimpleITK
+    lines = head[:end].decode("latin-1").splitlines()
+    fields = _header_fields(lines, ":")
+    codec = {"gzip": "gzip", "gz": "gzip", "bzip2": "bzip2", "bz2": "bzip2"}.get(fields.get("encoding", "raw").lower())
+    if codec is None:
+        return []
+    detached = fields.get("data file", fields.get("datafile"))
+    if detached is None:
+        return [(codec, path, end + 2)]
+    names = _nrrd_data_files(detached, head[end + 2:].decode("latin-1"))
+    return [(codec, (path.parent / name), 0) for name in names]
+
+
+def _nrrd_data_files(spec: str, after_header: str) -> list[str]:
+    """File names of NRRD's ``data file`` field: one name, ``LIST`` (names follow the header) or a printf pattern."""
+    parts = spec.split()
+    if parts and parts[0] == "LIST":
+        return [line.strip() for line in after_header.splitlines() if line.strip()]
+    if len(parts) >= 4 and "%" in parts[0]:
+        start, stop, step = (int(p) for p in parts[1:4])
+        return [parts[0] % i for i in range(start, stop + (1 if step > 0 else -1), step)] if step else []
+    return [spec]
+
+
+def _metaimage_streams(path: Path, head: bytes) -> list[tuple[str, Path, int]]:
+    marker = head.find(b"ElementDataFile")
+    line_end = head.find(b"\n", marker)
+    if line_end < 0:
+        return []
+    fields = _header_fields(head[:line_end].decode("latin-1").splitlines(), "=")
+    if fields.get("compresseddata", "false").lower() != "true":
+        return []
+    data_file = fields.get("elementdatafile", "LOCAL")
+    if data_file == "LOCAL":
+        return [("zlib", path, line_end + 1)]
+    if data_file.split()[0] == "LIST" or "%" in data_file:
+        return []  # multi-file MetaImage: rare; SimpleITK reads it unverified
+    return [("zlib", path.parent / data_file, 0)]
+
+
+def _stream_problem(codec: str, path: Path, offset: int) -> tuple[str | None, bytes, int]:
+    """(problem or None, first bytes of the output, output length) of the compressed stream at ``offset``."""
+    import zlib
+
+    if not path.is_file():
+        return f"has no data file: '{path}' does not exist", b"", 0
+    try:
+        with open(path, "rb") as raw:
+            raw.seek(offset)
+            if codec == "bzip2":
+                return _bzip2_problem(raw), b"", 0
+            return _inflate(raw, gzip=codec == "gzip")
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        return f"fails its check ({exc})", b"", 0
+
+
+def _inflate(raw, gzip: bool) -> tuple[str | None, bytes, int]:
+    """Inflate a zlib (Adler-32) or gzip (CRC32 + length, every member) stream to its end, output discarded."""
+    import zlib
+
+    wbits = 31 if gzip else 15  # 16 + 15: gzip header and trailer, checked by zlib itself
+    decompressor = zlib.decompressobj(wbits)
+    head, length = b"", 0
+    data = raw.read(_CHUNK)
+    while True:
+        if data:
+            out = decompressor.decompress(data, _CHUNK)  # bounded output: memory stays at one chunk
+            # at the end of a member the input left over is in unused_data (unconsumed_tail repeats it)
+            data = b"" if decompressor.eof else (decompressor.unconsumed_tail or raw.read(_CHUNK))
+        else:
+            out = decompressor.flush()  # the file has ended: whatever the last input still yields
+        if len(head) < _NIFTI_HEAD:
+            head += out[: _NIFTI_HEAD - len(head)]
+        length += len(out)
+        if decompressor.eof:
+            rest = decompressor.unused_data + data
+            if len(rest) < 2:
+                rest += raw.read(_CHUNK)
+            if not (gzip and rest[:2] == b"\x1f\x8b"):
+                return None, head, length  # trailing bytes after the last member are ignored, as zlib's gz reader does
+            decompressor, data = zlib.decompressobj(wbits), rest  # a concatenated gzip file: next member
+        elif not data and not out:
+            return "ends before its end-of-stream marker", head, length
+
+
+def _bzip2_problem(raw) -> str | None:
+    """Decompress a bzip2 stream to its end (block and stream CRCs checked by bz2), output discarded."""
+    import bz2
+
+    decompressor = bz2.BZ2Decompressor()
+    while not decompressor.eof:
+        data = raw.read(_CHUNK)
+        if not data:
+            return "ends before its end-of-stream marker"
+        decompressor.decompress(data, _CHUNK)
+        while not decompressor.eof and not decompressor.needs_input:
+            decompressor.decompress(b"", _CHUNK)
+    return None
 
 
 def same_geometry(a, b, tolerance: float = _GEOMETRY_TOLERANCE) -> str | None:
@@ -147,6 +364,7 @@ class Case:
 
             mask = read_image(self.mask, "mask")
             array = sitk_array(mask)
+            _check_label_values(array, f"mask '{self.source('mask')}' of case '{self.case_id}'")
             if not np.any(array == self.label):
                 present = np.unique(array)
                 hint = f"values present: {present[:10].tolist()}" if np.any(present != 0) else "the mask is empty"
@@ -165,7 +383,7 @@ class Case:
                 f"add it with -m {name}=PATH on the command line or an 'Image_{name}' manifest column"
             )
         if name not in self._images:
-            image = read_image(self.modalities[name], f"{name} image")
+            image = read_image(self.modalities[name], "image" if name == MAIN_IMAGE else f"{name} image")
             mismatch = same_geometry(image, self.mask_image())
             if mismatch:
                 raise CaseError(
@@ -210,6 +428,33 @@ class Case:
         self.mask_image()
         for name in names or self.modalities:
             self.image(name)
+
+
+def _check_label_values(array, where: str) -> None:
+    """CaseError unless a label map holds whole numbers from 0 to 2**31 - 1.
+
+    PyRadiomics casts the mask to uint32 and compares it with an int label: a fractional value (a resampled
+    mask) is truncated and a value beyond the range wraps around, so its voxels would silently join or
+    leave the region of interest.
+    """
+    import numpy as np
+
+    if array.size == 0:
+        return
+    low, high = array.min(), array.max()
+    if array.dtype.kind == "f":
+        fractional = array != np.round(array)
+        if fractional.any():
+            raise CaseError(
+                f"{where} holds {int(fractional.sum())} voxels with non-whole values (e.g. {float(array[fractional][0]):g}): "
+                "a mask is a label map; round or threshold it (or resample it with nearest-neighbour interpolation)"
+            )
+    if low < 0 or high > MAX_MASK_VALUE:
+        bad = high if high > MAX_MASK_VALUE else low
+        raise CaseError(
+            f"{where} holds label value {int(bad)}, outside 0 to {MAX_MASK_VALUE} (PyRadiomics casts masks to 32 bits, "
+            "so such values alias other labels): relabel the mask with values 0 to 2147483647"
+        )
 
 
 def sitk_array(image):

@@ -27,7 +27,7 @@ from typing import Any
 from ._version import __version__
 from .case import MAIN_IMAGE, Case, ImageLike
 from .errors import DeepRadiomicsError, FeatureError
-from .naming import diagnostics_name, format_name, is_diagnostic
+from .naming import FeatureName, diagnostics_name, feature_class_of, format_name, is_diagnostic, is_feature
 from .params import Params, load_params
 
 #: file name of the fitted params file written by :meth:`Extractor.save_fitted`
@@ -105,7 +105,7 @@ class Extractor:
         """
         from .batch import describe_cases
 
-        for name, feature_class in self.fitted_classes.items():
+        for feature_class in self.fitted_classes.values():
             if cases is not None:
                 cases = list(cases)
                 feature_class.fit(cases)
@@ -202,8 +202,17 @@ class Extractor:
         blocks: dict[str, dict[str, float]] = {}
         if self.backend is not None:
             block = blocks.setdefault(_PYRADIOMICS_BLOCK, {})
-            for key, value in self.backend.execute(case).items():
+            with _CapturedWarnings("radiomics") as warnings:
+                result = self._execute_backend(case)
+            for key, value in result.items():
                 (diagnostics if is_diagnostic(key) else block)[key] = value
+            problem = self.classical_columns_problem(block)
+            if problem:
+                why = f"PyRadiomics warned: {warnings.messages[-1]}" if warnings.messages else "PyRadiomics skipped it"
+                raise FeatureError(
+                    f"{self.params.source}: {problem} on case '{case.case_id}' ({why}): fix that setting, the mask, "
+                    "or remove the class or image type"
+                )
         for name, feature_class in self.plugin_classes.items():
             blocks[name] = self._compute_class(name, feature_class, case)
             for key, value in feature_class.diagnostics().items():
@@ -215,18 +224,112 @@ class Extractor:
             row.update(remaining)
         return row
 
-    @staticmethod
-    def _compute_class(name: str, feature_class, case: Case) -> dict[str, float]:
+    def _execute_backend(self, case: Case) -> dict[str, Any]:
+        """PyRadiomics' result for ``case``; any failure of PyRadiomics becomes one FeatureError naming the case."""
+        try:
+            return self.backend.execute(case)
+        except DeepRadiomicsError:
+            raise
+        except Exception as exc:  # PyRadiomics raises TypeError, ZeroDivisionError, MemoryError... on odd inputs
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            raise FeatureError(
+                f"PyRadiomics failed on case '{case.case_id}' (image '{case.source('Image')}', mask '{case.source('mask')}', "
+                f"label {case.label}) with the settings of {self.params.source}: {type(exc).__name__}: {message}"
+            ) from exc
+
+    def _compute_class(self, name: str, feature_class, case: Case) -> dict[str, float]:
+        expected = feature_class.feature_names()
+        if not expected:
+            raise FeatureError(
+                f"{self.params.source}: featureClass.{name} produces no feature with these settings: "
+                "check its settings (e.g. an empty selection) or remove the class"
+            )
         try:
             values = feature_class.compute(case)
         except DeepRadiomicsError:
             raise
         except Exception as exc:
             raise FeatureError(f"feature class '{name}' failed on case '{case.case_id}': {type(exc).__name__}: {exc}") from exc
-        expected = feature_class.feature_names()
         if list(values) != list(expected):
             raise FeatureError(f"feature class '{name}' returned features {list(values)[:5]}... that differ from its feature_names()")
         return {format_name(feature_class.image_type, name, k): float(v) for k, v in values.items()}
+
+    # -- what a complete row holds --------------------------------------------------------------
+    def classical_columns_problem(self, features: Mapping[str, Any] | Sequence[str]) -> str | None:
+        """What is missing or extra among the PyRadiomics feature columns of a row (None when complete).
+
+        PyRadiomics computes every enabled feature of each class on each derived image of each enabled image
+        type (shape classes on the original image only). An image type or class it skipped (LoG without
+        sigma, shape2D without force2D, shape on a 2D ROI, LBP without scikit-image) leaves no column: that
+        is reported naming the key, instead of a row that silently lacks those features.
+        """
+        columns = [c for c in features if is_feature(c) and feature_class_of(c) in self.params.pyradiomics]
+        seen: dict[tuple[str, str], set[str]] = {}
+        for column in columns:
+            name = FeatureName.parse(column)
+            if not name.feature_class.startswith("shape") and _image_type_of(name.image_type) not in self.params.image_types:
+                return f"column '{column}' belongs to no enabled image type (imageType: {', '.join(self.params.image_types)})"
+            seen.setdefault((name.image_type, name.feature_class), set()).add(name.feature)
+        for feature_class in self.params.pyradiomics:
+            wanted = set(self._classical_features(feature_class))
+            types = ["Original"] if feature_class.startswith("shape") else list(self.params.image_types)
+            for image_type in types:
+                tokens = [t for (t, c) in seen if c == feature_class and (c.startswith("shape") or _image_type_of(t) == image_type)]
+                if not tokens:
+                    where = f"featureClass.{feature_class}" if feature_class.startswith("shape") else f"imageType.{image_type} with featureClass.{feature_class}"
+                    return f"{where} gave no feature"
+                for token in tokens:
+                    got = seen[(token, feature_class)]
+                    if got != wanted:
+                        missing, extra = sorted(wanted - got), sorted(got - wanted)
+                        detail = f"lacks {format_name(token, feature_class, missing[0])}" if missing else f"has unexpected {format_name(token, feature_class, extra[0])}"
+                        return f"featureClass.{feature_class} on {token} {detail}"
+        return None
+
+    def _classical_features(self, feature_class: str) -> list[str]:
+        listed = self.params.pyradiomics[feature_class]
+        if listed:
+            return list(listed)
+        from .registry import get_registry
+
+        return get_registry().get(feature_class)().feature_names()  # PyRadiomics enables the non-deprecated ones
+
+    def columns_problem(self, row: Mapping[str, Any]) -> str | None:
+        """What makes a stored row incomplete for these params: a missing or extra feature column (None when complete).
+
+        The batch cache uses it to refuse a row written by other code or edited by hand.
+        """
+        features = [c for c in row if is_feature(c)]
+        known = set(self.params.class_order)
+        for column in features:
+            if feature_class_of(column) not in known:
+                return f"unexpected column '{column}' (class not in the params)"
+        for name, feature_class in self.plugin_classes.items():
+            wanted = [format_name(feature_class.image_type, name, f) for f in feature_class.feature_names()]
+            got = [c for c in features if feature_class_of(c) == name]
+            if set(got) != set(wanted):
+                missing, extra = sorted(set(wanted) - set(got)), sorted(set(got) - set(wanted))
+                return f"missing column '{missing[0]}'" if missing else f"unexpected column '{extra[0]}'"
+        if self.params.pyradiomics:
+            return self.classical_columns_problem(features)
+        return None
+
+    def code_versions(self) -> dict[str, str]:
+        """Versions of the code that computes the features: deepradiomics, PyRadiomics and each plugin's distribution."""
+        from importlib import metadata
+
+        from .registry import get_registry
+
+        versions = {"deepradiomics": __version__}
+        registry = get_registry()
+        sources = {"pyradiomics"} if self.params.pyradiomics else set()
+        sources |= {registry.entry(name).source for name in self.params.plugins}
+        for source in sorted(sources):
+            try:
+                versions[source] = metadata.version(source)
+            except (metadata.PackageNotFoundError, ValueError):
+                versions[source] = "unversioned"  # a class registered at run time (tests, notebooks)
+        return versions
 
     def artifacts(self) -> dict[str, str]:
         """``{column: sha256}`` of every model and fitted artifact the plugin classes use."""
@@ -265,6 +368,50 @@ class Extractor:
         from .batch import run_batch
 
         return run_batch(self, manifest, jobs=jobs, out_dir=out_dir, progress=progress, base_dir=base_dir, **kwargs)
+
+
+class _CapturedWarnings:
+    """Collects the warnings a logger (and its children) emits inside a ``with`` block, one line each."""
+
+    def __init__(self, name: str) -> None:
+        import logging
+
+        self.logger = logging.getLogger(name)
+        self.messages: list[str] = []
+        self.handler = logging.Handler(logging.WARNING)
+        self.handler.emit = lambda record: self.messages.append(" ".join(record.getMessage().split()))
+
+    def __enter__(self) -> _CapturedWarnings:
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.logger.removeHandler(self.handler)
+
+
+#: the image-type token PyRadiomics writes in a column name for each image type (``wavelet2-LLH`` for level 2)
+_IMAGE_TYPE_TOKENS = {
+    "Original": "original",
+    "Wavelet": "wavelet",
+    "LoG": "log-sigma",
+    "Square": "square",
+    "SquareRoot": "squareroot",
+    "Logarithm": "logarithm",
+    "Exponential": "exponential",
+    "Gradient": "gradient",
+    "LBP2D": "lbp-2D",
+    "LBP3D": "lbp-3D",
+}
+
+
+def _image_type_of(token: str) -> str | None:
+    """The image type (``LoG``) of an image-type token of a column name (``log-sigma-1-0-mm-3D``)."""
+    import re
+
+    for image_type, prefix in _IMAGE_TYPE_TOKENS.items():
+        if token == prefix or token.startswith(prefix + "-") or (image_type == "Wavelet" and re.match(r"^wavelet\d*-", token)):
+            return image_type
+    return None
 
 
 #: key of the PyRadiomics block in :meth:`Extractor.compute` (a name no registered class can have: it has '_')

@@ -22,6 +22,8 @@ import copy
 import hashlib
 import importlib.util
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,10 @@ import yaml
 from .errors import ParamsError, did_you_mean
 
 TOP_LEVEL_KEYS = ("setting", "imageType", "featureClass", "voxelSetting")
+#: a number written without YAML 1.1's mandatory dot (``1e308``), which YAML reads as text
+_NUMBER_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+#: numeric settings beyond this magnitude overflow float64 in PyRadiomics' arithmetic (bin edges, ranges)
+MAX_SETTING_MAGNITUDE = 1e300
 #: PyRadiomics' image types (``radiomics.getImageTypes()``), listed here so checking needs no import.
 IMAGE_TYPES = ("Original", "Wavelet", "LoG", "Square", "SquareRoot", "Logarithm", "Exponential", "Gradient", "LBP2D", "LBP3D")
 
@@ -128,6 +134,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         raise ParamsError(f"setting override {text!r}: value {raw!r} is not valid YAML ({exc})") from exc
+    if isinstance(value, str) and _NUMBER_TEXT.match(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; on a command line it means a number
     return key.strip(), value
 
 
@@ -214,6 +222,8 @@ def _validate(data: dict, where: str, base_dir: Path | None = None) -> Params:
         valid = list(schema["voxelSetting"]["mapping"])
         if key not in valid:
             raise ParamsError(f"{where}: unknown setting 'voxelSetting.{key}'.{did_you_mean(str(key), valid)}")
+    _check_numbers(setting, schema["setting"]["mapping"], f"{where}: setting")
+    _check_numbers(voxel_setting, schema["voxelSetting"]["mapping"], f"{where}: voxelSetting")
     for name, custom in image_types.items():
         if name not in IMAGE_TYPES:
             raise ParamsError(f"{where}: unknown image type 'imageType.{name}'.{did_you_mean(str(name), IMAGE_TYPES)} Valid types: {', '.join(IMAGE_TYPES)}")
@@ -222,6 +232,7 @@ def _validate(data: dict, where: str, base_dir: Path | None = None) -> Params:
         for key in custom or {}:
             if key not in valid_settings:
                 raise ParamsError(f"{where}: unknown setting 'imageType.{name}.{key}'.{did_you_mean(str(key), valid_settings)}")
+        _check_numbers(custom or {}, schema["setting"]["mapping"], f"{where}: imageType.{name}")
 
     registry = get_registry()
     if feature_classes is None:
@@ -261,7 +272,50 @@ def _validate(data: dict, where: str, base_dir: Path | None = None) -> Params:
     )
     if pyradiomics:
         _check_with_pyradiomics(params, where)
+        _check_pyradiomics_rules(params, where)
     return params
+
+
+def _check_numbers(values: Mapping, schema: Mapping, where: str) -> None:
+    """Numeric settings (per PyRadiomics' schema) must be finite numbers of a sane magnitude, not text or booleans.
+
+    PyRadiomics' schema check lets NaN, infinity, 1e308 and numeric text through, and PyRadiomics then fails
+    deep inside its binning with a traceback (or bins nothing): refuse them here, naming the key.
+    """
+    for key, value in values.items():
+        rule = schema.get(key, {})
+        kind = rule.get("seq", [{}])[0].get("type") if "seq" in rule else rule.get("type")
+        if kind not in ("int", "float"):
+            continue
+        items = value if "seq" in rule and isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if item is None:
+                continue
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                hint = " (YAML reads a number without a dot, such as 1e5, as text: write 1.0e+5)" if isinstance(item, str) else ""
+                raise ParamsError(f"{where}.{key} is {item!r}, not a number{hint}: give a {kind} value")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ParamsError(f"{where}.{key} is {item}: give a finite number")
+            if abs(item) > MAX_SETTING_MAGNITUDE:
+                raise ParamsError(
+                    f"{where}.{key} is {item:g}, beyond {MAX_SETTING_MAGNITUDE:.0e}: float64 arithmetic on it overflows "
+                    "(bin edges, ranges); give a value in image units"
+                )
+
+
+def _check_pyradiomics_rules(params: Params, where: str) -> None:
+    """Combinations PyRadiomics accepts but computes nothing for (it only logs a warning): refuse them with the fix."""
+    for name, custom in params.image_types.items():
+        if name == "LoG" and not ({**params.setting, **dict(custom or {})}.get("sigma")):
+            raise ParamsError(
+                f"{where}: imageType.LoG needs 'sigma' (a list of filter widths in mm, e.g. sigma: [1.0, 3.0]) in setting "
+                "or in imageType.LoG; without it PyRadiomics computes no LoG feature"
+            )
+    if "shape2D" in params.pyradiomics and not params.setting.get("force2D"):
+        raise ParamsError(
+            f"{where}: featureClass.shape2D needs 'setting: {{force2D: true}}' (shape2D describes slices); without it "
+            "PyRadiomics computes no shape2D feature. Use featureClass.shape for the 3D shape"
+        )
 
 
 def _pyradiomics_features(cls: type, value: Any, where: str) -> list[str]:

@@ -17,8 +17,18 @@ import click
 LEVELS = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
 
+#: exit status after Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
+
+
 def report_errors(function):
-    """Turn a deepradiomics error (and an unwritable output) into one ``Error: ...`` line on stderr, exit status 2."""
+    """Turn every failure of a command into one ``Error: ...`` line on stderr and exit status 1.
+
+    A deepradiomics error carries its own message (file, key, value, fix); an OS error names the file;
+    Ctrl-C exits with status 130 and keeps what a batch finished. Anything else is a bug: still one line
+    (type, message, where it happened), with the traceback logged at debug level (``-vv``). Click's own
+    usage errors keep click's status 2.
+    """
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -26,16 +36,42 @@ def report_errors(function):
 
         try:
             return function(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except DeepRadiomicsError as exc:
             raise click.ClickException(" ".join(str(exc).split())) from exc
+        except KeyboardInterrupt:
+            click.echo(
+                "Interrupted: cases already finished are kept in --out-dir when one was given; run the same command again to resume",
+                err=True,
+            )
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
         except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
             raise click.ClickException(f"cannot write '{exc.filename}': {exc.strerror}: choose another path") from exc
         except OSError as exc:
             if getattr(exc, "errno", None) == 28:  # ENOSPC
                 raise click.ClickException(f"no space left on the device while writing '{exc.filename}': free some space or write elsewhere") from exc
-            raise
+            where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+            raise click.ClickException(f"input/output error{where}: {exc.strerror or exc}: check the file and the disk") from exc
+        except MemoryError as exc:
+            raise click.ClickException("out of memory: use fewer --jobs, smaller images, or a machine with more memory") from exc
+        except Exception as exc:  # a bug: one line for the user, the traceback for -vv
+            logging.getLogger("deepradiomics.cli").debug("unexpected error", exc_info=True)
+            raise click.ClickException(
+                f"unexpected internal error: {_describe(exc)}. This is a bug: please report it with the output of -vv"
+            ) from exc
 
     return wrapper
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message (at file:line)`` of an exception, on one line."""
+    import traceback
+    from pathlib import Path
+
+    last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {Path(last.filename).name}:{last.lineno})" if last else ""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}{where}"
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> int:

@@ -26,13 +26,15 @@ def command(params, manifest, output, jobs, out_dir, settings, scheduler, progre
     modalities (paths relative to the manifest); other columns pass through. A failed case becomes
     a row with its message in diagnostics_Error; the batch carries on and exits 0.
     """
-    from ..batch import failures, read_manifest, run_batch
+    from ..batch import check_scheduler, failures, read_manifest, run_batch
     from ..io import check_output, check_writable_folder, write_table
 
     setup_logging(verbose, quiet)
+    # everything that can be refused is refused before the first case runs
     check_output(output)
     if out_dir is not None:
         check_writable_folder(out_dir, f"--out-dir '{out_dir}'")
+    check_scheduler(scheduler)
     extractor = load_extractor(params, settings)
     read_manifest(manifest)  # a bad manifest fails before any worker starts
     table = run_batch(extractor, manifest, jobs=jobs, out_dir=out_dir, progress=progress and not quiet, scheduler=scheduler)

@@ -1,0 +1,482 @@
+"""Hostile inputs through the command line: every one ends in one line naming the file/key/value and the fix.
+
+Each test writes its bad file (truncated, corrupted, out of range, ...) from a real LGG case, runs the real
+command through click's CliRunner (in process, so a test class can be registered) and asserts the exit
+status (1 for a refused input, 2 for click's usage errors), the message, and that no traceback is shown.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+from click.testing import CliRunner
+
+from deepradiomics import batch, io
+from deepradiomics.cli import main
+from deepradiomics.featureclass import FeatureClass
+from deepradiomics.naming import ERROR_COLUMN
+from deepradiomics.registry import get_registry
+
+FIRSTORDER = {"setting": {"binWidth": 25.0}, "featureClass": {"firstorder": ["Mean", "Maximum"]}}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+@dataclass(frozen=True)
+class ModalitySettings:
+    modality: str = "t1"
+    features: str = "Mean"  # comma-separated selection
+
+
+class ModalityMean(FeatureClass):
+    """Mean of a named modality in the ROI: a class that reads a modality other than the main image."""
+
+    name = "modmean"
+    family = "classical"
+    Settings = ModalitySettings
+
+    def feature_names(self) -> list[str]:
+        return [f for f in self.settings.features.split(",") if f == "Mean"]
+
+    def compute(self, case) -> dict[str, float]:
+        values = np.asarray(case.array(self.settings.modality), dtype=np.float64)[case.mask_array()]
+        return {"Mean": float(values.mean())}
+
+
+@pytest.fixture(autouse=True)
+def registered():
+    registry = get_registry()
+    registry.register(ModalityMean, source="tests")
+    yield
+    registry.unregister(ModalityMean.name)
+
+
+def run(*args: str, expect: int = 1):
+    """Invoke the CLI; check the exit status and that stderr holds no traceback; return the result."""
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == expect, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    if expect == 1:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1, result.stderr  # one line
+    return result
+
+
+def error_line(result) -> str:
+    return next(line for line in result.stderr.splitlines() if line.startswith("Error:"))
+
+
+@pytest.fixture
+def params(tmp_path):
+    def write(data: dict, name: str = "params.yaml"):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return write
+
+
+def write_like(reference, array: np.ndarray, path) -> str:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    sitk.WriteImage(image, str(path))
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------------------ damaged files
+def _truncated(source, target, keep: float = 0.5):
+    data = source.read_bytes()
+    target.write_bytes(data[: int(len(data) * keep)])
+    return target
+
+
+def _flipped(source, target):
+    data = bytearray(source.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte in the middle of the compressed data: the checksum must catch it
+    target.write_bytes(bytes(data))
+    return target
+
+
+def _short_payload(source, target):
+    # a complete, valid gzip stream of a NIfTI file that lost its second half before it was compressed
+    raw = gzip.decompress(source.read_bytes())
+    target.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    return target
+
+
+def _trailer_cut(source, target):
+    data = source.read_bytes()
+    target.write_bytes(data[:-4])  # the gzip length field is gone: only the trailer check notices
+    return target
+
+
+@pytest.mark.parametrize(
+    "role, damage",
+    [
+        ("image", _truncated),
+        ("mask", _truncated),
+        ("image", _flipped),
+        ("mask", _short_payload),
+        ("image", _trailer_cut),
+        ("modality", _truncated),
+    ],
+)
+def test_damaged_nifti_gz_is_refused_naming_the_file(role, damage, tmp_path, params, lgg_case):
+    source = lgg_case["mask" if role == "mask" else "t1" if role == "modality" else "flair"]
+    bad = damage(source, tmp_path / f"bad_{role}.nii.gz")
+    image = bad if role == "image" else lgg_case["flair"]
+    mask = bad if role == "mask" else lgg_case["mask"]
+    t1 = bad if role == "modality" else lgg_case["t1"]
+    data = {"setting": {"binWidth": 25.0}, "featureClass": {"firstorder": ["Mean"], "modmean": {"modality": "t1"}}}
+    result = run("extract", params(data), image, mask, "-m", f"t1={t1}")
+    line = error_line(result)
+    assert f"bad_{role}.nii.gz" in line and "is damaged" in line and "copy or export it again" in line, line
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+def test_damaged_nrrd_and_metaimage_streams_are_refused(suffix, tmp_path, params, lgg_case):
+    reference = sitk.ReadImage(str(lgg_case["flair"]))
+    good = tmp_path / f"good{suffix}"
+    sitk.WriteImage(reference, str(good), useCompression=True)
+    # NRRD: ITK misses a cut CRC trailer; MetaImage: ITK ignores a flipped byte (no Adler-32 check)
+    bad = (_trailer_cut if suffix == ".nrrd" else _flipped)(good, tmp_path / f"bad{suffix}")
+    line = error_line(run("extract", params(FIRSTORDER), bad, lgg_case["mask"]))
+    assert f"bad{suffix}" in line and "is damaged" in line
+    run("extract", params(FIRSTORDER), good, lgg_case["mask"], expect=0)
+
+
+def test_truncated_plain_nifti_is_refused(tmp_path, params, lgg_case):
+    raw = tmp_path / "raw.nii"
+    raw.write_bytes(gzip.decompress(lgg_case["flair"].read_bytes()))
+    _truncated(raw, tmp_path / "short.nii", keep=0.9)
+    line = error_line(run("extract", params(FIRSTORDER), tmp_path / "short.nii", lgg_case["mask"]))
+    assert "short.nii" in line and "header declares" in line
+
+
+def test_a_damaged_case_is_one_error_row_in_a_batch(tmp_path, params, lgg_case):
+    bad = _truncated(lgg_case["flair"], tmp_path / "cut.nii.gz")
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame(
+        {"ID": ["good", "cut"], "Image": [str(lgg_case["flair"]), str(bad)], "Mask": [str(lgg_case["mask"])] * 2}
+    ).to_csv(manifest, index=False)
+    out = tmp_path / "t.csv"
+    result = run("batch", params(FIRSTORDER), manifest, "-o", out, "--no-progress", expect=0)
+    assert "1 of 2 cases extracted" in result.stderr
+    table = io.read_table(out)
+    assert table.loc["good", "original_firstorder_Mean"] > 0
+    assert "cut.nii.gz" in table.loc["cut", ERROR_COLUMN] and "is damaged" in table.loc["cut", ERROR_COLUMN]
+
+
+# ------------------------------------------------------------------------------------------------ params
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"imageType": {"LoG": {}}, "featureClass": {"firstorder": ["Mean"]}}, ["imageType.LoG", "sigma"]),
+        ({"featureClass": {"shape2D": []}}, ["featureClass.shape2D", "force2D"]),
+        ({"setting": {"binWidth": float("nan")}, "featureClass": {"firstorder": []}}, ["setting.binWidth", "nan", "finite"]),
+        ({"setting": {"binWidth": float("inf")}, "featureClass": {"firstorder": []}}, ["setting.binWidth", "inf", "finite"]),
+        ({"setting": {"binWidth": 1e308}, "featureClass": {"firstorder": []}}, ["setting.binWidth", "1e+308", "overflows"]),
+        ({"setting": {"binWidth": "1e5"}, "featureClass": {"firstorder": []}}, ["setting.binWidth", "'1e5'", "not a number", "1.0e+5"]),
+        ({"imageType": {"LoG": {"sigma": [1.0, float("nan")]}}, "featureClass": {"firstorder": []}}, ["imageType.LoG.sigma", "nan"]),
+        ({"featureClass": {"modmean": {"features": ""}}}, ["featureClass.modmean", "produces no feature"]),
+    ],
+    ids=["log-no-sigma", "shape2d-no-force2d", "binwidth-nan", "binwidth-inf", "binwidth-1e308", "binwidth-text", "sigma-nan", "no-feature"],
+)
+def test_params_that_would_give_no_or_broken_features_are_refused(data, expected, params, lgg_case):
+    line = error_line(run("extract", params(data, "bad.yaml"), lgg_case["flair"], lgg_case["mask"]))
+    assert "bad.yaml" in line, line
+    for text in expected:
+        assert text in line, (text, line)
+
+
+@pytest.mark.parametrize("value, expected", [(".nan", "nan"), ("1e308", "1e+308"), (".inf", "inf")])
+def test_setting_overrides_are_checked_like_the_file(value, expected, params, lgg_case):
+    line = error_line(run("extract", params(FIRSTORDER), lgg_case["flair"], lgg_case["mask"], "-s", f"binWidth={value}"))
+    assert "setting.binWidth" in line and expected in line and "-s overrides" in line
+
+
+def test_empty_params_file_is_refused(tmp_path, lgg_case):
+    (tmp_path / "empty.yaml").write_text("")
+    line = error_line(run("extract", tmp_path / "empty.yaml", lgg_case["flair"], lgg_case["mask"]))
+    assert "empty.yaml' is empty" in line and "featureClass" in line
+
+
+def test_every_image_type_and_class_yields_features(params, lgg_case):
+    data = {
+        "imageType": {"Original": {}, "LoG": {"sigma": [2.0]}, "Wavelet": {}, "Square": {}},
+        "setting": {"binWidth": 25.0},
+        "featureClass": {"firstorder": ["Mean"], "shape": ["VoxelVolume"]},
+    }
+    result = run("extract", params(data), lgg_case["flair"], lgg_case["mask"], expect=0)
+    header = result.stdout.splitlines()[0].split(",")
+    assert "original_shape_VoxelVolume" in header and "log-sigma-2-0-mm-3D_firstorder_Mean" in header
+    assert sum(c.startswith("wavelet-") for c in header) == 8 and "square_firstorder_Mean" in header
+
+
+def test_a_class_that_pyradiomics_skips_at_run_time_is_an_error(tmp_path, params, lgg_case):
+    # shape2D with force2Ddimension 2 on a one-slice ROI: PyRadiomics 3.0.1 skips it with a mere warning
+    mask = sitk.ReadImage(str(lgg_case["mask"]))
+    array = sitk.GetArrayFromImage(mask)
+    flat = np.zeros_like(array)
+    flat[10] = array[10]
+    thin = write_like(mask, flat, tmp_path / "one_slice.nii.gz")
+    data = {"setting": {"binWidth": 25.0, "force2D": True, "force2Ddimension": 2}, "featureClass": {"shape2D": ["Perimeter"], "firstorder": ["Mean"]}}
+    line = error_line(run("extract", params(data, "flat.yaml"), lgg_case["flair"], thin))
+    assert "flat.yaml: featureClass.shape2D gave no feature on case" in line and "PyRadiomics warned: Size in specified 2D dimension" in line
+
+
+def test_incomplete_classical_rows_are_named():
+    from deepradiomics import Extractor
+
+    extractor = Extractor({"imageType": {"Original": {}, "Square": {}}, "featureClass": {"shape": ["VoxelVolume"], "firstorder": ["Mean"]}})
+    complete = {"original_shape_VoxelVolume": 1.0, "original_firstorder_Mean": 1.0, "square_firstorder_Mean": 2.0}
+    assert extractor.columns_problem(complete) is None
+    assert extractor.columns_problem({**complete, "square_firstorder_Maximum": 1.0}) == "featureClass.firstorder on square has unexpected square_firstorder_Maximum"
+    assert extractor.columns_problem({k: v for k, v in complete.items() if k != "square_firstorder_Mean"}) == "imageType.Square with featureClass.firstorder gave no feature"
+    assert extractor.columns_problem({**complete, "original_glcm_Contrast": 1.0}) == "unexpected column 'original_glcm_Contrast' (class not in the params)"
+    assert "no enabled image type" in extractor.columns_problem({**complete, "wavelet-LLH_firstorder_Mean": 1.0})
+
+
+# ------------------------------------------------------------------------------------------------ values
+def test_image_values_whose_squares_overflow_are_refused(tmp_path, params, lgg_case):
+    reference = sitk.ReadImage(str(lgg_case["flair"]))
+    huge = write_like(reference, sitk.GetArrayFromImage(reference).astype(np.float64) * 1e298, tmp_path / "huge.nii.gz")
+    line = error_line(run("extract", params(FIRSTORDER), huge, lgg_case["mask"]))
+    assert "huge.nii.gz" in line and "overflow float64" in line and "rescale" in line
+
+
+def test_nan_voxels_are_refused(tmp_path, params, lgg_case):
+    reference = sitk.ReadImage(str(lgg_case["flair"]))
+    array = sitk.GetArrayFromImage(reference).astype(np.float32)
+    array[0, 0, :7] = np.nan
+    path = write_like(reference, array, tmp_path / "nan.nrrd")  # ITK's NIfTI writer would turn NaN into 0
+    line = error_line(run("extract", params(FIRSTORDER), path, lgg_case["mask"]))
+    assert "nan.nrrd" in line and "7 NaN or infinite voxels" in line
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (lambda m: m.astype(np.uint64) * 2**40, "label value 1099511627776"),  # beyond int32: PyRadiomics would alias it
+        (lambda m: m.astype(np.int64) * (2**32 + 1), "label value 4294967297"),  # uint32 cast would make it 1
+        (lambda m: m.astype(np.float32) * 0.5, "non-whole values (e.g. 0.5)"),
+        (lambda m: m.astype(np.int16) - 1, "label value -1"),
+    ],
+    ids=["uint64", "aliasing", "fractional", "negative"],
+)
+def test_masks_outside_the_label_range_are_refused(values, expected, tmp_path, params, lgg_case):
+    reference = sitk.ReadImage(str(lgg_case["mask"]))
+    path = write_like(reference, values(sitk.GetArrayFromImage(reference)), tmp_path / "odd_mask.nrrd")
+    line = error_line(run("extract", params(FIRSTORDER), lgg_case["flair"], path))
+    assert "odd_mask.nrrd" in line and expected in line and ("relabel" in line or "round" in line), line
+
+
+@pytest.mark.parametrize("label, expected", [("0", "out of range"), ("1.5", "not a whole number"), (str(2**40), "out of range"), ("one", "not an integer")])
+def test_bad_label_values_are_refused(label, expected, params, lgg_case):
+    line = error_line(run("extract", params(FIRSTORDER), lgg_case["flair"], lgg_case["mask"], "--label", label))
+    assert "--label" in line and expected in line
+
+
+def test_blank_image_argument_is_not_read_as_a_dicom_folder(params, lgg_case):
+    line = error_line(run("extract", params(FIRSTORDER), "", lgg_case["mask"]))
+    assert "path is empty" in line and "DICOM" not in line
+
+
+def test_repeated_modality_is_a_usage_error(params, lgg_case):
+    result = run("extract", params(FIRSTORDER), lgg_case["flair"], lgg_case["mask"], "-m", f"t1={lgg_case['t1']}", "-m", f"t1={lgg_case['t1ce']}", expect=2)
+    assert "modality 't1' is given twice" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------ manifests
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "is empty"),
+        (b"ID,Image,Mask\x00\x01\x02\xff", "is a binary file"),
+        (b"ID,Image,Mask\na,x.nii.gz,m.nii.gz\n ,y.nii.gz,m.nii.gz\n", "row 3 has a blank ID"),
+        (b"ID,Image,Mask,diagnostics_Error\na,x,m,\n", "'diagnostics_Error' is named like an output column"),
+        (b"ID,Image,Mask,original_firstorder_Mean\na,x,m,1\n", "'original_firstorder_Mean' is named like an output column"),
+        (b"ID,image,Mask\na,x,m\n", "has no 'Image' column. Did you mean 'image'"),
+        (b"ID,Image,Mask\na,x,m\na,y,m\n", "repeated: a"),
+        (b"\xff\xfe\x00I\x00D", "is a binary file"),
+    ],
+    ids=["zero-bytes", "binary", "blank-id", "error-column", "feature-column", "misspelt", "duplicate", "utf16"],
+)
+def test_bad_manifests_are_refused_before_any_work(content, expected, tmp_path, params):
+    manifest = tmp_path / "bad.csv"
+    manifest.write_bytes(content)
+    line = error_line(run("batch", params(FIRSTORDER), manifest, "--no-progress"))
+    assert "bad.csv" in line and expected in line, line
+
+
+def test_bad_cells_become_error_rows_naming_the_cell(tmp_path, params, lgg_case):
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame(
+        {
+            "ID": ["blankimage", "fraclabel", "good"],
+            "Image": ["", str(lgg_case["flair"]), str(lgg_case["flair"])],
+            "Mask": [str(lgg_case["mask"])] * 3,
+            "Label": ["", "1.5", "1"],
+        }
+    ).to_csv(manifest, index=False)
+    out = tmp_path / "t.json"
+    run("batch", params(FIRSTORDER), manifest, "-o", out, "--no-progress", expect=0)
+    table = io.read_table(out)
+    assert "'Image' cell is blank" in table.loc["blankimage", ERROR_COLUMN]
+    assert "'1.5' is not a whole number" in table.loc["fraclabel", ERROR_COLUMN]
+    assert table.loc["good", ERROR_COLUMN] == "" and table.loc["good", "original_firstorder_Mean"] > 0
+
+
+def test_bogus_and_unreachable_schedulers_are_refused_before_any_work(tmp_path, params, lgg_case, monkeypatch):
+    pytest.importorskip("distributed")
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"ID": ["a"], "Image": [str(lgg_case["flair"])], "Mask": [str(lgg_case["mask"])]}).to_csv(manifest, index=False)
+    line = error_line(run("batch", params(FIRSTORDER), manifest, "--scheduler", "bogus", "--out-dir", tmp_path / "cache"))
+    assert "--scheduler 'bogus'" in line and "tcp://HOST:8786" in line
+    assert not (tmp_path / "cache").exists()  # refused before anything was written
+    monkeypatch.setattr(batch, "DASK_CONNECT_TIMEOUT", 1)
+    line = error_line(run("batch", params(FIRSTORDER), manifest, "--scheduler", "tcp://127.0.0.1:9", "--no-progress"))
+    assert "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'" in line and "start it" in line
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+@pytest.mark.parametrize("command", ["extract", "batch", "fit", "robustness"])
+@pytest.mark.parametrize("where", ["under-a-file", "proc", "extension"])
+def test_bad_outputs_are_refused_before_any_work(command, where, tmp_path, params, lgg_case):
+    (tmp_path / "afile").write_text("x")
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"ID": ["a"], "Image": [str(lgg_case["flair"])], "Mask": [str(lgg_case["mask"])]}).to_csv(manifest, index=False)
+    folder_output = command in ("fit", "robustness")
+    if where == "extension" and folder_output:
+        pytest.skip("a folder output has no extension")
+    target = {"under-a-file": tmp_path / "afile" / ("out" if folder_output else "out.csv"), "proc": "/proc/out" + ("" if folder_output else ".csv"), "extension": tmp_path / "out.xlsx"}[where]
+    p = params(FIRSTORDER)
+    argv = {
+        "extract": ["extract", p, lgg_case["flair"], lgg_case["mask"], "-o", target],
+        "batch": ["batch", p, manifest, "-o", target, "--no-progress"],
+        "fit": ["fit", p, manifest, "-o", target],
+        "robustness": ["robustness", p, manifest, "-o", target, "--levels", "0.9"],
+    }[command]
+    line = error_line(run(*argv))
+    expected = {"under-a-file": "is a file", "proc": "not writable", "extension": "unknown extension '.xlsx'"}[where]
+    assert expected in line and str(target) in line or "afile" in line, line
+    assert "cases extracted" not in line
+
+
+def test_batch_under_a_file_out_dir_is_refused(tmp_path, params, lgg_case):
+    (tmp_path / "afile").write_text("x")
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"ID": ["a"], "Image": [str(lgg_case["flair"])], "Mask": [str(lgg_case["mask"])]}).to_csv(manifest, index=False)
+    line = error_line(run("batch", params(FIRSTORDER), manifest, "--out-dir", tmp_path / "afile" / "cache"))
+    assert "--out-dir" in line and "is a file" in line
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv", ".parquet"])
+def test_tables_round_trip_hostile_floats_exactly(suffix, tmp_path):
+    values = [0.1 + 0.2, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -0.0, 1 / 3, math.nan, math.inf, -math.inf, 123456789.12345679]
+    table = pd.DataFrame({"original_firstorder_Mean": values, "diagnostics_Error": [""] * len(values)}, index=pd.Index([f"{i:03d}" for i in range(len(values))], name="ID"))
+    path = tmp_path / f"t{suffix}"
+    io.write_table(table, path)
+    back = io.read_table(path)
+    assert list(back.index) == list(table.index)  # "000" stays text
+    got = back["original_firstorder_Mean"].to_numpy(dtype=np.float64)
+    want = np.array(values)
+    assert np.array_equal(got, want, equal_nan=True) and np.array_equal(np.signbit(got), np.signbit(want))
+    if suffix == ".json":
+        assert json.loads(path.read_text())["rows"]["007"] == ["Infinity", ""]
+
+
+# ------------------------------------------------------------------------------------------------ models
+def test_relative_model_path_names_what_it_was_resolved_against(tmp_path, params, lgg_case):
+    pytest.importorskip("torch")
+    line = error_line(run("extract", params({"featureClass": {"vqhist": {"model": "models/mine"}}}), lgg_case["flair"], lgg_case["mask"]))
+    assert "'models/mine'" in line and f"resolved against {tmp_path.resolve()}" in line and "relative to that file" in line
+
+
+def test_a_malicious_model_file_is_refused_without_torch_advice(tmp_path, params, lgg_case):
+    torch = pytest.importorskip("torch")
+    from deepradiomics.models import sha256_file
+    from tests.test_models import tiny_bundle
+
+    bundle = tmp_path / "evil"
+    tiny_bundle(bundle)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (shutil.copy, (str(bundle / "card.md"), str(marker)))
+
+    torch.save({"weights": Payload()}, bundle / "model.pt")
+    config = yaml.safe_load((bundle / "config.yaml").read_text())
+    config["model_sha256"] = sha256_file(bundle / "model.pt")  # an attacker controls both files
+    (bundle / "config.yaml").write_text(yaml.safe_dump(config))
+    data = {"featureClass": {"vqhist": {"model": "evil", "modalities": ["t1", "Image", "t1ce"]}}}
+    result = run("extract", params(data), lgg_case["flair"], lgg_case["mask"], "-m", f"t1={lgg_case['t1']}", "-m", f"t1ce={lgg_case['t1ce']}")
+    line = error_line(result)
+    assert "model.pt" in line and "is refused" in line and "weights_only" not in result.output
+    assert not marker.exists()  # nothing was executed
+
+
+# ------------------------------------------------------------------------------------------------ study
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda f: f.assign(diagnostics_Error="FeatureError: boom"), "every case of"),
+        (lambda f: f.assign(original_firstorder_Mean=np.nan, original_glcm_Contrast=np.nan), "no usable feature"),
+        (lambda f: f.assign(original_firstorder_Mean=1.0, original_glcm_Contrast=2.0), "2 are constant"),
+        (lambda f: f.assign(grade=""), "no case of"),
+    ],
+    ids=["all-failed", "all-nan", "constant", "no-labels"],
+)
+def test_study_refuses_tables_without_information(change, expected, tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"grade": ["G2", "G3"] * 10, ERROR_COLUMN: "", "original_firstorder_Mean": rng.normal(size=20), "original_glcm_Contrast": rng.normal(size=20)},
+        index=pd.Index([f"c{i}" for i in range(20)], name="ID"),
+    )
+    path = tmp_path / "features.csv"
+    change(frame).to_csv(path)
+    line = error_line(run("study", path, "--target", "grade", "-o", tmp_path / "report", "--model", "logistic"))
+    assert expected in line and "features.csv" in line, line
+
+
+def test_study_names_the_columns_with_infinite_values(tmp_path):
+    from deepradiomics.study.core import prepare_data
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {"grade": ["G2", "G3"] * 10, "original_firstorder_Mean": rng.normal(size=20), "original_glcm_Contrast": rng.normal(size=20)},
+        index=pd.Index([f"c{i}" for i in range(20)], name="ID"),
+    )
+    frame.loc["c3", "original_glcm_Contrast"] = np.inf
+    data = prepare_data(frame, None, "grade")
+    assert any("1 infinite value" in n and "original_glcm_Contrast" in n for n in data.notes), data.notes
+    assert np.isnan(data.features.loc["c3", "original_glcm_Contrast"])
+
+
+# ------------------------------------------------------------------------------------------------ bugs
+def test_an_unexpected_exception_is_one_line_with_the_traceback_at_debug_level():
+    import click
+
+    from deepradiomics.cli._common import report_errors, setup_logging
+
+    @click.command()
+    @click.option("-v", "--verbose", count=True)
+    @report_errors
+    def broken(verbose):
+        setup_logging(verbose)
+        return {}["missing"]
+
+    result = CliRunner().invoke(broken, [])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "unexpected internal error: KeyError: 'missing' (at test_hostile.py:" in result.stderr and "-vv" in result.stderr
+    debug = CliRunner().invoke(broken, ["-vv"])
+    assert debug.exit_code == 1 and "Traceback" in debug.stderr  # the traceback is there when asked for
