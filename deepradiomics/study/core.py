@@ -178,6 +178,12 @@ def prepare_data(
     notes: list[str] = []
     if naming.ERROR_COLUMN in frame.columns:
         failed = ~_is_blank(frame[naming.ERROR_COLUMN])
+        if failed.any() and failed.all():
+            first = frame.index[0]
+            raise StudyDataError(
+                f"every case of {name} ({len(frame)}) failed extraction ({naming.ERROR_COLUMN}); first: "
+                f"{first}: {' '.join(str(frame.loc[first, naming.ERROR_COLUMN]).split())[:300]}. Fix the inputs and run batch again"
+            )
         if failed.any():
             notes.append(f"dropped {int(failed.sum())} case(s) of {name} whose extraction failed ({naming.ERROR_COLUMN})")
             frame = frame[~failed]
@@ -191,6 +197,8 @@ def prepare_data(
         notes.append(f"dropped {n_blank} of {len(values) - n_absent} case(s) of {name} with a blank {target!r} in {labels_name}")
     keep = ~blank
     frame, values = frame[keep], values[keep]
+    if not len(frame):
+        raise StudyDataError(f"no case of {name} is left for the study of {target!r}: " + "; ".join(notes or ["the table has no row"]))
     text = values.map(_fmt_value)
     classes = sorted(text.unique())
     if expected_classes is not None:  # a test set: classes are those of the training set
@@ -224,8 +232,29 @@ def prepare_data(
     y = (text == pos).to_numpy().astype(int)
 
     feature_cols = naming.feature_columns([str(c) for c in frame.columns])
+    if not feature_cols:
+        raise StudyDataError(f"{name} has no feature column (<imageType>_<featureClass>_<Feature>): give a table written by `deepradiomics batch`")
     X = frame[feature_cols].apply(pd.to_numeric, errors="coerce").astype(float)
-    X = X.replace([np.inf, -np.inf], np.nan)
+    infinite = np.isinf(X.to_numpy())
+    if infinite.any():
+        columns = [c for c, bad in zip(X.columns, infinite.any(axis=0)) if bad]
+        notes.append(
+            f"replaced {int(infinite.sum())} infinite value(s) by missing ones (imputed within each training fold) in"
+            f" {len(columns)} column(s): {_list(columns, 10)}"
+        )
+        X = X.replace([np.inf, -np.inf], np.nan)
+    # columns without information: all values missing, or one value for every case. The pipeline drops them in
+    # every fold (kept here: histogram columns keep their codeword positions); a table of nothing else would
+    # end in scikit-learn's ValueError, so it is refused here.
+    empty = [c for c in X.columns if X[c].isna().all()]
+    constant = [c for c in X.columns if c not in empty and X[c].nunique(dropna=True) <= 1]
+    if len(empty) + len(constant) == X.shape[1]:
+        raise StudyDataError(
+            f"no usable feature in {name}: of its {X.shape[1]} feature column(s), {len(empty)} are empty (all missing) and"
+            f" {len(constant)} are constant over the {len(X)} case(s) kept; check the extraction (diagnostics_Error, settings)"
+        )
+    if empty:
+        notes.append(f"{len(empty)} feature column(s) have no value (left out by the models): {_list(empty, 10)}")
     for note in notes:
         logger.warning(note)
     return LabelledData(X, y, pos, negative, notes, n_blank)
