@@ -16,9 +16,12 @@ Reported:
 * the choices inside the network pass, on the 16-voxel patches of the largest case, each timed the same
   way and compared with the class's own path (relative difference of the pooled activations): batched
   patches vs one patch at a time, channels-last weights and input vs contiguous memory vs channels-last
-  input only, ``inference_mode`` vs ``no_grad``.
+  input only, ``inference_mode`` vs ``no_grad``;
+* the GFLOP/s of every convolution on the small batches (2 + 1 patches) of the smallest case, which
+  show where small ROIs lose time.
 
-Run: ``python benchmarks/cnn_speed.py [--threads 2] [--repeats 5]`` from the repository root. The
+Run: ``python benchmarks/cnn_speed.py [--threads 2] [--repeats 5] [--part all|cases|pass|layers]`` from
+the repository root; recorded figures are in benchmarks/README_cnn.md. The
 network build (seeded weights, about a second) is reported once and not counted per case. No GPU was
 available for the recorded runs (see benchmarks/README_cnn.md); ``--device cuda`` runs the same on one.
 """
@@ -103,6 +106,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--part", choices=("all", "cases", "pass", "layers"), default="all", help="what to time (default: all)")
     args = parser.parse_args()
     if not DATA.exists():
         print(f"LGG data not found at {DATA}", file=sys.stderr)
@@ -111,7 +115,6 @@ def main() -> int:
     import torch
     import yaml
     from deepradiomics_plugins.cnn import CNNFeatures
-    from deepradiomics_plugins.cnn.patches import extract_patches, grid_volume, patch_centres
 
     from deepradiomics.case import Case
 
@@ -134,33 +137,52 @@ def main() -> int:
     def gemm() -> float:
         return gemm_flops / gemm_seconds(a, b)
 
-    # ---------------------------------------------------------------- per case, three ROI sizes
-    cases, flops = {}, {}
+    cases = {}
     for case_id in CASES:
         folder = DATA / case_id
         case = Case({"Image": folder / "flair.nii.gz"}, folder / "mask.nii.gz", case_id=case_id)
         case.check()  # read the files once: time the features, not the disk
         cases[case_id] = case
-    runs = interleaved({case_id: (lambda case=case: (cnn.compute(case), dict(cnn.patches_), cnn.roi_voxels_)) for case_id, case in cases.items()}, args.repeats, gemm)
+    if args.part in ("all", "cases"):
+        time_cases(cnn, cases, net, deepest, args.repeats, gemm)
+    if args.part in ("all", "pass"):
+        time_pass_choices(cnn, settings, encoder, cases[CASES[-1]], net, deepest, args.repeats, gemm)
+    if args.part in ("all", "layers"):
+        profile_layers(cnn, cases[CASES[0]], net, args.repeats, gemm)
+    print(f"\nload average after: {os.getloadavg()}")
+    return 0
+
+
+def time_cases(cnn, cases, net, deepest, repeats, gemm) -> None:
+    """Per case, three ROI sizes: CNNFeatures.compute against the FLOP limit."""
+    import statistics
+
+    flops = {}
+    runs = interleaved({case_id: (lambda case=case: (cnn.compute(case), dict(cnn.patches_), cnn.roi_voxels_)) for case_id, case in cases.items()}, repeats, gemm)
     rates = [r for run in runs.values() for r in run["gemm"]]
     print(
         f"GEMM rate (float32 2048^3 torch.mm, median of 3 before every timed run): median {statistics.median(rates) / 1e9:.1f} GFLOP/s "
         f"(range {min(rates) / 1e9:.1f}-{max(rates) / 1e9:.1f})"
     )
-    print(f"\nper case, CNNFeatures.compute, {args.repeats} runs each (ratio = seconds / (GFLOP / GEMM rate of the same round)):")
+    print(f"\nper case, CNNFeatures.compute, {repeats} runs each (ratio = seconds / (GFLOP / GEMM rate of the same round)):")
     print(f"{'case':<24}{'ROI voxels':>11}{'P16':>5}{'P32':>5}{'GFLOP':>8}   median s (min-max)      ratio to the FLOP limit")
     for case_id, run in runs.items():
         _, patches, roi_voxels = run["out"]
         flops[case_id] = sum(n * net.conv_flops(size, deepest) for size, n in patches.items())
         print(f"{case_id:<24}{roi_voxels:>11,}{patches[16]:>5}{patches[32]:>5}{flops[case_id] / 1e9:>8.1f}  {summary(run['seconds'], run['gemm'], flops[case_id])}")
 
-    # ---------------------------------------------------------------- the choices in the network pass
-    largest = cases[CASES[-1]]
+
+def time_pass_choices(cnn, settings, encoder, largest, net, deepest, repeats, gemm) -> None:
+    """The choices in the network pass (batching, memory format, grad mode) on the largest case's 16-voxel patches."""
+    import torch
+    from deepradiomics_plugins.cnn import CNNFeatures
+    from deepradiomics_plugins.cnn.patches import extract_patches, grid_volume, patch_centres
+
     grid = cnn._grid(largest)
     volume = grid_volume(largest.image("Image"), grid)
     patches = extract_patches(volume, patch_centres(grid.roi, 16), 16)
     pass_flops = len(patches) * net.conv_flops(16, deepest)
-    print(f"\nnetwork pass on the {len(patches)} 16-voxel patches of {largest.case_id} ({pass_flops / 1e9:.1f} GFLOP), {args.repeats} interleaved runs each:")
+    print(f"\nnetwork pass on the {len(patches)} 16-voxel patches of {largest.case_id} ({pass_flops / 1e9:.1f} GFLOP), {repeats} interleaved runs each:")
 
     def memory_format(channels_last):
         def prepare():
@@ -195,13 +217,43 @@ def main() -> int:
     }
     variants = {label: variant(batch, mode) for label, (batch, _fmt, mode) in choices.items()}
     formats = {label: memory_format(fmt) for label, (_batch, fmt, _mode) in choices.items()}
-    results = interleaved(variants, args.repeats, gemm, formats)
+    results = interleaved(variants, repeats, gemm, formats)
     reference = results[next(iter(variants))]["out"]
     for label, run in results.items():
         print(f"  {label:<54}{summary(run['seconds'], run['gemm'], pass_flops)}; max rel. difference {max_relative_difference(reference, run['out']):.1e}")
     encoder.use_channels_last(chosen)
-    print(f"\nload average after: {os.getloadavg()}")
-    return 0
+
+
+def profile_layers(cnn, case, net, repeats, gemm) -> None:
+    """GFLOP/s of every convolution for the small batches of the smallest case (what limits small ROIs)."""
+    import statistics
+
+    import torch
+    from deepradiomics_plugins.cnn.patches import extract_patches, grid_volume, patch_centres, scale_patches
+
+    grid = cnn._grid(case)
+    volume = grid_volume(case.image("Image"), grid)
+    rate = statistics.median(gemm() for _ in range(3))
+    print(f"\nper-layer rate on the batches of {case.case_id} (channels-last, inference_mode; GEMM rate now {rate / 1e9:.1f} GFLOP/s):")
+    for size in cnn.settings.patch_sizes:
+        patches = extract_patches(volume, patch_centres(grid.roi, size), size)
+        x = scale_patches(torch.from_numpy(patches).unsqueeze(1)).contiguous(memory_format=torch.channels_last_3d)
+        seconds: dict[int, list[float]] = {}
+        with torch.inference_mode():
+            for round_index in range(repeats + 1):
+                h = x
+                for index, module in enumerate(net.features[: net.layer_index["conv5_4"] + 1]):
+                    start = time.perf_counter()
+                    h = module(h)
+                    if round_index:  # the first round warms up
+                        seconds.setdefault(index, []).append(time.perf_counter() - start)
+        cells = []
+        for name in net.layer_names:
+            conv = net.features[net.conv_index[name]]
+            side = net.layer_size(name, size)
+            layer_flops = 2 * conv.in_channels * conv.out_channels * 27 * side**3 * len(patches)
+            cells.append(f"{name} {layer_flops / statistics.median(seconds[net.conv_index[name]]) / 1e9:.1f}")
+        print(f"  {len(patches)} patch(es) of {size}: " + ", ".join(cells) + " GFLOP/s")
 
 
 if __name__ == "__main__":

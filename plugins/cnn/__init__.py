@@ -272,7 +272,7 @@ class CNNFeatures(FeatureClass):
         s = self.settings
         if s.network == "encoder-3d":
             table = encoder_layers(self._bundle_config()["architecture"])
-            for name in s.layers or ():
+            for name in s.layers if s.layers is not None else ENCODER_DEFAULT_LAYERS:
                 if name not in table:
                     raise ParamsError(
                         f"{self._where}.layers: '{name}' is not a layer of the encoder of bundle '{s.weights}'."
