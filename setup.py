@@ -49,6 +49,7 @@ setup(
         "console_scripts": ["deepradiomics=deepradiomics.cli:main"],
         "deepradiomics.feature_classes": [
             "vqhist = deepradiomics_plugins.vqhist:VQHistogram",
+            "cnn = deepradiomics_plugins.cnn:CNNFeatures",
             "fisher = deepradiomics_plugins.fisher:FisherVector",
         ],
         "deepradiomics.commands": [
