@@ -105,34 +105,71 @@ def verify_image_file(path: str | os.PathLike, where: str | None = None) -> None
     True``, or their detached data files), decompressed to its end without keeping the output, and its
     end-of-stream marker and checksum are verified (gzip: CRC32 and length of every member; bzip2: block
     CRCs; zlib: Adler-32). A NIfTI file (plain or gzip) must then hold as many bytes as its header
-    declares. Cost: one extra decompression of the file (measured in README_failures).
+    declares, and a floating-point NIfTI no NaN or infinite voxel (ITK's NIfTI reader turns them into 0).
+    Cost: one extra decompression of the file (measured in README_failures).
     """
     path = Path(path)
     where = where or f"file '{path}'"
     streams = compressed_streams(path)
     for codec, data_path, offset in streams:
-        problem, head, length = _stream_problem(codec, data_path, offset)
-        if problem is None and data_path == path and offset == 0:
-            problem = _nifti_problem(head, length)
+        payload = _Payload()
+        problem = _stream_problem(codec, data_path, offset, payload)
         if problem:
             what = where if data_path == path else f"{where} (its data file '{data_path}')"
             raise CaseError(
                 f"{what} is damaged: its {codec} stream {problem}; the file is truncated or corrupted "
                 "(e.g. an interrupted copy or download): copy or export it again"
             )
+        if data_path == path and offset == 0:
+            _check_nifti(payload, where, f"its {codec} stream")
     if not streams:
+        payload = _Payload()
         with open(path, "rb") as handle:
-            head = handle.read(_NIFTI_HEAD)
-        problem = _nifti_problem(head, path.stat().st_size)
-        if problem:
-            raise CaseError(f"{where} is damaged: it {problem}; the file is truncated: copy or export it again")
+            payload.feed(handle.read(_NIFTI_HEAD))
+            if payload.layout and payload.layout.float_dtype is not None:
+                while chunk := handle.read(_CHUNK):  # a float NIfTI: its voxels are scanned for NaN
+                    payload.feed(chunk)
+        payload.length = max(payload.length, path.stat().st_size)
+        _check_nifti(payload, where, "it")
+
+
+def _check_nifti(payload: _Payload, where: str, subject: str) -> None:
+    layout = payload.layout
+    if not layout:
+        return
+    if payload.length < layout.expected_bytes:
+        raise CaseError(
+            f"{where} is damaged: {subject} holds {payload.length} bytes of NIfTI data where its header declares "
+            f"{layout.expected_bytes} ({'x'.join(map(str, layout.dims))} voxels of {layout.bitpix} bits); the file is "
+            "truncated: copy or export it again"
+        )
+    if payload.nonfinite:
+        raise CaseError(
+            f"{where} has {payload.nonfinite} NaN or infinite voxels (SimpleITK would read them as 0): replace them "
+            "(e.g. by 0) before extraction"
+        )
 
 
 _NIFTI_HEAD = 544
 
 
-def _nifti_problem(head: bytes, length: int) -> str | None:
-    """For a single-file NIfTI-1/2 header: a message when the file holds fewer bytes than the header declares."""
+@dataclass(frozen=True)
+class _NiftiLayout:
+    dims: tuple
+    bitpix: int
+    offset: int
+    float_dtype: str | None  # numpy dtype of a floating-point NIfTI (None for other types)
+
+    @property
+    def expected_bytes(self) -> int:
+        voxels = 1
+        for dim in self.dims:
+            voxels *= max(int(dim), 1)
+        return self.offset + voxels * max(self.bitpix, 0) // 8
+
+
+def _nifti_layout(head: bytes) -> _NiftiLayout | None:
+    """Data layout of a single-file NIfTI-1 or NIfTI-2 header (None for anything else)."""
     import struct
 
     if len(head) < 348:
@@ -142,24 +179,49 @@ def _nifti_problem(head: bytes, length: int) -> str | None:
         if size == 348 and head[344:348] == b"n+1\x00":
             ndim = struct.unpack(order + "h", head[40:42])[0]
             dims = struct.unpack(order + "8h", head[40:56])[1:1 + max(0, min(ndim, 7))]
-            bitpix = struct.unpack(order + "h", head[72:74])[0]
+            datatype, bitpix = struct.unpack(order + "2h", head[70:74])
             offset = int(struct.unpack(order + "f", head[108:112])[0])
-            break
-        if size == 540 and len(head) >= 540 and head[4:8] == b"n+2\x00":
+        elif size == 540 and len(head) >= 540 and head[4:8] == b"n+2\x00":
             ndim = struct.unpack(order + "q", head[16:24])[0]
             dims = struct.unpack(order + "8q", head[16:80])[1:1 + max(0, min(ndim, 7))]
-            bitpix = struct.unpack(order + "h", head[14:16])[0]
+            datatype, bitpix = struct.unpack(order + "2h", head[12:16])
             offset = struct.unpack(order + "q", head[168:176])[0]
-            break
-    else:
-        return None
-    voxels = 1
-    for dim in dims:
-        voxels *= max(int(dim), 1)
-    expected = offset + voxels * max(int(bitpix), 0) // 8
-    if length < expected:
-        return f"holds {length} bytes of NIfTI data where its header declares {expected} ({'x'.join(map(str, dims))} voxels of {bitpix} bits)"
+        else:
+            continue
+        float_dtype = {16: order + "f4", 64: order + "f8"}.get(datatype)
+        return _NiftiLayout(tuple(int(d) for d in dims), int(bitpix), int(offset), float_dtype)
     return None
+
+
+class _Payload:
+    """What the (decompressed) bytes of an image file reveal, fed chunk by chunk: its first bytes, its length,
+    its NIfTI layout, and the NaN or infinite voxels of a floating-point NIfTI."""
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.length = 0
+        self.layout: _NiftiLayout | None = None
+        self.nonfinite = 0
+        self._carry = b""  # bytes of a voxel split between two chunks
+
+    def feed(self, chunk: bytes) -> None:
+        import numpy as np
+
+        start = self.length
+        self.length += len(chunk)
+        if len(self.head) < _NIFTI_HEAD:
+            self.head += chunk[: _NIFTI_HEAD - len(self.head)]
+            if self.layout is None and len(self.head) >= 348:
+                self.layout = _nifti_layout(self.head)
+        layout = self.layout
+        if layout is None or layout.float_dtype is None or self.length <= layout.offset:
+            return
+        data = self._carry + chunk[max(0, layout.offset - start):]
+        itemsize = np.dtype(layout.float_dtype).itemsize
+        usable = len(data) - len(data) % itemsize
+        self._carry = data[usable:]
+        values = np.frombuffer(data[:usable], dtype=layout.float_dtype)
+        self.nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
 
 
 def compressed_streams(path: Path) -> list[tuple[str, Path, int]]:
@@ -227,29 +289,31 @@ def _metaimage_streams(path: Path, head: bytes) -> list[tuple[str, Path, int]]:
     return [("zlib", path.parent / data_file, 0)]
 
 
-def _stream_problem(codec: str, path: Path, offset: int) -> tuple[str | None, bytes, int]:
-    """(problem or None, first bytes of the output, output length) of the compressed stream at ``offset``."""
+def _stream_problem(codec: str, path: Path, offset: int, payload: _Payload) -> str | None:
+    """What is wrong with the compressed stream at ``offset`` of ``path`` (None when it is complete and intact).
+
+    The decompressed bytes go to ``payload`` (gzip and zlib; bzip2 is only checked).
+    """
     import zlib
 
     if not path.is_file():
-        return f"has no data file: '{path}' does not exist", b"", 0
+        return f"has no data file: '{path}' does not exist"
     try:
         with open(path, "rb") as raw:
             raw.seek(offset)
             if codec == "bzip2":
-                return _bzip2_problem(raw), b"", 0
-            return _inflate(raw, gzip=codec == "gzip")
+                return _bzip2_problem(raw)
+            return _inflate_problem(raw, codec == "gzip", payload)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        return f"fails its check ({exc})", b"", 0
+        return f"fails its check ({exc})"
 
 
-def _inflate(raw, gzip: bool) -> tuple[str | None, bytes, int]:
-    """Inflate a zlib (Adler-32) or gzip (CRC32 + length, every member) stream to its end, output discarded."""
+def _inflate_problem(raw, gzip: bool, payload: _Payload) -> str | None:
+    """Inflate a zlib (Adler-32) or gzip (CRC32 + length, every member) stream to its end into ``payload``."""
     import zlib
 
     wbits = 31 if gzip else 15  # 16 + 15: gzip header and trailer, checked by zlib itself
     decompressor = zlib.decompressobj(wbits)
-    head, length = b"", 0
     data = raw.read(_CHUNK)
     while True:
         if data:
@@ -258,18 +322,16 @@ def _inflate(raw, gzip: bool) -> tuple[str | None, bytes, int]:
             data = b"" if decompressor.eof else (decompressor.unconsumed_tail or raw.read(_CHUNK))
         else:
             out = decompressor.flush()  # the file has ended: whatever the last input still yields
-        if len(head) < _NIFTI_HEAD:
-            head += out[: _NIFTI_HEAD - len(head)]
-        length += len(out)
+        payload.feed(out)
         if decompressor.eof:
             rest = decompressor.unused_data + data
             if len(rest) < 2:
                 rest += raw.read(_CHUNK)
             if not (gzip and rest[:2] == b"\x1f\x8b"):
-                return None, head, length  # trailing bytes after the last member are ignored, as zlib's gz reader does
+                return None  # trailing bytes after the last member are ignored, as zlib's gz reader does
             decompressor, data = zlib.decompressobj(wbits), rest  # a concatenated gzip file: next member
         elif not data and not out:
-            return "ends before its end-of-stream marker", head, length
+            return "ends before its end-of-stream marker"
 
 
 def _bzip2_problem(raw) -> str | None:

@@ -53,6 +53,7 @@ class Extractor:
         self.params = params
         self._backend = None
         self._classes: dict | None = None
+        self._all_features: dict[str, list[str]] = {}
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> Extractor:
@@ -290,9 +291,11 @@ class Extractor:
         listed = self.params.pyradiomics[feature_class]
         if listed:
             return list(listed)
-        from .registry import get_registry
+        if feature_class not in self._all_features:  # asked once per cached row on a resume: remember it
+            from .registry import get_registry
 
-        return get_registry().get(feature_class)().feature_names()  # PyRadiomics enables the non-deprecated ones
+            self._all_features[feature_class] = get_registry().get(feature_class)().feature_names()  # the non-deprecated ones
+        return self._all_features[feature_class]
 
     def columns_problem(self, row: Mapping[str, Any]) -> str | None:
         """What makes a stored row incomplete for these params: a missing or extra feature column (None when complete).

@@ -3,7 +3,8 @@
 Every command reads and writes tables through :func:`read_table` and :func:`write_table`, so a table
 written by ``batch -o features.parquet`` is read by ``study`` like a CSV. JSON keeps float64 values
 exactly (shortest round-trip representation); CSV does too (pandas writes 17 significant digits when
-needed). :func:`check_output` validates an output path before any work is done.
+needed). :func:`check_output` (tables), :func:`check_image_output` (images) and
+:func:`check_writable_folder` (report and artifact folders) validate an output before any work is done.
 
 Examples
 --------
@@ -48,6 +49,21 @@ def check_output(path: str | Path | None, kind: str = "output") -> None:
     check_writable_folder(path.parent, f"{kind} '{path}'")
     if path.is_dir():
         raise ParamsError(f"{kind} '{path}' is a folder: give a file name ending in {', '.join(FORMATS)}")
+
+
+#: image formats SimpleITK writes that hold a 3D label map with its geometry (for ``segment -o``)
+IMAGE_FORMATS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def check_image_output(path: str | Path, kind: str = "output") -> None:
+    """Refuse an output image path before any work: an extension SimpleITK cannot write, or an unwritable folder."""
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith(IMAGE_FORMATS):
+        raise ParamsError(f"{kind} '{path}': unknown image extension; use one of {', '.join(IMAGE_FORMATS)}")
+    check_writable_folder(path.parent, f"{kind} '{path}'")
+    if path.is_dir():
+        raise ParamsError(f"{kind} '{path}' is a folder: give a file name ending in {', '.join(IMAGE_FORMATS)}")
 
 
 def check_writable_folder(folder: str | Path, what: str) -> None:

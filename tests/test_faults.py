@@ -282,6 +282,22 @@ def test_a_killed_dask_worker_costs_one_retried_case(runner, reference):
     assert normalised(runner.root / "out.csv", runner) == reference
 
 
+@pytest.mark.slow
+def test_dask_workers_exit_when_the_main_process_is_killed(runner):
+    pytest.importorskip("distributed")
+    held = runner.ids[:2]
+    for case_id in held:
+        runner.hold(case_id)
+    process = runner.start("-j", "2", "--scheduler", "dask")
+    for case_id in held:
+        runner.wait_for_start(case_id, timeout=180)
+    children = [child.pid for child in psutil.Process(process.pid).children(recursive=True)]
+    assert len(children) >= 2  # nannies and workers
+    process.kill()
+    process.wait()
+    assert wait_gone(children, timeout=30) == []
+
+
 # ------------------------------------------------------------------------------------------------ stale results
 @pytest.fixture
 def manifest2(manifest4, tmp_path) -> Path:
@@ -390,6 +406,19 @@ def test_unparseable_cached_rows_are_recomputed(manifest2, tmp_path, caplog):
         table, run = _run(extractor, manifest2, tmp_path / "cache")
     assert len(run.computed) == 2 and sum("is damaged" in r.getMessage() for r in caplog.records) == 2
     pd.testing.assert_frame_equal(table, reference)
+
+
+def test_ids_that_sanitise_alike_keep_separate_cached_rows(manifest2, tmp_path):
+    frame = pd.read_csv(manifest2, dtype=str)
+    twins = pd.concat([frame.head(1).assign(ID="a/b"), frame.iloc[1:2].assign(ID="a_b")])
+    path = tmp_path / "twins.csv"
+    twins.to_csv(path, index=False)
+    first, run = _run(Extractor(PARAMS), path, tmp_path / "cache")
+    assert sorted(run.computed) == ["a/b", "a_b"] and len(list((tmp_path / "cache" / "cases").glob("*.json"))) == 2
+    again, run = _run(Extractor(PARAMS), path, tmp_path / "cache")
+    assert sorted(run.reused) == ["a/b", "a_b"] and run.computed == []
+    pd.testing.assert_frame_equal(again, first)
+    assert first.loc["a/b", "original_firstorder_Mean"] != first.loc["a_b", "original_firstorder_Mean"]
 
 
 def test_a_bad_output_is_refused_before_the_first_case(runner):

@@ -253,13 +253,15 @@ def test_image_values_whose_squares_overflow_are_refused(tmp_path, params, lgg_c
     assert "huge.nii.gz" in line and "overflow float64" in line and "rescale" in line
 
 
-def test_nan_voxels_are_refused(tmp_path, params, lgg_case):
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".nii"])
+def test_nan_voxels_are_refused(suffix, tmp_path, params, lgg_case):
     reference = sitk.ReadImage(str(lgg_case["flair"]))
     array = sitk.GetArrayFromImage(reference).astype(np.float32)
     array[0, 0, :7] = np.nan
-    path = write_like(reference, array, tmp_path / "nan.nrrd")  # ITK's NIfTI writer would turn NaN into 0
+    array[1, 1, 0] = np.inf
+    path = write_like(reference, array, tmp_path / f"nan{suffix}")  # ITK's NIfTI reader would turn them into 0
     line = error_line(run("extract", params(FIRSTORDER), path, lgg_case["mask"]))
-    assert "nan.nrrd" in line and "7 NaN or infinite voxels" in line
+    assert f"nan{suffix}" in line and "8 NaN or infinite voxels" in line
 
 
 @pytest.mark.parametrize(
@@ -377,6 +379,30 @@ def test_batch_under_a_file_out_dir_is_refused(tmp_path, params, lgg_case):
     pd.DataFrame({"ID": ["a"], "Image": [str(lgg_case["flair"])], "Mask": [str(lgg_case["mask"])]}).to_csv(manifest, index=False)
     line = error_line(run("batch", params(FIRSTORDER), manifest, "--out-dir", tmp_path / "afile" / "cache"))
     assert "--out-dir" in line and "is a file" in line
+
+
+def test_image_outputs_are_checked_before_any_work(tmp_path):
+    from deepradiomics.errors import ParamsError
+
+    (tmp_path / "afile").write_text("x")
+    io.check_image_output(tmp_path / "new" / "seg.nii.gz")
+    with pytest.raises(ParamsError, match=r"seg.xyz': unknown image extension; use one of .nii.gz"):
+        io.check_image_output(tmp_path / "seg.xyz")
+    with pytest.raises(ParamsError, match="is a file"):
+        io.check_image_output(tmp_path / "afile" / "seg.nrrd")
+    with pytest.raises(ParamsError, match="not writable"):
+        io.check_image_output("/proc/seg.nii.gz")
+
+
+@pytest.mark.xfail(strict=True, reason="needs io.check_writable_folder(out_dir) before run_study in deepradiomics/cli/study.py")
+def test_study_refuses_a_bad_report_folder_before_any_work(tmp_path, monkeypatch):
+    import deepradiomics.study as study
+
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "f.csv").write_text("ID,grade,original_firstorder_Mean\na,G2,1\nb,G3,2\n")
+    monkeypatch.setattr(study, "run_study", lambda *a, **k: pytest.fail("the study ran before its output was checked"))
+    line = error_line(run("study", tmp_path / "f.csv", "--target", "grade", "-o", tmp_path / "afile" / "report"))
+    assert "is a file" in line
 
 
 @pytest.mark.parametrize("suffix", [".json", ".csv", ".parquet"])
