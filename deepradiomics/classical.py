@@ -170,7 +170,7 @@ def pyradiomics_input(image, settings: Mapping[str, Any] | None, image_types: Ma
     import SimpleITK as sitk
 
     if isinstance(image, (str, os.PathLike)) and os.path.isfile(image):
-        image = sitk.ReadImage(str(image))
+        image = sitk.ReadImage(str(image))  # callers verify files first (compat.execute, Case)
     if not isinstance(image, sitk.Image):
         return image
     return widen_if_overflowing(image, largest_bin_width(settings, image_types))

@@ -162,6 +162,11 @@ class RadiomicsFeatureExtractor(featureextractor.RadiomicsFeatureExtractor):
         """
         image = str(imageFilepath) if isinstance(imageFilepath, os.PathLike) else imageFilepath
         mask = str(maskFilepath) if isinstance(maskFilepath, os.PathLike) else maskFilepath
+        from .case import verify_image_file
+
+        for path in (image, mask):  # PyRadiomics would read a truncated or corrupted file as a valid image
+            if isinstance(path, str) and os.path.isfile(path):
+                verify_image_file(path)
         if voxelBased:
             from .voxel import compute_voxel_features
 
@@ -244,7 +249,7 @@ def _scalar_mask(mask, label: int, label_channel: int | None):
 
     loaded = mask
     if isinstance(mask, str) and os.path.isfile(mask):
-        loaded = sitk.ReadImage(mask)
+        loaded = sitk.ReadImage(mask)  # verified by execute() before
     if isinstance(loaded, sitk.Image) and loaded.GetNumberOfComponentsPerPixel() > 1:
         return imageoperations.getMask(loaded, label=label, label_channel=label_channel or 0)
     return mask

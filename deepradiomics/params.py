@@ -119,9 +119,15 @@ class Params:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def with_settings(self, overrides: Mapping[str, Any]) -> Params:
-        """A copy with ``setting`` keys overridden (``-s KEY=VALUE`` on the command line), re-validated."""
+        """A copy with settings overridden (``-s KEY=VALUE`` on the command line), re-validated.
+
+        Keys of PyRadiomics' ``voxelSetting`` section (``kernelRadius``, ``maskedKernel``, ``initValue``,
+        ``voxelBatch``) go there; every other key goes to ``setting``.
+        """
         data = self.to_dict()
-        data.setdefault("setting", {}).update(overrides)
+        voxel_keys = set(_pyradiomics_schema()["mapping"]["voxelSetting"]["mapping"])
+        for key, value in overrides.items():
+            data.setdefault("voxelSetting" if key in voxel_keys else "setting", {})[key] = value
         return load_params(data, name=f"{self.source} (with -s overrides)", base_dir=self.base_dir)
 
 
@@ -178,8 +184,14 @@ def load_params(source: str | Path | Mapping, *, name: str | None = None, base_d
 
 def _read_params_file(path: Path) -> dict:
     if not path.is_file():
+        import errno
+
+        from .errors import ParamsFileNotFoundError
+
         what = "is a folder" if path.is_dir() else "does not exist"
-        raise ParamsError(f"params file '{path}' {what}: give the path of a YAML file such as params/classical.yaml")
+        message = f"params file '{path}' {what}: give the path of a YAML file such as params/classical.yaml"
+        # PyRadiomics raises IOError here: this error is both a ParamsError and a FileNotFoundError
+        raise ParamsFileNotFoundError(errno.EISDIR if path.is_dir() else errno.ENOENT, message, str(path))
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)

@@ -347,3 +347,16 @@ def test_voxel_based_execute_adds_plugin_maps(roistats, cases):
     assert list(result)[len(expected):] == ["diagnostics_roistats_Scale", "original_roistats_Inside"]
     inside = sitk.GetArrayFromImage(result["original_roistats_Inside"])
     assert inside.sum() == 3.0 * 143 and inside.shape == sitk.GetArrayFromImage(sitk.ReadImage(mask)).shape
+
+
+def test_a_truncated_file_is_refused_before_pyradiomics_reads_it(tmp_path, lgg_case):
+    import gzip
+
+    from deepradiomics.compat import RadiomicsFeatureExtractor
+    from deepradiomics.errors import CaseError
+
+    data = gzip.decompress(lgg_case["flair"].read_bytes())
+    truncated = tmp_path / "flair.nii.gz"
+    truncated.write_bytes(gzip.compress(data)[:-5000])
+    with pytest.raises(CaseError, match="flair.nii.gz"):
+        RadiomicsFeatureExtractor({"featureClass": {"firstorder": ["Mean"]}}).execute(str(truncated), str(lgg_case["mask"]))

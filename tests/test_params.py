@@ -86,3 +86,16 @@ def test_overrides_hash_and_round_trip():
 def test_no_feature_class_means_pyradiomics_defaults():
     params = load_params({"setting": {"binWidth": 25}})
     assert set(params.pyradiomics) == {"firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm"}
+
+
+def test_missing_params_file_is_catchable_as_ioerror_and_as_params_error(tmp_path):
+    from deepradiomics.errors import ParamsError
+
+    for error in (IOError, ParamsError):
+        with pytest.raises(error, match="does not exist"):
+            load_params(tmp_path / "nowhere.yaml")
+
+
+def test_overrides_route_voxel_settings_to_their_section():
+    params = load_params({"featureClass": {"firstorder": ["Mean"]}}).with_settings({"kernelRadius": 2, "binWidth": 10.0})
+    assert params.voxel_setting == {"kernelRadius": 2} and params.setting["binWidth"] == 10.0
