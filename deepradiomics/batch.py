@@ -268,19 +268,76 @@ class ResultCache:
 
 
 # ------------------------------------------------------------------------------------------------ tasks
+@dataclass(frozen=True)
+class VoxelOutput:
+    """Where and how ``--mode voxel`` writes a case's feature maps (``maps_dir/<case>/<feature>.<fmt>``).
+
+    ``grid="image"`` puts every map on the case's image grid (:func:`deepradiomics.voxel.on_image_grid`);
+    ``"native"`` keeps PyRadiomics' own (the ROI's padded bounding box). ``jobs`` splits one case's
+    PyRadiomics maps over worker processes (identical values).
+    """
+
+    maps_dir: str
+    fmt: str = "nrrd"
+    grid: str = "image"
+    jobs: int = 1
+
+    def __post_init__(self) -> None:
+        from .voxel import MAP_FORMATS
+
+        if self.fmt not in MAP_FORMATS:
+            raise ParamsError(f"map format '{self.fmt}' is not one of {', '.join(MAP_FORMATS)}")
+        if self.grid not in ("image", "native"):
+            raise ParamsError(f"map grid '{self.grid}' is not 'image' or 'native'")
+
+    def folder(self, case_id: str) -> Path:
+        return Path(self.maps_dir) / cache_file_name(case_id)
+
+    def write(self, extractor, case: Case, layout: str = "deepradiomics", folder: str | os.PathLike | None = None) -> dict:
+        """Compute the case's maps, write them (to ``folder``, default :meth:`folder`), return its row:
+        diagnostics and ``feature name -> file path``."""
+        from .voxel import compute_maps, on_image_grid, write_maps
+
+        maps = compute_maps(extractor, case, jobs=self.jobs, diagnostics=layout == "pyradiomics")
+        if self.grid == "image":
+            maps = on_image_grid(maps, case.image())
+        row = dict(extractor.provenance() if layout == "deepradiomics" else {})
+        if layout == "deepradiomics":
+            row.update(case.diagnostics())
+        table = write_maps(maps, folder if folder is not None else self.folder(case.case_id), fmt=self.fmt, case_id=case.case_id)
+        row.update(table.iloc[0].to_dict())
+        return row
+
+
+def missing_map_files(row: Mapping[str, Any]) -> str | None:
+    """A stored voxel-mode row whose map files are gone is not reused (None when every file exists)."""
+    for key, value in row.items():
+        if is_feature(key) and not (isinstance(value, str) and Path(value).is_file()):
+            return f"map file of '{key}' is missing ({value})"
+    return None
+
+
 @dataclass
 class RowTask:
-    """Features of one manifest row (what a worker runs): an extractor plus the transforms of the case.
+    """One manifest row (what a worker runs): features, or maps with ``voxel``, of the case with its transforms.
 
-    ``transforms`` is a sequence applied to every case, or a mapping ``{ID: sequence}`` per case.
+    ``transforms`` is a sequence applied to every case, or a mapping ``{ID: sequence}`` per case; ``layout``
+    is :data:`deepradiomics.extractor.LAYOUTS`' ``deepradiomics`` or ``pyradiomics``.
     """
 
     extractor: Any
     transforms: tuple | Mapping = ()
+    layout: str = "deepradiomics"
+    voxel: VoxelOutput | None = None
 
     def case(self, row: dict, base: Path) -> Case:
         transforms = self.transforms.get(row["ID"], ()) if isinstance(self.transforms, Mapping) else self.transforms
         return case_from_row(row, base, self.extractor.params.label, transforms)
+
+    def compute(self, case: Case) -> dict:
+        if self.voxel is not None:
+            return self.voxel.write(self.extractor, case, self.layout)
+        return self.extractor.compute(case, layout=self.layout)
 
     def __call__(self, row: dict, base: Path) -> dict:
         return compute_row(self, row, base)
@@ -298,7 +355,7 @@ def error_message(exc: BaseException) -> str:
 def compute_row(task: RowTask, row: dict, base: Path) -> dict:
     """Features of one manifest row; any failure becomes ``{diagnostics_Error: message}``."""
     try:
-        return task.extractor.compute(task.case(row, base))
+        return task.compute(task.case(row, base))
     except Exception as exc:  # a batch records every failure and carries on
         return {ERROR_COLUMN: error_message(exc)}
 
@@ -535,6 +592,8 @@ class BatchRun:
 
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    #: ``(ID, message)`` of the cases that failed (also in the table's diagnostics_Error, but for the pyradiomics layout)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def run_batch(
@@ -547,6 +606,8 @@ def run_batch(
     scheduler: str = "processes",
     transforms: Sequence | Mapping = (),
     run: BatchRun | None = None,
+    layout: str = "deepradiomics",
+    voxel: VoxelOutput | None = None,
 ):
     """Extract every case of ``manifest`` with ``extractor``; return a DataFrame indexed by ID.
 
@@ -569,6 +630,14 @@ def run_batch(
         mapping ``{ID: transforms}`` per case.
     run
         A :class:`BatchRun` to fill with the IDs computed and reused.
+    layout
+        ``"deepradiomics"`` (default): manifest columns, diagnostics, features, indexed by ID.
+        ``"pyradiomics"``: the table PyRadiomics' command line writes (the manifest's columns with
+        absolute Image and Mask paths, then PyRadiomics' keys in its order, plus plugin features; no
+        index, no deepradiomics diagnostics; a failed case keeps only its manifest columns).
+    voxel
+        A :class:`VoxelOutput`: compute feature maps instead of features, write them per case, and return
+        the table of their paths (``--mode voxel``).
     """
     from tqdm.auto import tqdm
 
@@ -576,12 +645,18 @@ def run_batch(
     frame, base = read_manifest(manifest, base_dir)
     extractor.check_fitted()  # a missing fit fails the whole batch at once, not every case
     records = frame.to_dict(orient="records")
-    task = RowTask(extractor, transforms if isinstance(transforms, Mapping) else tuple(transforms))
+    from .extractor import LAYOUTS
+
+    if layout not in LAYOUTS:
+        raise ParamsError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
+    task = RowTask(extractor, transforms if isinstance(transforms, Mapping) else tuple(transforms), layout, voxel)
     cache = None
     keys: dict[str, str] = {}
     if out_dir is not None:
-        key_base = {"params": extractor.params_hash, "code": extractor.code_versions()}
-        cache = ResultCache(out_dir, key_base, extractor.columns_problem)
+        key_base = {"params": extractor.params_hash, "code": extractor.code_versions(), "layout": layout}
+        if voxel is not None:
+            key_base["voxel"] = {"maps_dir": str(Path(voxel.maps_dir).resolve()), "fmt": voxel.fmt, "grid": voxel.grid}
+        cache = ResultCache(out_dir, key_base, missing_map_files if voxel is not None else (extractor.columns_problem if layout == "deepradiomics" else None))
     results: dict[str, dict] = {}
     todo = []
     for record in records:
@@ -605,11 +680,39 @@ def run_batch(
             if cache is not None and case_id in keys:
                 cache.store(case_id, keys[case_id], row)
             bar.update(1)
-    return assemble(frame, results)
+    run.failed = [(r["ID"], results[r["ID"]][ERROR_COLUMN]) for r in records if ERROR_COLUMN in results.get(r["ID"], {})]
+    if layout == "pyradiomics":
+        return assemble_pyradiomics(frame, results, base)
+    return assemble(frame, results, numeric=voxel is None)
 
 
-def assemble(frame, results: dict[str, dict]):
-    """One table: manifest columns, then diagnostics, then features (first-seen order), indexed by ID."""
+def assemble_pyradiomics(frame, results: dict[str, dict], base: Path):
+    """PyRadiomics' command-line table: the manifest's columns (Image and Mask as absolute paths) then the
+    result keys, first case's order first and later keys sorted after (as its CLI does); no index.
+    A failed case keeps only its manifest columns, as in PyRadiomics' output (the error goes to the log)."""
+    import pandas as pd
+
+    rows, first, extra = [], None, set()
+    for record in frame.to_dict(orient="records"):
+        row = dict(record)
+        for column in ("Image", "Mask"):
+            row[column] = str(Path(_resolve(record[column], base)).absolute())
+        result = results.get(record["ID"], {})
+        if ERROR_COLUMN not in result:
+            row.update(result)
+            if first is None:
+                first = list(row)
+            else:
+                extra |= set(row) - set(first)
+        rows.append(row)
+    columns = (first or list(frame.columns)) + sorted(extra)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def assemble(frame, results: dict[str, dict], numeric: bool = True):
+    """One table: manifest columns, then diagnostics, then features (first-seen order), indexed by ID.
+
+    Feature columns are float64 (``numeric=False`` keeps them as they are, e.g. map file paths)."""
     import numpy as np
     import pandas as pd
 
@@ -630,7 +733,7 @@ def assemble(frame, results: dict[str, dict]):
         row.update({k: result.get(k, np.nan) for k in features})
         rows.append(row)
     table = pd.DataFrame(rows, index=pd.Index(frame["ID"].tolist(), name="ID"))
-    if features:
+    if features and numeric:
         table[list(features)] = table[list(features)].astype(np.float64)
     return table
 

@@ -26,12 +26,14 @@ from typing import Any
 
 from ._version import __version__
 from .case import MAIN_IMAGE, Case, ImageLike
-from .errors import DeepRadiomicsError, FeatureError
+from .errors import DeepRadiomicsError, FeatureError, ParamsError
 from .naming import FeatureName, diagnostics_name, feature_class_of, format_name, is_diagnostic, is_feature
 from .params import Params, load_params
 
 #: file name of the fitted params file written by :meth:`Extractor.save_fitted`
 FITTED_PARAMS = "params.yaml"
+#: row layouts of :meth:`Extractor.compute`: deepradiomics' own, or exactly PyRadiomics' keys (plus plugin features)
+LAYOUTS = ("deepradiomics", "pyradiomics")
 
 
 class Extractor:
@@ -189,18 +191,23 @@ class Extractor:
 
         return pd.Series(self.compute(case), name=case.case_id, dtype=object)
 
-    def compute(self, case: Case) -> dict[str, Any]:
+    def compute(self, case: Case, layout: str = "deepradiomics") -> dict[str, Any]:
         """Ordered ``{column: value}`` for one case (what :meth:`execute_case` wraps in a Series).
 
-        Order: deepradiomics' provenance and case diagnostics, PyRadiomics' diagnostics, each plugin
-        class's diagnostics, then the features: PyRadiomics' block (in PyRadiomics' own order) where
-        its first class stands in the params file, each plugin class where it stands.
+        ``layout="deepradiomics"`` (default): deepradiomics' provenance and case diagnostics, PyRadiomics'
+        diagnostics, each plugin class's diagnostics, then the features: PyRadiomics' block (in
+        PyRadiomics' own order) where its first class stands in the params file, each plugin class where
+        it stands. ``layout="pyradiomics"``: exactly PyRadiomics' keys in its order (its diagnostics, then
+        its features), then the plugin classes' features; no deepradiomics diagnostics.
         """
+        if layout not in LAYOUTS:
+            raise ParamsError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
         self.check_fitted()  # before reading any image: a missing fit is a set-up error, not a case error
         case.mask_image()  # fail early on a missing or empty mask, before any class runs
         diagnostics: dict[str, Any] = self.provenance()
         diagnostics.update(case.diagnostics())
         blocks: dict[str, dict[str, float]] = {}
+        result: dict[str, Any] = {}
         if self.backend is not None:
             block = blocks.setdefault(_PYRADIOMICS_BLOCK, {})
             with _CapturedWarnings("radiomics") as warnings:
@@ -218,6 +225,11 @@ class Extractor:
             blocks[name] = self._compute_class(name, feature_class, case)
             for key, value in feature_class.diagnostics().items():
                 diagnostics[diagnostics_name(name, key)] = value
+        if layout == "pyradiomics":
+            row = dict(result)
+            for name in self.plugin_classes:
+                row.update(blocks[name])
+            return row
         row = dict(diagnostics)
         for name in self.params.class_order:
             row.update(blocks.pop(_PYRADIOMICS_BLOCK if name in self.params.pyradiomics else name, {}))

@@ -78,16 +78,23 @@ def check_writable_folder(folder: str | Path, what: str) -> None:
         raise ParamsError(f"{what}: the folder '{probe}' is not writable: choose a folder you can write to")
 
 
-def write_table(table, path: str | Path | None) -> None:
-    """Write ``table`` (indexed by ID) to ``path``, or as CSV to stdout when ``path`` is None or '-'."""
+def write_table(table, path: str | Path | None, index: bool = True) -> None:
+    """Write ``table`` (indexed by ID) to ``path``, or as CSV to stdout when ``path`` is None or '-'.
+
+    ``index=False`` writes no index (PyRadiomics' layout): CSV without it, JSON as a list of row objects
+    (PyRadiomics' JSON output); Parquet always keeps the table as it is.
+    """
     if path is None or str(path) == "-":
-        table.to_csv(sys.stdout)
+        table.to_csv(sys.stdout, index=index)
         return
     path = Path(path)
     suffix = _suffix(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
-        table.to_csv(path)
+        table.to_csv(path, index=index)
+    elif suffix == ".json" and not index:
+        rows = [{str(k): _json_value(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
+        path.write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     elif suffix == ".json":
         path.write_text(json.dumps(_json_records(table), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     else:

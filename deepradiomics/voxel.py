@@ -640,3 +640,29 @@ def write_maps(maps: Mapping[str, Any], out_dir: str | os.PathLike, fmt: str = "
         os.replace(temporary, target)
         row[name] = str(target)
     return pd.DataFrame([row], index=pd.Index([case_id], name="ID"))
+
+
+def on_image_grid(maps: Mapping[str, Any], reference) -> OrderedDict:
+    """``maps`` with every map put on the grid of ``reference`` (the case's image); other values unchanged.
+
+    PyRadiomics' maps cover the ROI's bounding box padded by ``kernelRadius`` (on the resampled grid when
+    ``resampledPixelSpacing`` is set). A map whose grid is that of ``reference`` cropped (same spacing and
+    direction, origin on a voxel of it) is pasted voxel for voxel; any other map is resampled onto it by
+    nearest neighbour. Voxels outside the map take NaN for floating-point maps and 0 for integer maps
+    (a codeword index, a label). The values inside are never interpolated.
+    """
+    out: OrderedDict = OrderedDict()
+    for name, value in maps.items():
+        if not isinstance(value, sitk.Image):
+            out[name] = value
+            continue
+        integer = value.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64)
+        fill = 0 if integer else float("nan")
+        resampler = sitk.ResampleImageFilter()
+        resampler.SetReferenceImage(reference)
+        resampler.SetInterpolator(sitk.sitkNearestNeighbor)
+        resampler.SetDefaultPixelValue(fill)
+        resampler.SetOutputPixelType(value.GetPixelID())
+        out[name] = resampler.Execute(value)
+    return out
+

@@ -16,17 +16,29 @@ from ._common import load_extractor, report_errors, setup_logging, verbosity_opt
 @click.option("-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE", help="Override a params setting (repeatable).")
 @click.option("--scheduler", default="processes", show_default=True, help="'processes', 'dask' (local Dask cluster with --jobs workers) or a Dask scheduler address tcp://HOST:PORT.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option("--mode", type=click.Choice(["features", "voxel"]), default="features", show_default=True, help="One value per feature, or one map per feature per case (written under --maps-dir; the table holds their paths).")
+@click.option("--maps-dir", type=click.Path(file_okay=False), default=None, help="--mode voxel: folder for the maps, one subfolder per case.")
+@click.option("--map-format", type=click.Choice(["nrrd", "nii.gz"]), default="nrrd", show_default=True, help="--mode voxel: file format of the maps.")
+@click.option("--map-grid", type=click.Choice(["image", "native"]), default="image", show_default=True, help="--mode voxel: maps on each image's grid, or on PyRadiomics' own.")
+@click.option("--layout", type=click.Choice(["deepradiomics", "pyradiomics"]), default="deepradiomics", show_default=True, help="pyradiomics: the table PyRadiomics' CLI writes (manifest columns, its keys in its order, no index, no deepradiomics diagnostics).")
 @verbosity_options
 @report_errors
-def command(params, manifest, output, jobs, out_dir, settings, scheduler, progress, verbose, quiet):
+def command(params, manifest, output, jobs, out_dir, settings, scheduler, progress, mode, maps_dir, map_format, map_grid, layout, verbose, quiet):
     """Extract the features named in PARAMS for every case of MANIFEST.
 
     \b
     MANIFEST is a CSV with columns ID, Image, Mask, optional Label and Image_<name> for extra
     modalities (paths relative to the manifest); other columns pass through. A failed case becomes
-    a row with its message in diagnostics_Error; the batch carries on and exits 0.
+    a row with its message in diagnostics_Error; the batch carries on and exits 0. Cases run largest
+    first (by input file size); --out-dir resumes an interrupted batch.
+
+    
+      deepradiomics batch params/combined.yaml cases.csv -o features.csv --jobs 2 --out-dir cache/
+      deepradiomics batch params/classical.yaml cases.csv --layout pyradiomics -o pyradiomics_style.csv
+      deepradiomics batch params/voxel.yaml cases.csv --mode voxel --maps-dir maps/ -o maps.csv --out-dir cache/
     """
-    from ..batch import check_scheduler, failures, read_manifest, run_batch
+    from ..batch import BatchRun, VoxelOutput, check_scheduler, read_manifest, run_batch
+    from ..errors import ParamsError
     from ..io import check_output, check_writable_folder, write_table
 
     setup_logging(verbose, quiet)
@@ -34,12 +46,21 @@ def command(params, manifest, output, jobs, out_dir, settings, scheduler, progre
     check_output(output)
     if out_dir is not None:
         check_writable_folder(out_dir, f"--out-dir '{out_dir}'")
+    voxel = None
+    if mode == "voxel":
+        if maps_dir is None:
+            raise ParamsError("--mode voxel writes one file per map: give the folder with --maps-dir DIR")
+        check_writable_folder(maps_dir, f"--maps-dir '{maps_dir}'")
+        voxel = VoxelOutput(str(maps_dir), map_format, map_grid)
     check_scheduler(scheduler)
     extractor = load_extractor(params, settings)
     read_manifest(manifest)  # a bad manifest fails before any worker starts
-    table = run_batch(extractor, manifest, jobs=jobs, out_dir=out_dir, progress=progress and not quiet, scheduler=scheduler)
-    write_table(table, output)
-    failed = failures(table)
+    run = BatchRun()
+    table = run_batch(
+        extractor, manifest, jobs=jobs, out_dir=out_dir, progress=progress and not quiet, scheduler=scheduler, run=run, layout=layout, voxel=voxel
+    )
+    write_table(table, output, index=layout == "deepradiomics")
+    failed = run.failed
     if not quiet:
         click.echo(f"{len(table) - len(failed)} of {len(table)} cases extracted", err=True)
     if failed:

@@ -1,4 +1,4 @@
-"""``deepradiomics extract``: one case -> one row."""
+"""``deepradiomics extract``: one case -> one row (or, with ``--mode voxel``, one map per feature)."""
 
 from __future__ import annotations
 
@@ -13,31 +13,63 @@ from ._common import load_extractor, parse_modalities, report_errors, setup_logg
 @click.argument("mask", type=click.Path())
 @click.option("-m", "--modality", "modalities", multiple=True, metavar="NAME=PATH", help="Add a named modality for deep classes (repeatable), e.g. -m t1=t1.nii.gz.")
 @click.option("--label", type=str, default=None, help="Label value of the region of interest (default: params setting.label, else 1).")
-@click.option("-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE", help="Override a params setting (repeatable), e.g. -s binWidth=10.")
+@click.option("-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE", help="Override a params setting (repeatable), e.g. -s binWidth=10 or -s kernelRadius=2.")
 @click.option("--id", "case_id", default=None, help="Case ID for the row index (default: the image file name).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output .csv, .json or .parquet (default: CSV on stdout).")
+@click.option("-o", "--output", type=click.Path(), default=None, help="Output .csv, .json or .parquet (default: CSV on stdout); with --mode voxel, the folder for the maps.")
+@click.option("--mode", type=click.Choice(["features", "voxel"]), default="features", show_default=True, help="One value per feature, or one map per feature (PyRadiomics' voxel-based extraction, plus maps of deep classes).")
+@click.option("--layout", type=click.Choice(["deepradiomics", "pyradiomics"]), default="deepradiomics", show_default=True, help="pyradiomics: the columns PyRadiomics' CLI writes (Image, Mask, its keys in its order), no index; a failed case is written with Image and Mask only and exits 0, as PyRadiomics does.")
+@click.option("--map-format", type=click.Choice(["nrrd", "nii.gz"]), default="nrrd", show_default=True, help="--mode voxel: file format of the maps.")
+@click.option("--map-grid", type=click.Choice(["image", "native"]), default="image", show_default=True, help="--mode voxel: maps on the image's grid, or on PyRadiomics' own (the ROI's padded bounding box).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="--mode voxel: worker processes for the PyRadiomics maps (identical values).")
 @verbosity_options
 @report_errors
-def command(params, image, mask, modalities, label, settings, case_id, output, verbose, quiet):
+def command(params, image, mask, modalities, label, settings, case_id, output, mode, layout, map_format, map_grid, jobs, verbose, quiet):
     """Extract the features named in PARAMS from IMAGE within MASK.
 
     \b
     IMAGE is the image the classical (PyRadiomics) classes read; IMAGE and MASK may be files or
-    DICOM series folders. Example:
+    DICOM series folders. Examples:
       deepradiomics extract params/combined.yaml flair.nii.gz mask.nii.gz -m t1=t1.nii.gz -m t1ce=t1ce.nii.gz
+      deepradiomics extract params/classical.yaml image.nrrd label.nrrd --mode voxel -s kernelRadius=1 -o maps/
     """
+    import logging
     from pathlib import Path
 
-    from ..batch import parse_label
-    from ..io import check_output, write_table
+    from ..batch import VoxelOutput, parse_label
+    from ..errors import DeepRadiomicsError, ParamsError
+    from ..io import check_output, check_writable_folder, write_table
 
     setup_logging(verbose, quiet)
-    check_output(output)
+    if mode == "voxel":
+        if output is None:
+            raise ParamsError("--mode voxel writes one file per map: give the folder with -o DIR")
+        check_writable_folder(output, f"-o '{output}'")
+        voxel = VoxelOutput(str(output), map_format, map_grid, jobs)
+    else:
+        check_output(output)
     named = parse_modalities(modalities)
     extractor = load_extractor(params, settings)
     case_id = case_id or Path(image).name.split(".")[0]
     value = None if label is None else parse_label(label, "--label")
-    row = extractor.execute(image, mask, modalities=named, label=value, case_id=case_id)
+    case = extractor.make_case(image, mask, named, value, case_id)
+    import pandas as pd
+
+    if mode == "voxel":
+        row = voxel.write(extractor, case, layout, folder=output)
+        table = pd.DataFrame([row], index=pd.Index([case_id], name="ID"))
+        write_table(table, Path(output) / "maps.csv", index=layout == "deepradiomics")
+        write_table(table, None, index=layout == "deepradiomics")
+        return
+    if layout == "pyradiomics":
+        try:
+            result = extractor.compute(case, layout="pyradiomics")
+        except DeepRadiomicsError as exc:  # PyRadiomics' CLI logs the failure and writes the case's paths
+            logging.getLogger("deepradiomics").error("case '%s' failed: %s", case_id, exc)
+            result = {}
+        frame = {"Image": str(Path(image).absolute()), "Mask": str(Path(mask).absolute()), **result}
+        write_table(pd.DataFrame([frame]), output, index=False)
+        return
+    row = extractor.execute_case(case)
     table = row.to_frame().T.infer_objects()  # features float64, diagnostics as they are
     table.index.name = "ID"
     write_table(table, output)
