@@ -377,3 +377,32 @@ def test_default_params_on_a_real_lgg_case(registered):
     for layer in ("Conv22", "Conv42", "Conv54"):
         block = values[[f for f in features if f"_{layer}P16Mean" in f]]
         assert (block > 0).mean() > 0.3, layer  # the random ReLU network keeps a good share of live channels
+
+
+def test_voxel_maps_paint_each_patch_with_its_pooled_value(lgg_case):
+    import SimpleITK as sitk
+    from deepradiomics_plugins.cnn import CNNFeatures
+
+    from deepradiomics.case import Case
+    from deepradiomics.errors import ParamsError
+
+    case = Case({"Image": lgg_case["flair"]}, lgg_case["mask"], case_id="lgg")
+    settings = {"layers": ["conv1_2"], "patch_sizes": [8], "pooling": ["mean", "max"]}
+    cnn = CNNFeatures({**settings, "map_features": ["Conv12P8Mean005", "Conv12P8Max005"]})
+    features = cnn.compute(case)
+    maps = cnn.voxel_maps(case)
+    mean_map = sitk.GetArrayFromImage(maps["Conv12P8Mean005"])
+    assert maps["Conv12P8Mean005"].GetSize() == case.image().GetSize()
+    painted = mean_map[np.isfinite(mean_map)]
+    roi = case.mask_array()
+    # patches are centred on ROI voxels of a regular grid: they cover most of the ROI (its rim can fall in tiles
+    # whose centre lies outside the ROI: 89 % covered on this case)
+    assert np.isfinite(mean_map[roi]).mean() > 0.8
+    # the tiling patches do not overlap: each painted value is one patch's mean, and their average is the feature
+    patch_values = np.unique(painted)
+    assert len(patch_values) == cnn.patches_[8]
+    assert np.mean(patch_values) == pytest.approx(features["Conv12P8Mean005"], rel=1e-5)
+    max_map = sitk.GetArrayFromImage(maps["Conv12P8Max005"])
+    assert np.nanmax(max_map) == pytest.approx(features["Conv12P8Max005"], rel=1e-6)
+    with pytest.raises(ParamsError, match="map_features: 'Conv12P8Mean5'.*Did you mean"):
+        CNNFeatures({**settings, "map_features": ["Conv12P8Mean5"]}).voxel_maps(case)

@@ -155,6 +155,7 @@ class CNNSettings:
     pool_rounding: str = "ceil"
     batch_size: int | None = None
     device: str = "cpu"
+    map_features: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for key in ("layers", "patch_sizes", "modalities", "pooling", "orientations"):
@@ -329,8 +330,11 @@ class CNNFeatures(FeatureClass):
         return [ORIENTATION_TOKENS[o] for o in self.settings.orientations] if self.settings.mapped else [""]
 
     def feature_names(self) -> list[str]:
+        return [spec[0] for spec in self._feature_specs()]
+
+    def _feature_specs(self):
+        """``(token, modality, layer name, orientation token, patch side, pooling, channel)`` of every feature, in order."""
         s = self.settings
-        names = []
         for modality in s.modalities:
             suffix = "" if modality == "Image" else f"-{modality}"
             for layer in self._layers():
@@ -339,8 +343,65 @@ class CNNFeatures(FeatureClass):
                     for size in s.patch_sizes:
                         for pooling in s.pooling:
                             prefix = f"{layer.token}{orientation}P{size}{POOLINGS[pooling]}"
-                            names.extend(f"{prefix}{c:0{width}d}{suffix}" for c in range(layer.channels))
-        return names
+                            for c in range(layer.channels):
+                                yield f"{prefix}{c:0{width}d}{suffix}", modality, layer.name, orientation, size, pooling, c
+
+    def voxel_maps(self, case) -> dict:
+        """Per-voxel maps of the features named by ``map_features`` (default: the first feature).
+
+        The feature pools one channel of one layer over each patch (mean or max), then over the patches. Its
+        map paints every patch's voxels with that patch's own pooled value (where patches overlap, their
+        mean), so the map shows where in the ROI the channel responds; voxels in no patch are NaN. Maps are
+        float32 on the case's grid (nearest neighbour from the isotropic grid when it was resampled).
+        """
+        import numpy as np
+
+        from .patches import extract_patches, grid_volume, patch_centres
+
+        specs = {spec[0]: spec for spec in self._feature_specs()}
+        wanted = list(self.settings.map_features or [next(iter(specs))])
+        for token in wanted:
+            if token not in specs:
+                raise ParamsError(f"{self._where}.map_features: '{token}' is not a feature of these settings.{did_you_mean(token, specs)}")
+        grid = self._grid(case)
+        centres = {size: patch_centres(grid.roi, self.settings.stride or size) for size in self.settings.patch_sizes}
+        pooled: dict = {}
+        reference = case.mask_image()
+        out = {}
+        for token in wanted:
+            _, modality, layer, orientation, size, pooling, channel = specs[token]
+            if (modality, size) not in pooled:
+                volume = grid_volume(case.image(modality), grid)
+                pooled[(modality, size)] = self.encode_patches(extract_patches(volume, centres[size], size))
+            means, maxima = pooled[(modality, size)][(layer, orientation)]
+            values = (means if pooling == "mean" else maxima)[:, channel]
+            total, count = np.zeros(grid.roi.shape), np.zeros(grid.roi.shape)
+            for value, centre in zip(values, centres[size]):
+                box = tuple(slice(int(c) - size // 2, int(c) - size // 2 + size) for c in centre)
+                total[box] += value
+                count[box] += 1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                painted = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+            out[token] = self._to_case_grid(painted, grid, reference)
+        return out
+
+    @staticmethod
+    def _to_case_grid(array, grid, reference):
+        """An array on the ROI grid as an image on the case's grid (NaN beyond the ROI grid)."""
+        import numpy as np
+        import SimpleITK as sitk
+
+        if grid.resampled:
+            image = sitk.GetImageFromArray(array)
+            image.CopyInformation(grid.reference)
+            return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, float("nan"), sitk.sitkFloat32)
+        full = np.full(sitk.GetArrayViewFromImage(reference).shape, np.nan, dtype=np.float32)
+        start = np.array(grid.start)
+        lo, hi = np.maximum(start, 0), np.minimum(start + np.array(array.shape), full.shape)
+        full[tuple(slice(a, b) for a, b in zip(lo, hi))] = array[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))]
+        image = sitk.GetImageFromArray(full)
+        image.CopyInformation(reference)
+        return image
 
     # ------------------------------------------------------------------ network (lazy)
     def _encoder(self):
