@@ -136,3 +136,23 @@ def test_dlrcnn_bundle_round_trip(tmp_path):
     x = torch.randn(1, 2, 40, 36)
     torch.testing.assert_close(bundle.model.segment(x, logits=True), net.segment(x, logits=True))
     torch.testing.assert_close(bundle.model.input_std, net.input_std)
+
+
+def test_class_prior_correction_shifts_only_the_segmentation():
+    net = _net(num_classes=2)
+    torch.manual_seed(4)
+    x = torch.randn(1, 2, 36, 40)
+    raw = net.features(x, "logits")
+    net.set_class_priors(torch.tensor([0.6, 0.4]), torch.tensor([0.97, 0.03]))
+    shift = torch.tensor([0.97 / 0.6, 0.03 / 0.4]).log()
+    torch.testing.assert_close(net.log_prior_shift, shift)
+    torch.testing.assert_close(net.features(x, "logits"), raw)  # descriptors and logits untouched
+    torch.testing.assert_close(net.coarse_logits(x), raw + shift.view(1, -1, 1, 1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(net.background_logits(), net(torch.zeros(1, 2, 33, 33))[0, :, 0, 0] + shift)
+    # the decision is the Bayes rule for the data's priors: tumour where p_train(tumour) > 1 / (1 + exp(shift_1 - shift_0))
+    p_train = raw.softmax(1)[0, 1]
+    corrected = (raw + shift.view(1, -1, 1, 1)).argmax(1)[0]
+    threshold = 1 / (1 + torch.exp(shift[1] - shift[0]))
+    assert torch.equal(corrected == 1, p_train > threshold)
+    with pytest.raises(ValueError, match="2 entries"):
+        net.set_class_priors(torch.ones(3), torch.ones(3))

@@ -119,3 +119,19 @@ def test_shipped_vq_bundle_segments_a_held_out_patient():
     arrays = [sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{n}.nii.gz"))) for n in ("t1", "flair", "t1ce")]
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "mask.nii.gz"))) > 0
     assert dice(segment_arrays(bundle, arrays) > 0, truth) > 0.6
+
+
+def test_shipped_dlr_bundle_segments_a_held_out_patient_and_gives_conv6_descriptors():
+    """dlr-lgg-cpu on a validation patient (0.82 measured by benchmarks/segment_dice.py), and its fisher API."""
+    bundle = load_bundle("dlr-lgg-cpu")
+    patient = "TCGA_HT_7879_19981009"
+    assert patient in bundle.config["metrics"]["validation_cases"] and bundle.modalities == ["Image", "t1ce"]
+    assert (bundle.path / "model.pt").stat().st_size < 5 * 2**20
+    folder = require_data("lgg", patient)
+    arrays = [sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{n}.nii.gz"))) for n in ("flair", "t1ce")]
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "mask.nii.gz"))) > 0
+    assert dice(segment_arrays(bundle, arrays) > 0, truth) > 0.7
+    slices = bundle.preprocessing.slices(arrays)[10:12]
+    descriptors = bundle.model.features(slices, "conv6")
+    assert descriptors.shape == (2, 128, 69, 69)  # centres -6, -4, ..., 130 (stride 2, offset -6) on the 128 x 128 input
+    assert bundle.model.layer_geometry("conv6") == {"stride": 2, "offset": -6, "receptive_field": 21, "pad": 16}

@@ -214,6 +214,10 @@ def test_patch_sampler_centres_40_percent_of_patches_on_tumour(lgg_native):
     assert torch.equal(y, data.labels[n, rows, cols].long()) and int(y.sum()) == 160
     background = centres[y == 0]
     assert bool(sampler.near_brain.view(-1)[background].all())
+    sampled, natural = sampler.class_priors(2)
+    assert sampled.tolist() == pytest.approx([0.6, 0.4]) and float(natural.sum()) == pytest.approx(1.0)
+    tumour_pixels = int((data.labels > 0).sum())
+    assert float(natural[1]) == pytest.approx(tumour_pixels / (tumour_pixels + int(sampler.near_brain.sum())))
     corner, _ = sampler.patches(torch.tensor([0]))  # centred on pixel (0, 0) of slice 0: outside reads 0
     assert float(corner[0, :, :16].abs().max()) == 0.0 and float(corner[0, :, :, :16].abs().max()) == 0.0
 
@@ -236,6 +240,7 @@ def test_dlr_network_learns_through_the_same_loop(lgg_native):
     losses = [h["loss"] for h in result["history"]]
     assert losses[-1] < losses[0], losses
     assert float(net.input_std.min()) > 0.1 and not torch.equal(net.input_std, torch.ones(2))  # fitted on patches
+    assert float(net.log_prior_shift[1]) < -1.0 < 0 < float(net.log_prior_shift[0])  # tumour is rarer than sampled
     with pytest.raises(ParamsError, match="sampler 'pixels'"):
         fit(net, lgg_native, None, {**cfg, "sampler": "pixels"}, progress=False)
 
@@ -391,11 +396,12 @@ def test_paper_config_follows_the_paper_where_it_gives_values():
     assert preprocessing_for(config, arch).input_size == 256
 
 
-def test_dlr_config_builds_the_dlr_network_at_native_size():
+def test_dlr_config_builds_the_dlr_network():
     config = load_config(REPO / "params" / "train_dlr.yaml")
     arch = architecture(config)
     assert arch["type"] == "dlrcnn" and arch["filters"][-1] == 128 and arch["in_channels"] == 2
-    assert preprocessing_for(config, arch).input_size is None
+    assert preprocessing_for(config, arch).input_size == 128  # the DLR network has no input size of its own
+    assert preprocessing_for({**config, "data": {**config["data"], "input_size": None}}, arch).input_size is None
     assert config["train"]["patches"] == {"size": 33, "tumour_fraction": 0.4, "per_epoch": config["train"]["patches"]["per_epoch"]}
     with pytest.raises(ParamsError, match="unknown key 'model.filter'.*Did you mean 'filters'"):
         architecture({**config, "model": {"type": "dlrcnn", "filter": [1]}})
@@ -427,7 +433,7 @@ def test_he_initialisation_is_an_option_and_default_is_unchanged():
     he = VQSegNet.from_config({**TINY, "init": "he", "filters": [64, 64, 64, 64]})
     conv = he.encoder.stages[-1].conv1  # 64 -> 64, fan_in 576
     expected_std = (2 / (1 + 0.2**2) / (64 * 9)) ** 0.5
-    assert float(conv.weight.detach().std()) == pytest.approx(expected_std, rel=0.05) and float(conv.bias.abs().max()) == 0.0
+    assert float(conv.weight.detach().std()) == pytest.approx(expected_std, rel=0.05) and float(conv.bias.detach().abs().max()) == 0.0
     with pytest.raises(ValueError, match="init"):
         VQSegNet(**TINY, init="xavier")
 

@@ -45,6 +45,15 @@ output grid covers the slice) in the preprocessed intensity domain, i.e. as back
 ``logits`` position (i, j) is the class score of slice pixel (4i, 4j), and ``h = ceil(H / 4)``;
 :meth:`segment` resamples these scores to every pixel (bicubic, as in the paper) before the argmax.
 
+Class priors. Training patches are centred on tumour about 40% of the time, while a few percent of the
+pixels of a slice are tumour, so the network's posteriors are those of the sampled class frequencies
+and a plain argmax over whole slices marks far too much tumour. :meth:`segment` therefore adds
+``log_prior_shift[k] = log(natural_k / sampled_k)`` to the class scores (the prior correction of Saerens
+et al., Neural Comput 2002), with both frequencies measured on the training slices by the patch sampler
+and stored in the weights (:meth:`set_class_priors`). :meth:`forward` and :meth:`features` are not
+affected. Li et al. handled the same imbalance by post-processing (the largest connected region per
+slice, then 3D smoothing), which is not done here.
+
 Examples
 --------
 >>> net = DLRCNN(in_channels=2, filters=(4, 4, 4, 8, 8, 8), fc_units=16).eval()
@@ -172,6 +181,7 @@ class DLRCNN(nn.Module):
                 setattr(self, name, nn.Conv2d(prev, self.num_classes, kernel))
         self.register_buffer("input_mean", torch.zeros(self.in_channels))
         self.register_buffer("input_std", torch.ones(self.in_channels))
+        self.register_buffer("log_prior_shift", torch.zeros(self.num_classes))
         if init == "he":
             for module in self.modules():
                 if isinstance(module, nn.Conv2d):
@@ -194,6 +204,18 @@ class DLRCNN(nn.Module):
         values = patches.transpose(0, 1).reshape(self.in_channels, -1).double()
         self.input_mean.copy_(values.mean(1).float())
         self.input_std.copy_(values.std(1).clamp_min(1e-6).float())
+        self._background_logits = None
+
+    @torch.no_grad()
+    def set_class_priors(self, sampled: torch.Tensor, natural: torch.Tensor) -> None:
+        """Correct :meth:`segment` for training-time class frequencies ``sampled`` vs the data's ``natural`` ones (K,)."""
+        sampled, natural = torch.as_tensor(sampled, dtype=torch.float64), torch.as_tensor(natural, dtype=torch.float64)
+        if sampled.shape != (self.num_classes,) or natural.shape != (self.num_classes,):
+            raise ValueError(f"class frequencies must have {self.num_classes} entries, got {tuple(sampled.shape)} and {tuple(natural.shape)}")
+        present = (sampled > 0) & (natural > 0)
+        shift = torch.zeros(self.num_classes, dtype=torch.float64)
+        shift[present] = natural[present].log() - sampled[present].log()
+        self.log_prior_shift.copy_(shift.float())
         self._background_logits = None
 
     def freeze(self, part: str) -> list[str]:
@@ -278,10 +300,11 @@ class DLRCNN(nn.Module):
     # ------------------------------------------------------------------ segmentation
     @torch.no_grad()
     def background_logits(self) -> torch.Tensor:
-        """Logits (K,) of an all-background (all-zero) 33 x 33 patch; cached until the weights may change."""
+        """Class scores (K,) of an all-background (all-zero) 33 x 33 patch, prior shift included; cached."""
         if self._background_logits is None or self.training:
             device = self.input_mean.device
-            self._background_logits = self(torch.zeros(1, self.in_channels, PATCH_SIZE, PATCH_SIZE, device=device))[0, :, 0, 0]
+            patch = torch.zeros(1, self.in_channels, PATCH_SIZE, PATCH_SIZE, device=device)
+            self._background_logits = self(patch)[0, :, 0, 0] + self.log_prior_shift
         return self._background_logits
 
     def train(self, mode: bool = True) -> DLRCNN:
@@ -290,9 +313,9 @@ class DLRCNN(nn.Module):
 
     @torch.no_grad()
     def coarse_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, K, ceil(H/4), ceil(W/4)) at pixels (4i, 4j) of whole slices ``x`` (B, C, H, W).
+        """Class scores (B, K, ceil(H/4), ceil(W/4)) at pixels (4i, 4j) of whole slices ``x`` (B, C, H, W).
 
-        Only the windows that overlap the non-zero part of the batch are computed; the others see an
+        The scores are the logits plus ``log_prior_shift`` (see the module docstring). Only the windows that overlap the non-zero part of the batch are computed; the others see an
         all-zero patch and take :meth:`background_logits`, which is the same number (exact, not an
         approximation).
         """
@@ -316,15 +339,15 @@ class DLRCNN(nn.Module):
         left, right, top, bottom = self._padding(height, width)
         padded = F.pad(x, (left, right, top, bottom))
         crop = padded[:, :, OUTPUT_STRIDE * i0 : OUTPUT_STRIDE * i1 + PATCH_SIZE, OUTPUT_STRIDE * j0 : OUTPUT_STRIDE * j1 + PATCH_SIZE]
-        out[:, :, i0 : i1 + 1, j0 : j1 + 1] = self(crop)
+        out[:, :, i0 : i1 + 1, j0 : j1 + 1] = self(crop) + self.log_prior_shift.view(1, -1, 1, 1)
         return out
 
     @torch.no_grad()
     def segment(self, x: torch.Tensor, logits: bool = False, batch_size: int = 8) -> torch.Tensor:
         """Labels (B, H, W), or logits (B, K, H, W) with ``logits=True``, of whole slices ``x`` (B, C, H, W).
 
-        The coarse logits at pixels (4i, 4j) are resampled to every pixel by bicubic interpolation (as in
-        Li et al.), then the argmax gives the labels.
+        The coarse class scores at pixels (4i, 4j) (:meth:`coarse_logits`, prior-corrected) are resampled to
+        every pixel by bicubic interpolation (as in Li et al.), then the argmax gives the labels.
         """
         height, width = x.shape[-2:]
         outputs = []

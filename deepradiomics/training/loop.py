@@ -390,10 +390,16 @@ def fit(
             saved = torch.load(best_file, map_location="cpu", weights_only=True)
             best = {"epoch": int(saved["epoch"]), "dice": float(saved["dice"]), "state": saved["model"], "metrics": json.loads(saved["metrics"])}
         log.info("resuming from %s at epoch %d", checkpoint, start_epoch)
-    elif data_init and hasattr(net, "fit_input_normalization"):
-        net.fit_input_normalization(sampler.sample(4096, generator).to(device))
-        log.info("input normalisation from 4096 training samples: mean %s, std %s",
-                 [round(float(v), 3) for v in net.input_mean], [round(float(v), 3) for v in net.input_std])
+    else:
+        if data_init and hasattr(net, "fit_input_normalization"):
+            net.fit_input_normalization(sampler.sample(4096, generator).to(device))
+            log.info("input normalisation from 4096 training samples: mean %s, std %s",
+                     [round(float(v), 3) for v in net.input_mean], [round(float(v), 3) for v in net.input_std])
+        if hasattr(net, "set_class_priors") and hasattr(sampler, "class_priors"):
+            # the priors of the data being trained on, also when fine-tuning on new data
+            sampled, natural = sampler.class_priors(int(net.num_classes))
+            net.set_class_priors(sampled, natural)
+            log.info("class frequencies: sampled %s, natural %s", [round(float(v), 4) for v in sampled], [round(float(v), 4) for v in natural])
 
     epochs = int(cfg["epochs"])
     quantizer = getattr(net, "quantizer", None)

@@ -134,6 +134,23 @@ class PatchSampler:
     def __len__(self) -> int:
         return math.ceil(self.per_epoch / self.batch_size)
 
+    def class_priors(self, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sampled, natural) class frequencies (K,): of the patch centres, and of the candidate centre pixels.
+
+        Tumour centres are drawn uniformly among tumour pixels, so class c > 0 makes up
+        ``tumour_fraction * n_c / n_tumour`` of the patches and ``n_c / (n_near + n_tumour)`` of the
+        candidate pixels (tumour pixels plus non-tumour pixels near the brain).
+        """
+        counts = torch.bincount(self.data.labels.view(-1)[self.tumour].long(), minlength=num_classes).double()[:num_classes]
+        n_tumour = float(counts.sum())
+        sampled = torch.zeros(num_classes, dtype=torch.float64)
+        sampled[0] = 1.0 - self.tumour_fraction
+        natural = counts / (self.n_near + n_tumour)
+        natural[0] = self.n_near / (self.n_near + n_tumour)
+        if n_tumour:
+            sampled[1:] = self.tumour_fraction * counts[1:] / n_tumour
+        return sampled, natural
+
     def centres(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Flat indices (n,) into (N, H, W) of ``n`` patch centres: round(n * tumour_fraction) on tumour pixels first."""
         n_tumour = int(round(n * self.tumour_fraction))
