@@ -28,10 +28,12 @@ def command(bundle: str, image: str, modalities, output: str, verbose: int, quie
 
     import SimpleITK as sitk
 
+    from ..io import check_image_output
     from ..models import load_bundle
     from ..training.segment import segment_images
 
     setup_logging(verbose, quiet)
+    check_image_output(output, "-o")  # before the network runs
     loaded = load_bundle(bundle)
     images = {"Image": image, **parse_modalities(modalities)}
     unused = [name for name in images if name not in loaded.modalities]

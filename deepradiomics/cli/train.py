@@ -39,9 +39,11 @@ def command(config: str, out_dir: str, init: str | None, freeze: str | None, ver
       deepradiomics train params/train_dlr.yaml -o runs/dlr
       deepradiomics train my_data.yaml -o runs/vq-mine --init vq-lgg-cpu --freeze encoder
     """
+    from ..io import check_writable_folder
     from ..training.loop import train_from_config
 
     setup_logging(verbose, quiet)
+    check_writable_folder(out_dir, f"-o '{out_dir}'")  # before hours of training
     metrics = train_from_config(config, out_dir, progress=not quiet, init=init, freeze=freeze)
     best, last = metrics.get("validation_dice_best"), metrics.get("validation_dice_last")
     summary = "no validation patients" if best is None else (

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..case import read_image
 from ..errors import CaseError, ParamsError
 from ..nets.preprocess import Preprocessing
 
@@ -88,14 +89,14 @@ def load_case_slices(
     for p in paths:
         if not Path(p).exists():
             raise CaseError(f"image file '{p}' does not exist: check the manifest (paths are relative to its folder)")
-        arrays.append(sitk.GetArrayFromImage(sitk.ReadImage(str(p))))
+        arrays.append(sitk.GetArrayFromImage(read_image(p, "training image")))  # verified: complete, finite, 3D
     try:
         images = spec.slices(arrays)
     except ValueError as exc:
         raise CaseError(f"case with image '{paths[0]}': {exc}: resample the modalities onto one grid") from exc
     if mask_path is None:
         return images, torch.zeros(images.shape[0], *images.shape[-2:], dtype=_label_dtype(label_map))
-    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path)))
+    mask = sitk.GetArrayFromImage(read_image(mask_path, "training mask"))
     if mask.shape != arrays[0].shape:
         raise CaseError(
             f"mask '{mask_path}' has shape {mask.shape}, images {arrays[0].shape}: resample the mask onto the image grid"
