@@ -108,8 +108,8 @@ def cohort(tmp_path_factory, lgg_manifest) -> Path:
 
 def write_manifest(path: Path, lgg_manifest: Path, ids) -> Path:
     frame, base = read_manifest(lgg_manifest)
-    rows = frame.set_index("ID").loc[list(ids)].reset_index()[["ID", "Image", "Mask", "Image_t1ce", "idh_mutant"]]
-    for column in ("Image", "Mask", "Image_t1ce"):
+    rows = frame.set_index("ID").loc[list(ids)].reset_index()[["ID", "Image", "Mask", "Image_t1", "Image_t1ce", "idh_mutant"]]
+    for column in ("Image", "Mask", "Image_t1", "Image_t1ce"):
         rows[column] = [str(base / p) for p in rows[column]]
     rows.to_csv(path, index=False)
     return path
@@ -366,14 +366,14 @@ def test_compute_before_fit_and_tampered_gmm_are_refused(bundle, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-def test_fit_command_then_extract_and_batch_next_to_classical(bundle, cohort, tmp_path):
+def test_fit_command_then_extract_and_batch_next_to_classical_and_vqhist(bundle, cohort, tmp_path):
+    classes = {
+        "firstorder": ["Mean"],
+        "fisher": {"model": str(bundle), **FAST, "gmm_patients": 3},
+        "vqhist": {"model": "default", "modalities": ["t1", "Image", "t1ce"]},  # the shipped VQ network
+    }
     params = tmp_path / "params.yaml"
-    params.write_text(
-        yaml.safe_dump(
-            {"setting": {"binWidth": 25.0}, "featureClass": {"firstorder": ["Mean"], "fisher": {"model": str(bundle), **FAST, "gmm_patients": 3}}},
-            sort_keys=False,
-        )
-    )
+    params.write_text(yaml.safe_dump({"setting": {"binWidth": 25.0}, "featureClass": classes}, sort_keys=False))
     runner = CliRunner()
     out = tmp_path / "fitted"
     cache = tmp_path / "cache"
@@ -387,11 +387,13 @@ def test_fit_command_then_extract_and_batch_next_to_classical(bundle, cohort, tm
     with np.load(out / "fisher" / "state.npz", allow_pickle=False) as data:
         assert len(data["gmm_cases"]) == 3  # gmm_patients of the 4 training cases
     case = lgg(COHORT[1])
-    row = runner.invoke(main, ["extract", str(out / "params.yaml"), str(case.modalities["Image"]), str(case.mask), "-m", f"t1ce={case.modalities['t1ce']}"])
+    modalities = ["-m", f"t1ce={case.modalities['t1ce']}", "-m", f"t1={case.modalities['Image'].parent / 't1.nii.gz'}"]
+    row = runner.invoke(main, ["extract", str(out / "params.yaml"), str(case.modalities["Image"]), str(case.mask), *modalities])
     assert row.exit_code == 0, row.output
     header = row.stdout.splitlines()[0].split(",")
     features = [c for c in header if c.startswith("original_")]
-    assert features[0] == "original_firstorder_Mean" and features[1] == "original_fisher_Mu00d000" and len(features) == 1 + 32
+    assert features[:2] == ["original_firstorder_Mean", "original_fisher_Mu00d000"] and features[33] == "original_vqhist_Codeword000"
+    assert len(features) == 1 + 32 + 512
     assert "diagnostics_fisher_FittedSha256" in header and "diagnostics_fisher_ModelSha256" in header
     table_path = tmp_path / "features.csv"
     batch = runner.invoke(main, ["batch", str(out / "params.yaml"), str(cohort), "-o", str(table_path), "--no-progress"])

@@ -17,6 +17,10 @@ Here a study given images (a manifest and a params file) keeps that step inside 
 columns, and ``select(columns)`` restricts either to one family (a family without fitted columns never
 triggers a fit).
 
+Cost: one fit per distinct training set (5 x 5-fold CV: 25; leave-one-out: one per case), and every case
+is encoded after each fit (its training-fold features change with the fit). ``benchmarks/fisher_speed.py``
+measures it against a study on a fixed table.
+
 Examples
 --------
 >>> import pandas as pd, numpy as np
@@ -200,6 +204,11 @@ class FoldwiseFeatures:
         matrix = np.column_stack([blocks[c] for c in self._columns]) if self._columns else np.zeros((len(ids), 0))
         return matrix[train], matrix[test]
 
+    def fitted_class(self, name: str, train_ids: Sequence[str] | None = None):
+        """The instance of fitted class ``name`` fitted on ``train_ids`` (default: every case of the source)."""
+        ids = train_ids if train_ids is not None else [str(i) for i in self.index]
+        return self._encoder.fitted_class(name, tuple(sorted(ids)))
+
     def full_table(self, train_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Every column for every case, the fitted ones fitted on ``train_ids`` (default: every case)."""
         ids = [str(i) for i in self.index]
@@ -335,9 +344,8 @@ def external_images(source: FoldwiseFeatures, test_manifest, params, jobs: int =
     else:
         table = frame.set_index("ID", drop=True)
     table.index = table.index.astype(str)
-    train_ids = tuple(sorted(str(i) for i in source.index))
     for entry in source.fitted:
-        feature_class = source._encoder.fitted_class(entry.name, train_ids)
+        feature_class = source.fitted_class(entry.name)
         descriptors = describe_cases(feature_class, frame, jobs=jobs, cache_dir=cache_dir, progress=progress, label=params.label, base_dir=base)
         names = feature_class.feature_names()
         rows = []
