@@ -16,6 +16,7 @@ from deepradiomics.errors import ParamsError
 from deepradiomics.featureclass import FeatureClass
 from deepradiomics.registry import get_registry
 from deepradiomics.study import cross_validate, run_study
+from deepradiomics.study.core import StudyDataError
 from deepradiomics.study.foldwise import FixedFeatures
 from tests.fitted_class import IntensityCodebook
 from tests.test_fisher import COHORT, FAST, tiny_dlr_bundle, write_manifest
@@ -168,7 +169,20 @@ def test_study_command_from_images_and_its_errors(cohort, bundle, tmp_path):
     assert "refitted inside every training fold" in (out / "report.html").read_text()
     neither = runner.invoke(main, ["study", "--target", "idh_mutant", "-o", str(tmp_path / "x")])
     assert neither.exit_code == 2 and "--manifest and --params" in neither.output
-    both = runner.invoke(main, ["study", str(cohort), *args, "-o", str(tmp_path / "y")])
-    assert both.exit_code == 2 and "not both" in both.output
+    half = runner.invoke(main, ["study", "--manifest", str(cohort), "--target", "idh_mutant", "-o", str(tmp_path / "x")])
+    assert half.exit_code == 2 and "needs both --manifest and --params" in half.output
+
+    # a fixed table beside the images: its columns join the fold-wise ones; a case without a row is dropped
+    ids = pd.read_csv(cohort)["ID"].astype(str).tolist()
+    fixed = pd.DataFrame({"ID": ids[1:], "original_firstorder_Mean": np.arange(len(ids) - 1, dtype=float)})
+    fixed.to_csv(tmp_path / "fixed.csv", index=False)
+    both = runner.invoke(main, ["study", str(tmp_path / "fixed.csv"), *args, "--cache-dir", str(tmp_path / "cache"), "-q", "-o", str(tmp_path / "y")])
+    assert both.exit_code == 0, both.output
+    joined = pd.read_csv(tmp_path / "y" / "metrics.csv")
+    assert {"fisher", "classical"} <= set(joined["family"])
+    assert "dropped 1 case(s)" in (tmp_path / "y" / "report.html").read_text()
+    clash = pd.DataFrame({"ID": ids, "original_fisher_Mu00d000": 1.0})
+    with pytest.raises(StudyDataError, match="fisher, which the params file extracts too"):
+        run_study(clash, manifest=cohort, params=params, target="idh_mutant", cache_dir=tmp_path / "cache")
     with pytest.raises(ParamsError, match="needs both a manifest"):
         run_study(manifest=cohort, target="idh_mutant")

@@ -394,7 +394,6 @@ def test_image_outputs_are_checked_before_any_work(tmp_path):
         io.check_image_output("/proc/seg.nii.gz")
 
 
-@pytest.mark.xfail(strict=True, reason="needs io.check_writable_folder(out_dir) before run_study in deepradiomics/cli/study.py")
 def test_study_refuses_a_bad_report_folder_before_any_work(tmp_path, monkeypatch):
     import deepradiomics.study as study
 

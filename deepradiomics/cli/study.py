@@ -134,6 +134,7 @@ def command(
     Instead of FEATURES, --manifest and --params study the images directly: classes that need no fit are
     extracted once, and fitted classes (e.g. fisher's GMM) are fitted inside every training fold on the
     training cases only, so that no test patient informs them (descriptors are computed once per case).
+    With FEATURES as well, its columns join those from the images (on the case ID).
 
     \b
     Examples:
@@ -142,13 +143,15 @@ def command(
     """
     from pathlib import Path
 
+    from ..io import check_writable_folder
     from ..study import parse_groups, run_study
 
     setup_logging(verbose, quiet)
+    if (manifest is None) != (params is None):
+        raise click.UsageError("a study from images needs both --manifest and --params")
     if features is None and (manifest is None or params is None):
         raise click.UsageError("give FEATURES (a table from `deepradiomics batch`), or --manifest and --params to study the images")
-    if features is not None and (manifest is not None or params is not None):
-        raise click.UsageError("give either FEATURES or --manifest/--params, not both")
+    check_writable_folder(out_dir, "--out-dir (the report folder)")
     caveat_list = list(caveats)
     if caveats_file:
         caveat_list += [line.strip() for line in Path(caveats_file).read_text().splitlines() if line.strip()]

@@ -23,7 +23,8 @@ Two models:
     F-score ranking, balanced class weights, and repeated k-fold as the default scheme.
 ``dlr-loo``
     The same pipeline evaluated as in the paper, by leave-one-out; metrics come from the pooled
-    leave-one-out decision values with stratified bootstrap CIs. Caution: pooling scores of n different
+    leave-one-out decision values, with exact Clopper-Pearson CIs for the proportions (sensitivity,
+    specificity, PPV, NPV, accuracy) and stratified bootstrap CIs for AUC and MCC. Caution: pooling scores of n different
     models makes the AUC biased *downwards* when the signal is weak (each left-out case is missing from
     its own class in the training set, so it looks atypical of it): on pure noise we measured pooled LOO
     AUCs far below 0.5 (0.15-0.6 over three data sets of 60 cases x 300 features), while the per-fold

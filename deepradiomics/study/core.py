@@ -19,6 +19,7 @@ import pandas as pd
 from .. import naming
 from ..errors import DeepRadiomicsError, ParamsError, did_you_mean
 from .classification import MODELS, FamilyCV, check_model, cross_validate, fit_and_score
+from .confounds import case_covariates, confound_table
 from .families import feature_families
 from .statistics import (
     METRICS,
@@ -31,7 +32,7 @@ from .statistics import (
 logger = logging.getLogger("deepradiomics.study")
 
 METRICS_COLUMNS = ["family", "model", "metric", "mean", "sd", "ci_low", "ci_high", "validation"]
-EXTERNAL_COLUMNS = ["family", "model", "metric", "estimate", "sd", "ci_low", "ci_high", "n_cases"]
+EXTERNAL_COLUMNS = ["family", "model", "metric", "estimate", "sd", "ci_low", "ci_high", "interval", "successes", "trials", "n_cases"]
 COMPARISON_COLUMNS = [
     "model",
     "family_a",
@@ -99,6 +100,7 @@ class LabelledData:
     negative: str
     notes: list[str]
     n_dropped_blank: int = 0
+    covariates: pd.DataFrame | None = None  # ROI volume / number of slices per kept case (study.confounds)
 
 
 def _labels_series(
@@ -257,7 +259,8 @@ def prepare_data(
         notes.append(f"{len(empty)} feature column(s) have no value (left out by the models): {_list(empty, 10)}")
     for note in notes:
         logger.warning(note)
-    return LabelledData(X, y, pos, negative, notes, n_blank)
+    covariates = case_covariates(frame)
+    return LabelledData(X, y, pos, negative, notes, n_blank, covariates if len(covariates.columns) else None)
 
 
 # -------------------------------------------------------------------------------------------- result
@@ -339,8 +342,9 @@ def run_study(
     Parameters
     ----------
     features
-        Features table (CSV path or DataFrame indexed by case ID), as written by ``deepradiomics batch``;
-        None with ``manifest`` and ``params``.
+        Features table (CSV path or DataFrame indexed by case ID), as written by ``deepradiomics batch``.
+        With ``manifest`` and ``params`` too, its columns join those extracted from the images (on the
+        case ID), e.g. a fixed table next to a fold-wise fitted class.
     labels
         Labels table with an ``id_column`` column (e.g. the batch manifest); None: ``target`` is a
         column of the features table (of the manifest, for a study from images).
@@ -357,7 +361,7 @@ def run_study(
         Repeated stratified k-fold settings; identical splits for every family (paired comparisons).
     test, test_labels
         External test set: each family's model is fitted on the whole first set and scored on it, with
-        stratified bootstrap CIs. ``test_labels`` defaults to ``labels``.
+        exact Clopper-Pearson CIs for the proportions and stratified bootstrap CIs for AUC and MCC. ``test_labels`` defaults to ``labels``.
     caveats
         Free-text caveats about the data, printed in the report's caveats section.
     correction
@@ -366,7 +370,7 @@ def run_study(
         ``"auto"``: find responsible vectors when a class of the table declares a histogram (class metadata
         ``histograms``, e.g. codeword counts); True: require them; False: skip.
     n_boot
-        Bootstrap replicates for LOO and external CIs.
+        Bootstrap replicates for the AUC and MCC CIs of leave-one-out and external results.
     manifest, params
         A study from images: the batch manifest of the cases and the params file (or Params / mapping) of
         the classes to compare; ``test`` is then a manifest too (fitted classes fitted on every training case).
@@ -384,9 +388,7 @@ def run_study(
     if from_images:
         from .foldwise import prepare_images
 
-        if features is not None:
-            raise ParamsError("give either a features table or a manifest and a params file, not both")
-        data, source = prepare_images(manifest, params, labels, target, positive, id_column, jobs, cache_dir, progress)
+        data, source = prepare_images(manifest, params, labels, target, positive, id_column, jobs, cache_dir, progress, features)
     else:
         from .foldwise import FixedFeatures
 
@@ -447,6 +449,7 @@ def run_study(
         )
 
     rv, rv_group = _responsible(data, responsible, correction)
+    confounds = _confounds(data, source, families)
 
     all_caveats = [str(c) for c in caveats if str(c).strip()]
     info = {
@@ -471,10 +474,26 @@ def run_study(
     }
     if from_images:
         info["features_source"] = f"images of {manifest if not isinstance(manifest, pd.DataFrame) else 'a manifest DataFrame'} with {getattr(params, 'source', params)}"
+        if features is not None:
+            info["features_source"] += f", joined with {features if not isinstance(features, pd.DataFrame) else 'a features DataFrame'}"
         info["foldwise"] = {"classes": [f.name for f in source.fitted], **source.stats.as_dict()}
+    if confounds is not None:
+        info["confounds"] = confounds
     if test is not None:
         info["n_test"] = int(len(external_predictions))
     return StudyResult(metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, all_caveats, cv)
+
+
+def _confounds(data: LabelledData, source, families: Mapping[str, Sequence[str]]) -> list[dict] | None:
+    """Per family, how many features follow ROI volume / number of slices (:mod:`.confounds`), as records.
+
+    Descriptive, over every kept case: fitted classes of a study from images are fitted once on every
+    case for it (their fold-wise fits differ per split). None when the table has no covariate diagnostics.
+    """
+    if data.covariates is None:
+        return None
+    table = source.full_table() if getattr(source, "fitted", None) else data.features
+    return confound_table(table, data.covariates, families).to_dict("records")
 
 
 def _responsible(data: LabelledData, responsible: bool | str, correction: str):

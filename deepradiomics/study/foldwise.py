@@ -259,6 +259,42 @@ def fitted_columns(extractor, names: Sequence[str], manifest, base, ids: Sequenc
 
 
 
+def join_fixed_table(table: pd.DataFrame, features, classes: Sequence[str] = ()) -> pd.DataFrame:
+    """``table`` (rows of a manifest's cases) with the feature columns of a batch table ``features`` added.
+
+    Cases of ``table`` without a row in ``features`` get the batch error column filled in, so the study
+    drops them with a note as it drops failed cases. Columns of a class in ``classes`` (those the params
+    file extracts) are refused: which of the two would be meant is unknowable.
+    """
+    from ..io import read_table
+    from .core import StudyDataError, _is_blank
+
+    name = "the features table" if isinstance(features, pd.DataFrame) else str(features)
+    extra = features.copy() if isinstance(features, pd.DataFrame) else read_table(features)
+    if "ID" in extra.columns:
+        extra = extra.set_index("ID", drop=True)
+    extra.index = extra.index.astype(str)
+    if naming.ERROR_COLUMN in extra.columns:
+        extra = extra[_is_blank(extra[naming.ERROR_COLUMN])]
+    columns = naming.feature_columns([str(c) for c in extra.columns])
+    if not columns:
+        raise StudyDataError(f"{name} has no feature columns (original_*, wavelet-*, ...); give a table written by `deepradiomics batch`")
+    both = sorted({naming.feature_class_of(c) for c in columns} & set(classes))
+    if both:
+        raise StudyDataError(
+            f"{name} has columns of class(es) {', '.join(both)}, which the params file extracts too; "
+            "remove them from one of the two"
+        )
+    joined = table.copy()
+    joined.index = joined.index.astype(str)
+    missing = ~joined.index.isin(extra.index)
+    joined = joined.join(extra[columns], how="left")
+    if missing.any():
+        error = joined[naming.ERROR_COLUMN] if naming.ERROR_COLUMN in joined.columns else pd.Series("", index=joined.index, dtype=object)
+        joined[naming.ERROR_COLUMN] = error.astype(object).where(~missing, f"no row in {name}")
+    return joined
+
+
 def prepare_images(
     manifest,
     params,
@@ -269,6 +305,7 @@ def prepare_images(
     jobs: int = 1,
     cache_dir=None,
     progress: bool = False,
+    features=None,
 ):
     """Features of a manifest's cases for a study: ``(LabelledData of the fixed columns, FoldwiseFeatures)``.
 
@@ -276,7 +313,9 @@ def prepare_images(
     per-case rows kept under ``cache_dir/rows`` for resuming); failed cases and cases without a label are
     dropped as in :func:`~deepradiomics.study.core.prepare_data`; the fitted classes then describe the kept
     cases once (``cache_dir/descriptors``) and are refitted per split by the returned source. ``labels``
-    defaults to the manifest itself.
+    defaults to the manifest itself. ``features`` (a table from ``deepradiomics batch``, path or DataFrame)
+    adds fixed columns extracted earlier: joined on the case ID (a manifest case without a row there is
+    dropped like a failed case; a column in both is refused).
     """
     from pathlib import Path
 
@@ -297,6 +336,8 @@ def prepare_images(
     else:
         table = frame.set_index("ID", drop=True)
         table.index.name = "ID"
+    if features is not None:
+        table = join_fixed_table(table, features, [*params.pyradiomics, *params.plugins])
     if labels is None:
         labels = manifest if not isinstance(manifest, pd.DataFrame) else frame
     stand_in = None

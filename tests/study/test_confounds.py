@@ -137,6 +137,23 @@ def test_report_renders_the_confounds_section_and_its_caveats(tmp_path):
     assert "<h2>Confounds" not in result.write(tmp_path / "without").read_text()
 
 
+def test_run_study_assesses_confounds_from_the_tables_diagnostics(tmp_path):
+    from deepradiomics.study import run_study
+
+    X, y = noise_table(n=30, p=6, seed=5)
+    slices = np.linspace(20, 88, 30)
+    X.iloc[:, 0] = 64 * slices
+    labels = pd.DataFrame({"ID": X.index, "label": y})
+    table = X.assign(diagnostics_Case_Slices=slices)
+    result = run_study(table, labels=labels, target="label", models=["logistic"], folds=2, repeats=1, responsible=False)
+    rows = {(r["family"], r["covariate"]): r for r in result.info["confounds"]}
+    assert rows[("classical", "n_slices")]["n_strong"] >= 1 and rows[("classical", "n_slices")]["top_feature"] == X.columns[0]
+    assert "<h2>Confounds" in result.write(tmp_path / "report").read_text()
+    # without diagnostics there is nothing to assess, and no section
+    plain = run_study(X, labels=labels, target="label", models=["logistic"], folds=2, repeats=1, responsible=False)
+    assert "confounds" not in plain.info
+
+
 def test_real_lgg_covariates_and_volume_confound():
     """Four real LGG cases (20 to 73 slices) through deepradiomics' extractor: the covariates match the
     manifest's slice counts and the masks' voxel counts, and PyRadiomics' VoxelVolume is flagged as a
