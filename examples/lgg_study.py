@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from deepradiomics.study.explain import explain_codewords
 
 from deepradiomics import Extractor
 from deepradiomics.batch import case_from_row, failures, read_manifest
 from deepradiomics.io import write_table
 from deepradiomics.study import run_study
-from deepradiomics.study.explain import explain_codewords
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "lgg"

@@ -11,9 +11,23 @@ import yaml
 torch = pytest.importorskip("torch")
 
 from deepradiomics.errors import ModelError  # noqa: E402
-from deepradiomics.models import ARCHITECTURES, MODELS_DIR, load_bundle, migrate_config, read_config, resolve_bundle, save_bundle, sha256_file  # noqa: E402
-from deepradiomics.nets.preprocess import Preprocessing  # noqa: E402
-from deepradiomics.nets.preprocess import mask_to_latent, mask_to_slices, slices_to_volume, volume_to_slices  # noqa: E402
+from deepradiomics.models import (  # noqa: E402
+    ARCHITECTURES,
+    MODELS_DIR,
+    load_bundle,
+    migrate_config,
+    read_config,
+    resolve_bundle,
+    save_bundle,
+    sha256_file,
+)
+from deepradiomics.nets.preprocess import (  # noqa: E402
+    Preprocessing,  # noqa: E402
+    mask_to_latent,
+    mask_to_slices,
+    slices_to_volume,
+    volume_to_slices,
+)
 from deepradiomics.nets.vqseg import VQSegNet  # noqa: E402
 
 TINY = {

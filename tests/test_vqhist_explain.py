@@ -12,8 +12,6 @@ from tests.study._tiny_model import tiny_bundle
 torch = pytest.importorskip("torch")
 sitk = pytest.importorskip("SimpleITK")
 
-from deepradiomics.case import Case  # noqa: E402
-from deepradiomics.errors import CaseError, ParamsError  # noqa: E402
 from deepradiomics_plugins.vqhist.explain import (  # noqa: E402
     ablation_response,
     explain_codewords,
@@ -23,7 +21,10 @@ from deepradiomics_plugins.vqhist.explain import (  # noqa: E402
     vqhist_class,
 )
 
+from deepradiomics.case import Case  # noqa: E402
+from deepradiomics.errors import CaseError, ParamsError  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
+
 LGG_CASE = DATA / "lgg" / "TCGA_CS_4942_19970222"
 BRATS = DATA / "brats23"
 LGG_MODALITIES = ("t1", "Image", "t1ce")

@@ -58,8 +58,9 @@ def test_no_feature_columns_is_an_error():
 
 
 def test_family_comes_from_the_registry_not_from_pyradiomics():
-    from deepradiomics.registry import get_registry
     from deepradiomics_plugins.template import ModalityMeans
+
+    from deepradiomics.registry import get_registry
 
     registry = get_registry()
     registry.register(ModalityMeans, source="tests")
