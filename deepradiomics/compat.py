@@ -57,7 +57,8 @@ import numpy as np
 from radiomics import featureextractor
 
 from .classical import pyradiomics_input
-from .errors import DeepRadiomicsError, FeatureError, ParamsError, ParamsFileNotFoundError
+from .errors import ParamsError, ParamsFileNotFoundError
+from .featureclass import run_compute
 from .naming import diagnostics_name, format_name
 
 
@@ -195,7 +196,7 @@ class RadiomicsFeatureExtractor(featureextractor.RadiomicsFeatureExtractor):
                 result.update(maps)
             return
         for name, feature_class in plugins.plugin_classes.items():
-            values = _compute(name, feature_class, case)
+            values = run_compute(name, feature_class, case)
             if provenance:
                 result.update(_diagnostics(name, feature_class))
             for feature, value in values.items():
@@ -253,19 +254,6 @@ def _scalar_mask(mask, label: int, label_channel: int | None):
     if isinstance(loaded, sitk.Image) and loaded.GetNumberOfComponentsPerPixel() > 1:
         return imageoperations.getMask(loaded, label=label, label_channel=label_channel or 0)
     return mask
-
-
-def _compute(name: str, feature_class, case) -> dict[str, float]:
-    try:
-        values = feature_class.compute(case)
-    except DeepRadiomicsError:
-        raise
-    except Exception as exc:
-        raise FeatureError(f"feature class '{name}' failed on case '{case.case_id}': {type(exc).__name__}: {exc}") from exc
-    expected = list(feature_class.feature_names())
-    if list(values) != expected:
-        raise FeatureError(f"feature class '{name}' returned features {list(values)[:5]}... that differ from its feature_names()")
-    return values
 
 
 def _diagnostics(name: str, feature_class) -> dict[str, Any]:

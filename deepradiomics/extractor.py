@@ -27,6 +27,7 @@ from typing import Any
 from ._version import __version__
 from .case import MAIN_IMAGE, Case, ImageLike
 from .errors import DeepRadiomicsError, FeatureError, ParamsError
+from .featureclass import plain_data, run_compute
 from .naming import FeatureName, diagnostics_name, feature_class_of, format_name, is_diagnostic, is_feature
 from .params import Params, load_params
 
@@ -145,7 +146,7 @@ class Extractor:
             "# with each fitted class pointing to its fitted artifact (folders beside this file).\n"
         )
         path = out / FITTED_PARAMS
-        path.write_text(header + yaml.safe_dump(_plain(data), sort_keys=False))
+        path.write_text(header + yaml.safe_dump(plain_data(data), sort_keys=False))
         return path
 
     # -- one case -------------------------------------------------------------------------------
@@ -257,14 +258,7 @@ class Extractor:
                 f"{self.params.source}: featureClass.{name} produces no feature with these settings: "
                 "check its settings (e.g. an empty selection) or remove the class"
             )
-        try:
-            values = feature_class.compute(case)
-        except DeepRadiomicsError:
-            raise
-        except Exception as exc:
-            raise FeatureError(f"feature class '{name}' failed on case '{case.case_id}': {type(exc).__name__}: {exc}") from exc
-        if list(values) != list(expected):
-            raise FeatureError(f"feature class '{name}' returned features {list(values)[:5]}... that differ from its feature_names()")
+        values = run_compute(name, feature_class, case)
         return {format_name(feature_class.image_type, name, k): float(v) for k, v in values.items()}
 
     # -- what a complete row holds --------------------------------------------------------------
@@ -437,9 +431,3 @@ def _looks_like_path(value: str) -> bool:
     return "/" in value or "\\" in value or value.startswith(".")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -39,6 +39,8 @@ from .errors import NotFittedError, ParamsError, did_you_mean
 if TYPE_CHECKING:
     import numpy as np
 
+    from .case import Case
+
 FAMILIES = ("classical", "deep")
 
 
@@ -286,6 +288,32 @@ def _plain_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain_value(v) for v in value]
     return value
+
+
+def plain_data(value: Any) -> Any:
+    """A YAML-friendly copy of nested settings: mappings with string keys, tuples as lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    return value
+
+
+def run_compute(name: str, feature_class: FeatureClass, case: Case) -> dict[str, float]:
+    """``feature_class.compute(case)`` under the contract: an unexpected exception becomes a FeatureError naming
+    the class and the case (deepradiomics errors pass as they are), and the features returned must be exactly
+    ``feature_names()``, in order."""
+    from .errors import DeepRadiomicsError, FeatureError
+
+    try:
+        values = feature_class.compute(case)
+    except DeepRadiomicsError:
+        raise
+    except Exception as exc:
+        raise FeatureError(f"feature class '{name}' failed on case '{case.case_id}': {type(exc).__name__}: {exc}") from exc
+    if list(values) != list(feature_class.feature_names()):
+        raise FeatureError(f"feature class '{name}' returned features {list(values)[:5]}... that differ from its feature_names()")
+    return values
 
 
 def contract_problems(cls: type) -> list[str]:

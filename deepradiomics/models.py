@@ -26,12 +26,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelError, did_you_mean
+
+_logger = logging.getLogger("deepradiomics.models")
 
 MODELS_DIR = Path(__file__).resolve().parent / "data" / "models"
 BUNDLE_FILES = ("model.pt", "config.yaml", "card.md")
@@ -296,3 +299,64 @@ def save_bundle(model, config: dict[str, Any], folder: str | Path, card: str, ha
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (folder / "card.md").write_text(card.replace("{sha256}", digest))
     return folder
+
+
+class BundledModel:
+    """Mixin for feature classes whose ``model`` setting names a model bundle (``default``: ``default_model``).
+
+    It gives the bundle's ``config.yaml`` read lazily without torch (``_config()``), the sha256-checked bundle
+    (``bundle``, loaded on first use; a class checks that it can serve in ``_accept_bundle``), and the case
+    modalities feeding its channels (``modalities``: the ``modalities`` setting, else the bundle's channel
+    names; a setting listing the same names in another order is mapped by name, with a warning). The loaded
+    network is not pickled: batch workers load it again from the checked bundle. The settings need ``model``,
+    ``modalities`` and ``device``.
+    """
+
+    default_model: str | None = None
+
+    def _config(self) -> dict:
+        """The bundle's config.yaml (no torch import)."""
+        if getattr(self, "config_", None) is None:
+            self.config_ = read_config(resolve_bundle(self.settings.model, self._base_dir, self.default_model))
+        return self.config_
+
+    @property
+    def bundle(self) -> Bundle:
+        """The loaded :class:`Bundle` (sha256-checked), accepted by the class and its channels resolved."""
+        if getattr(self, "bundle_", None) is None:
+            bundle = load_bundle(self.settings.model, device=self.settings.device, base_dir=self._base_dir, default=self.default_model)
+            self._accept_bundle(bundle)
+            self.channel_names_ = self._channel_names(bundle.modalities)
+            self.config_ = bundle.config
+            self.bundle_ = bundle
+        return self.bundle_
+
+    def _accept_bundle(self, bundle: Bundle) -> None:
+        """ParamsError naming the ``model`` setting when ``bundle`` cannot serve this class (the default accepts any)."""
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The case modalities read, in channel order."""
+        self.bundle  # noqa: B018 - resolves the channel names
+        return self.channel_names_
+
+    def _channel_names(self, trained: list[str]) -> tuple[str, ...]:
+        from .errors import ParamsError
+
+        given = self.settings.modalities
+        if given is None:
+            return tuple(trained)
+        if len(given) != len(trained):
+            raise ParamsError(
+                f"{self._where}.modalities: {len(given)} modalities {list(given)} given but the model takes {len(trained)}: "
+                f"{trained}; list {len(trained)} of the case's modality names in that order (or leave the setting out)"
+            )
+        if list(given) != list(trained) and sorted(given) == sorted(trained):
+            _logger.warning("%s.modalities %s name the model's channels %s in another order: mapped by name", self._where, list(given), trained)
+            return tuple(trained)
+        return tuple(given)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("bundle_", None)
+        return state

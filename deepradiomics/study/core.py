@@ -449,7 +449,7 @@ def run_study(
         )
 
     rv, rv_group = _responsible(data, responsible, correction)
-    confounds = _confounds(data, source, families)
+    confounds = _confounds(data, families)
 
     all_caveats = [str(c) for c in caveats if str(c).strip()]
     info = {
@@ -484,16 +484,21 @@ def run_study(
     return StudyResult(metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, all_caveats, cv)
 
 
-def _confounds(data: LabelledData, source, families: Mapping[str, Sequence[str]]) -> list[dict] | None:
+def _confounds(data: LabelledData, families: Mapping[str, Sequence[str]]) -> list[dict] | None:
     """Per family, how many features follow ROI volume / number of slices (:mod:`.confounds`), as records.
 
-    Descriptive, over every kept case: fitted classes of a study from images are fitted once on every
-    case for it (their fold-wise fits differ per split). None when the table has no covariate diagnostics.
+    Descriptive, over every kept case, on the columns extracted once: the columns of fitted classes in a
+    study from images change with every split and are not assessed (fitting them on every case for this
+    would inform them with test cases). None when the table has no covariate diagnostics.
     """
     if data.covariates is None:
         return None
-    table = source.full_table() if getattr(source, "fitted", None) else data.features
-    return confound_table(table, data.covariates, families).to_dict("records")
+    fixed = set(map(str, data.features.columns))
+    assessed = {name: kept for name, cols in families.items() if (kept := [c for c in cols if c in fixed])}
+    left_out = [name for name in families if name not in assessed]
+    if left_out:
+        data.notes.append(f"confounds not assessed for {', '.join(left_out)}: fitted inside each fold, their features differ per split")
+    return confound_table(data.features, data.covariates, assessed).to_dict("records") if assessed else None
 
 
 def _responsible(data: LabelledData, responsible: bool | str, correction: str):

@@ -259,6 +259,21 @@ def fitted_columns(extractor, names: Sequence[str], manifest, base, ids: Sequenc
 
 
 
+def fixed_rows(rest, frame: pd.DataFrame, base, jobs: int, cache_dir, progress: bool) -> pd.DataFrame:
+    """The batch table of the classes that need no fit (``rest``, a Params or None), rows kept under
+    ``cache_dir/rows``; without such classes, the manifest itself indexed by ID."""
+    if rest is None:
+        table = frame.set_index("ID", drop=True)
+        table.index.name = "ID"
+        return table
+    from pathlib import Path
+
+    from ..extractor import Extractor
+
+    rows_dir = Path(cache_dir) / "rows" if cache_dir is not None else None
+    return Extractor(rest).execute_batch(frame, jobs=jobs, out_dir=rows_dir, progress=progress, base_dir=base)
+
+
 def join_fixed_table(table: pd.DataFrame, features, classes: Sequence[str] = ()) -> pd.DataFrame:
     """``table`` (rows of a manifest's cases) with the feature columns of a batch table ``features`` added.
 
@@ -317,7 +332,6 @@ def prepare_images(
     adds fixed columns extracted earlier: joined on the case ID (a manifest case without a row there is
     dropped like a failed case; a column in both is refused).
     """
-    from pathlib import Path
 
     from ..batch import read_manifest
     from ..errors import ParamsError
@@ -330,12 +344,7 @@ def prepare_images(
     params = params if isinstance(params, Params) else load_params(params)
     frame, base = read_manifest(manifest)
     rest, fitted_names = split_params(params)
-    if rest is not None:
-        rows_dir = Path(cache_dir) / "rows" if cache_dir is not None else None
-        table = Extractor(rest).execute_batch(frame, jobs=jobs, out_dir=rows_dir, progress=progress, base_dir=base)
-    else:
-        table = frame.set_index("ID", drop=True)
-        table.index.name = "ID"
+    table = fixed_rows(rest, frame, base, jobs, cache_dir, progress)
     if features is not None:
         table = join_fixed_table(table, features, [*params.pyradiomics, *params.plugins])
     if labels is None:
@@ -369,7 +378,6 @@ def external_images(source: FoldwiseFeatures, test_manifest, params, jobs: int =
 
     Returns the test cases' table (the manifest's columns passed through, then the features).
     """
-    from pathlib import Path
 
     from ..batch import describe_cases, read_manifest
     from ..params import Params, load_params
@@ -377,13 +385,7 @@ def external_images(source: FoldwiseFeatures, test_manifest, params, jobs: int =
     params = params if isinstance(params, Params) else load_params(params)
     frame, base = read_manifest(test_manifest)
     rest, _ = split_params(params)
-    if rest is not None:
-        from ..extractor import Extractor
-
-        rows_dir = Path(cache_dir) / "rows" if cache_dir is not None else None
-        table = Extractor(rest).execute_batch(frame, jobs=jobs, out_dir=rows_dir, progress=progress, base_dir=base)
-    else:
-        table = frame.set_index("ID", drop=True)
+    table = fixed_rows(rest, frame, base, jobs, cache_dir, progress)
     table.index = table.index.astype(str)
     for entry in source.fitted:
         feature_class = source.fitted_class(entry.name)

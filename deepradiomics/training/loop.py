@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError, ParamsError, did_you_mean
+from ..featureclass import plain_data
 from ..nets.preprocess import Preprocessing
 from ..nets.vq import perplexity
 from .data import SliceSet, load_manifest_slices, split_cases
@@ -153,13 +154,6 @@ def finalize_config(config: dict[str, Any], base: Path | None = None, where: str
     return config
 
 
-def _plain(value: Any) -> Any:
-    """YAML-friendly copy (tuples -> lists)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def architecture(config: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
@@ -193,7 +187,7 @@ def architecture(config: Mapping[str, Any], where: str = "config") -> dict[str, 
     for name in accepted:
         default = params[name].default
         arch[name] = model[name] if name in model else ({} if default is None else default)
-    return _plain(arch)
+    return plain_data(arch)
 
 
 def preprocessing_for(config: Mapping[str, Any], arch: Mapping[str, Any], where: str = "config") -> Preprocessing:
@@ -530,7 +524,7 @@ def _init_architecture(config: Mapping[str, Any], bundle, where: str) -> dict[st
             f"set model.type: {bundle.architecture} or start from a '{wanted}' bundle"
         )
     for key, value in config["model"].items():
-        if key != "type" and _plain(value) != _plain(arch.get(key)):
+        if key != "type" and plain_data(value) != plain_data(arch.get(key)):
             raise ParamsError(
                 f"{where}: model.{key} is {value!r} but the --init bundle '{bundle.name}' has {arch.get(key)!r}: "
                 f"remove model.{key} (fine-tuning keeps the bundle's architecture)"
@@ -695,7 +689,7 @@ def train_from_config(
         bundle_config["background_codewords"] = background_codewords(net, train_set.images)
     bundle_config["training"] = {
         "config": portable_path(config_path),
-        "train": _plain(dict(train_cfg)),
+        "train": plain_data(dict(train_cfg)),
         "seed": int(train_cfg["seed"]),
         "init": init_info,
     }

@@ -65,6 +65,7 @@ import numpy as np
 
 from deepradiomics.errors import CaseError, FeatureError, ModelError, ParamsError, did_you_mean
 from deepradiomics.featureclass import FeatureClass
+from deepradiomics.models import BundledModel
 
 from . import descriptors as _descriptors
 from . import encoding
@@ -123,7 +124,7 @@ class FisherSettings:
             raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
 
 
-class FisherVector(FeatureClass):
+class FisherVector(BundledModel, FeatureClass):
     """Improved Fisher vector of a segmentation network's ROI descriptors (see the module docstring)."""
 
     name = "fisher"
@@ -132,73 +133,37 @@ class FisherVector(FeatureClass):
     requires_fit = True
     fitted_setting = "encoder"
 
-    # ------------------------------------------------------------------ model (lazy)
-    def _config(self) -> dict:
-        """The bundle's config.yaml, read without importing torch."""
-        if getattr(self, "config_", None) is None:
-            from deepradiomics.models import read_config, resolve_bundle
+    default_model = DEFAULT_MODEL
 
-            self.config_ = read_config(resolve_bundle(self.settings.model, self._base_dir, DEFAULT_MODEL))
-        return self.config_
-
-    @property
-    def bundle(self):
-        """The loaded :class:`~deepradiomics.models.Bundle` (sha256-checked), its layer and channels checked."""
-        if getattr(self, "bundle_", None) is None:
-            from deepradiomics.models import load_bundle
-
-            bundle = load_bundle(self.settings.model, device=self.settings.device, base_dir=self._base_dir, default=DEFAULT_MODEL)
-            network = bundle.model
-            if not (hasattr(network, "feature_layers") and hasattr(network, "features") and hasattr(network, "layer_geometry")):
-                raise ParamsError(
-                    f"{self._where}.model: '{bundle.name}' is a '{bundle.architecture}' network, which offers no descriptor layers "
-                    "(feature_layers/features/layer_geometry): use a dlrcnn or vqseg bundle"
-                )
-            layers = list(network.feature_layers())
-            layer = self.settings.layer or DEFAULT_LAYERS.get(bundle.architecture)
-            if layer is None:
-                raise ParamsError(f"{self._where}.layer: '{bundle.architecture}' networks have no default descriptor layer: set layer to one of {', '.join(layers)}")
-            if layer not in layers:
-                raise ParamsError(
-                    f"{self._where}.layer: '{layer}' is not a layer of '{bundle.name}' ({bundle.architecture}).{did_you_mean(layer, layers)} "
-                    f"Layers: {', '.join(layers)}"
-                )
-            if self.settings.channels_last:
-                import torch
-
-                network.to(memory_format=torch.channels_last)
-            self.layer_ = layer
-            self.channel_names_ = self._channel_names(bundle.modalities)
-            self.config_ = bundle.config
-            self.bundle_ = bundle
-        return self.bundle_
-
-    def _channel_names(self, trained: list[str]) -> tuple[str, ...]:
-        """The case modalities feeding each channel: the setting, mapped by name when it reorders the bundle's."""
-        given = self.settings.modalities
-        if given is None:
-            return tuple(trained)
-        if len(given) != len(trained):
+    # ------------------------------------------------------------------ model (lazy; BundledModel)
+    def _accept_bundle(self, bundle) -> None:
+        """The network must offer descriptor layers; resolves the layer (setting or architecture default)."""
+        network = bundle.model
+        if not (hasattr(network, "feature_layers") and hasattr(network, "features") and hasattr(network, "layer_geometry")):
             raise ParamsError(
-                f"{self._where}.modalities: {len(given)} modalities {list(given)} given but the model takes {len(trained)}: "
-                f"{trained}; list {len(trained)} of the case's modality names in that order (or leave the setting out)"
+                f"{self._where}.model: '{bundle.name}' is a '{bundle.architecture}' network, which offers no descriptor layers "
+                "(feature_layers/features/layer_geometry): use a dlrcnn or vqseg bundle"
             )
-        if list(given) != list(trained) and sorted(given) == sorted(trained):
-            logger.warning("%s.modalities %s name the model's channels %s in another order: mapped by name", self._where, list(given), trained)
-            return tuple(trained)
-        return tuple(given)
+        layers = list(network.feature_layers())
+        layer = self.settings.layer or DEFAULT_LAYERS.get(bundle.architecture)
+        if layer is None:
+            raise ParamsError(f"{self._where}.layer: '{bundle.architecture}' networks have no default descriptor layer: set layer to one of {', '.join(layers)}")
+        if layer not in layers:
+            raise ParamsError(
+                f"{self._where}.layer: '{layer}' is not a layer of '{bundle.name}' ({bundle.architecture}).{did_you_mean(layer, layers)} "
+                f"Layers: {', '.join(layers)}"
+            )
+        if self.settings.channels_last:
+            import torch
+
+            network.to(memory_format=torch.channels_last)
+        self.layer_ = layer
 
     @property
     def layer(self) -> str:
         """The descriptor layer (the setting, or the architecture's last convolutional layer)."""
         self.bundle  # noqa: B018 - resolves the layer
         return self.layer_
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        """The case modalities read, in channel order."""
-        self.bundle  # noqa: B018 - resolves the channel names
-        return self.channel_names_
 
     @property
     def scales(self) -> np.ndarray:
@@ -428,8 +393,3 @@ class FisherVector(FeatureClass):
             "Descriptors": getattr(self, "descriptor_count_", None),
         }
 
-    def __getstate__(self) -> dict:
-        # batch workers rebuild the network from the (sha256-checked) bundle instead of receiving it pickled
-        state = dict(self.__dict__)
-        state.pop("bundle_", None)
-        return state

@@ -56,6 +56,7 @@ from typing import Literal
 
 from deepradiomics.errors import CaseError, FeatureError, ParamsError
 from deepradiomics.featureclass import FeatureClass
+from deepradiomics.models import BundledModel
 
 logger = logging.getLogger("deepradiomics_plugins.vqhist")
 
@@ -90,7 +91,7 @@ class VQHistogramSettings:
             raise ValueError(f"on_small_image: {self.on_small_image!r} is not 'warn' or 'error'")
 
 
-class VQHistogram(FeatureClass):
+class VQHistogram(BundledModel, FeatureClass):
     """Codeword histogram of a VQ segmentation network (see the module docstring for the formula)."""
 
     name = "vqhist"
@@ -99,51 +100,12 @@ class VQHistogram(FeatureClass):
     subfamilies = {"counts": r"Codeword\d+", "frequency": r"Frequency\d+"}
     histograms = {"counts": r"Codeword\d+", "frequency": r"Frequency\d+"}
 
-    # ------------------------------------------------------------------ model (lazy)
-    def _config(self) -> dict:
-        """The bundle's config.yaml, read without importing torch (feature_names needs only K)."""
-        if getattr(self, "config_", None) is None:
-            from deepradiomics.models import read_config, resolve_bundle
+    default_model = DEFAULT_MODEL
 
-            self.config_ = read_config(resolve_bundle(self.settings.model, self._base_dir, DEFAULT_MODEL))
-        return self.config_
-
-    @property
-    def bundle(self):
-        """The loaded :class:`~deepradiomics.models.Bundle` (sha256-checked), with the settings checked against it."""
-        if getattr(self, "bundle_", None) is None:
-            from deepradiomics.models import load_bundle
-
-            bundle = load_bundle(self.settings.model, device=self.settings.device, base_dir=self._base_dir, default=DEFAULT_MODEL)
-            if bundle.architecture != "vqseg":
-                raise ParamsError(f"{self._where}.model: '{bundle.name}' is a '{bundle.architecture}' network, not a VQ network (vqseg)")
-            self.channel_names_ = self._channel_names(bundle.modalities)
-            self.bundle_ = bundle
-            self.config_ = bundle.config
-        return self.bundle_
-
-    def _channel_names(self, trained: list[str]) -> tuple[str, ...]:
-        """The case modalities feeding each channel (see the ``modalities`` setting)."""
-        given = self.settings.modalities
-        if given is None:
-            return tuple(trained)
-        if len(given) != len(trained):
-            raise ParamsError(
-                f"{self._where}.modalities: {len(given)} modalities {list(given)} given but the model takes {len(trained)}: "
-                f"{trained}; list {len(trained)} of the case's modality names in that order (or leave the setting out)"
-            )
-        if list(given) != list(trained) and sorted(given) == sorted(trained):
-            logger.warning(
-                "%s.modalities %s name the model's channels %s in another order: mapped by name", self._where, list(given), trained
-            )
-            return tuple(trained)
-        return tuple(given)
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        """The case modalities read, in channel order."""
-        self.bundle  # noqa: B018 - resolves the channel names
-        return self.channel_names_
+    # ------------------------------------------------------------------ model (lazy; BundledModel)
+    def _accept_bundle(self, bundle) -> None:
+        if bundle.architecture != "vqseg":
+            raise ParamsError(f"{self._where}.model: '{bundle.name}' is a '{bundle.architecture}' network, not a VQ network (vqseg)")
 
     @property
     def num_embeddings(self) -> int:
