@@ -39,3 +39,14 @@ def lgg_case() -> dict:
 def brain1() -> dict:
     folder = require_data("pyradiomics")
     return {"image": folder / "brain1_image.nrrd", "mask": folder / "brain1_label.nrrd"}
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for the module: tiny networks run faster on one thread than on two shared cores
+    (thread synchronisation costs more than their arithmetic). Restored after the module."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

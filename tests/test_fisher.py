@@ -84,15 +84,7 @@ def tiny_vq_bundle(folder: Path, channels=("Image",), seed: int = 0) -> Path:
     return save_bundle(build_network(arch), config, folder, "tiny test model {sha256}")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks: thread synchronisation would cost more than the arithmetic (and the CI machine is shared)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -57,17 +57,12 @@ class SpyCodebook(IntensityCodebook):
 
 
 @pytest.fixture(autouse=True)
-def spy():
-    import torch
-
+def spy(one_torch_thread):
     registry = get_registry()
     registry.register(SpyCodebook, source="tests")
     registry.register(RoiMean, source="tests")
     SpyCodebook.described, SpyCodebook.fitted_on = [], []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: one thread is faster than two on a shared machine
     yield SpyCodebook
-    torch.set_num_threads(threads)
     registry.unregister(SpyCodebook.name)
     registry.unregister(RoiMean.name)
 

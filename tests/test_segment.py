@@ -23,13 +23,7 @@ from deepradiomics.training.segment import dice, segment_arrays  # noqa: E402
 
 from .conftest import require_data  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -48,13 +48,7 @@ def _need_lgg() -> Path:
     return MANIFEST
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread, as training runs here: 2 shared cores are faster with 1 thread per process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # as training runs here: 1 thread per process
 
 
 @pytest.fixture(scope="module")

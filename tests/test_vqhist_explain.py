@@ -49,8 +49,7 @@ def lgg_images():
 
 
 @pytest.fixture(scope="module")
-def lgg_model(tmp_path_factory, lgg_images):
-    torch.set_num_threads(1)
+def lgg_model(tmp_path_factory, lgg_images, one_torch_thread):
     images, _ = lgg_images
     arrays = [sitk.GetArrayFromImage(images[m]) for m in LGG_MODALITIES]
     return tiny_bundle(tmp_path_factory.mktemp("tiny_lgg"), arrays, LGG_MODALITIES, unreachable=K - 1)
@@ -193,9 +192,8 @@ def test_label_map_with_other_geometry_is_rejected_before_any_work(lgg_images, l
 
 # ---------------------------------------------------------------------------------------------- BraTS
 @pytest.fixture(scope="module")
-def brats(tmp_path_factory):
+def brats(tmp_path_factory, one_torch_thread):
     folder = _require(BRATS)
-    torch.set_num_threads(1)
     files = {"t1": "t1", "t1ce": "t1ce", "t2": "t2", "Image": "flair"}
     images = {name: sitk.ReadImage(str(folder / f"{file}.nii.gz")) for name, file in files.items()}
     seg = sitk.ReadImage(str(folder / "seg.nii.gz"))

@@ -129,9 +129,7 @@ def lgg_rows():
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, lgg_rows):
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
+def model(tmp_path_factory, lgg_rows, one_torch_thread):
     frame, base, case_from_row = lgg_rows
     case = case_from_row(frame.iloc[0].to_dict(), base)
     return tiny_bundle(tmp_path_factory.mktemp("tiny"), [np.asarray(case.array(m)) for m in LGG_MODALITIES], LGG_MODALITIES)
