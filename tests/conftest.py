@@ -50,3 +50,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def quiet_pyradiomics(request):
+    """PyRadiomics at ERROR (or the module's ``PYRADIOMICS_LOG_LEVEL``) for the module: it warns on stderr for
+    normal situations (symmetrical GLCM, fixed bin count). Restored after the module."""
+    import logging
+
+    import radiomics
+
+    level = radiomics.handler.level
+    radiomics.setVerbosity(getattr(request.module, "PYRADIOMICS_LOG_LEVEL", logging.ERROR))
+    yield
+    radiomics.setVerbosity(level)

@@ -68,3 +68,17 @@ class IntensityCodebook(FeatureClass):
 
     def diagnostics(self) -> dict[str, object]:
         return {"Clusters": int(self.settings.clusters)}
+
+
+#: the conformance checks a fitted class goes through, in order (deepradiomics.testing.check_feature_class)
+FITTED_CLASS_CHECKS = [
+    "contract",
+    "init_stores_settings",
+    "refuses_compute_before_fit",
+    "names_valid",
+    "computes",
+    "deterministic",
+    "pickles",
+    "save_load_round_trip",
+    "loads_from_params",
+]

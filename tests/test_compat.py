@@ -13,7 +13,6 @@ value (bit for bit for arrays).
 from __future__ import annotations
 
 import json
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -72,14 +71,7 @@ ALL_CLASSES_JSON = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quiet_pyradiomics():
-    import radiomics
-
-    level = radiomics.handler.level
-    radiomics.setVerbosity(logging.ERROR)
-    yield
-    radiomics.setVerbosity(level)
+pytestmark = pytest.mark.usefixtures("quiet_pyradiomics")
 
 
 @pytest.fixture(scope="module")

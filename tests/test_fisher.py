@@ -25,6 +25,7 @@ from deepradiomics.cli import main
 from deepradiomics.errors import CaseError, FeatureError, ModelError, NotFittedError, ParamsError
 from deepradiomics.testing import check_feature_class
 from tests.conftest import require_data
+from tests.fitted_class import FITTED_CLASS_CHECKS
 
 #: small-ROI LGG cases (few slices) with both IDH classes: 4 wild-type (0), 4 mutant (1)
 COHORT = [
@@ -237,17 +238,7 @@ def test_conformance_checks_pass(bundle):
     report = check_feature_class(
         FisherVector, settings={"model": str(bundle), **FAST}, case=lgg(COHORT[0]), fit_cases=[lgg(COHORT[0]), lgg(COHORT[1])]
     )
-    assert [r.name for r in report.results] == [
-        "contract",
-        "init_stores_settings",
-        "refuses_compute_before_fit",
-        "names_valid",
-        "computes",
-        "deterministic",
-        "pickles",
-        "save_load_round_trip",
-        "loads_from_params",
-    ]
+    assert [r.name for r in report.results] == FITTED_CLASS_CHECKS
     assert all(r.passed for r in report.results), str(report)
 
 

@@ -16,7 +16,7 @@ from deepradiomics.cli import main
 from deepradiomics.errors import ModelError, NotFittedError, ParamsError
 from deepradiomics.registry import get_registry
 from deepradiomics.testing import check_feature_class
-from tests.fitted_class import IntensityCodebook
+from tests.fitted_class import FITTED_CLASS_CHECKS, IntensityCodebook
 
 PARAMS = {"setting": {"binWidth": 25.0}, "featureClass": {"firstorder": ["Mean"], "codebook": {"clusters": 3}}}
 
@@ -47,17 +47,7 @@ def test_conformance_checks_are_reported_by_name(lgg_case):
     case = Case({"Image": lgg_case["flair"]}, lgg_case["mask"], case_id="lgg")
     report = check_feature_class(IntensityCodebook, settings={"clusters": 3}, case=case)
     names = [r.name for r in report.results]
-    assert names == [
-        "contract",
-        "init_stores_settings",
-        "refuses_compute_before_fit",
-        "names_valid",
-        "computes",
-        "deterministic",
-        "pickles",
-        "save_load_round_trip",
-        "loads_from_params",
-    ]
+    assert names == FITTED_CLASS_CHECKS
     assert all(r.passed for r in report.results), str(report)
     assert "tampered artifact is refused" in report["save_load_round_trip"].detail
 

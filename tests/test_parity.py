@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,15 +179,7 @@ class ParityReport:
         )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quiet_pyradiomics():
-    """PyRadiomics warns on stderr for normal situations (symmetrical GLCM, fixed bin count)."""
-    import radiomics
-
-    level = radiomics.handler.level
-    radiomics.setVerbosity(logging.ERROR)
-    yield
-    radiomics.setVerbosity(level)
+pytestmark = pytest.mark.usefixtures("quiet_pyradiomics")
 
 
 @pytest.fixture(scope="session")

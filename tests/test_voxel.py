@@ -18,15 +18,8 @@ import pytest
 from tests.conftest import require_data
 from tests.test_compat import _roi_stats_class, assert_same_result
 
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet_pyradiomics():
-    import radiomics
-
-    level = radiomics.handler.level
-    radiomics.setVerbosity(logging.CRITICAL)  # PyRadiomics logs every failed MCC batch as an error
-    yield
-    radiomics.setVerbosity(level)
+pytestmark = pytest.mark.usefixtures("quiet_pyradiomics")
+PYRADIOMICS_LOG_LEVEL = logging.CRITICAL  # PyRadiomics logs every failed MCC batch as an error
 
 
 @pytest.fixture(scope="module")
