@@ -31,9 +31,10 @@ $(VENV)/.installed: setup.py
 	$(PIP) install --quiet -e '.[test,dask]'
 	touch $@
 
-# The main job: classical + deep (VQ codeword histogram, shipped default model) features of one real case.
+# The main job: classical (PyRadiomics) + deep features of one real case in one row: vqhist with the shipped
+# VQ model (codeword counts and frequencies) and cnn with the paper's seeded random VGG-19-3D.
 run: install
-	$(VENV)/bin/deepradiomics extract params/combined.yaml $(CASE_ARGS) -o features.csv
+	$(VENV)/bin/deepradiomics extract params/lgg_example.yaml $(CASE_ARGS) -o features.csv
 	@echo "wrote features.csv"
 
 # The test suite (what CI runs).
