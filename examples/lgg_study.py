@@ -90,7 +90,7 @@ def reading(row) -> str:
     if row.ci_low > 0.5:
         return "evidence above chance"
     if row.ci_high < 0.5:
-        return "below chance"
+        return "below chance (a flaw of model or validation, not a usable signal)"
     return "no evidence (CI includes 0.5)"
 
 
@@ -120,7 +120,7 @@ def study_section(result, target: str) -> list[str]:
     auc["features"] = auc["family"].map(info["families"])
     auc["reading"] = [reading(r) for r in auc.itertuples()]
     shown = auc[["family", "model", "features", "mean", "ci_low", "ci_high", "reading"]].round(3)
-    lines += ["AUC, mean over 5 x 5-fold CV with its 95% interval (t-interval over the 25 fold AUCs):", "", markdown(shown), ""]
+    lines += [f"AUC, mean over {info['repeats']} x {info['folds']}-fold CV with its 95% interval (Nadeau-Bengio corrected t-interval over the {info['repeats'] * info['folds']} fold AUCs):", "", markdown(shown), ""]
     comparisons = result.comparisons
     if len(comparisons):
         tested = comparisons[comparisons["test"] == comparisons["test"].iloc[0]]

@@ -170,12 +170,14 @@ def test_study_command_from_images_and_its_errors(cohort, bundle, tmp_path):
     # a fixed table beside the images: its columns join the fold-wise ones; a case without a row is dropped
     ids = pd.read_csv(cohort)["ID"].astype(str).tolist()
     fixed = pd.DataFrame({"ID": ids[1:], "original_firstorder_Mean": np.arange(len(ids) - 1, dtype=float)})
+    fixed["diagnostics_Case_Slices"] = np.arange(len(ids) - 1) + 20.0  # its diagnostics come along (confounds)
     fixed.to_csv(tmp_path / "fixed.csv", index=False)
     both = runner.invoke(main, ["study", str(tmp_path / "fixed.csv"), *args, "--cache-dir", str(tmp_path / "cache"), "-q", "-o", str(tmp_path / "y")])
     assert both.exit_code == 0, both.output
     joined = pd.read_csv(tmp_path / "y" / "metrics.csv")
     assert {"fisher", "classical"} <= set(joined["family"])
     assert "dropped 1 case(s)" in (tmp_path / "y" / "report.html").read_text()
+    assert "<h2>Confounds" in (tmp_path / "y" / "report.html").read_text()
     clash = pd.DataFrame({"ID": ids, "original_fisher_Mu00d000": 1.0})
     with pytest.raises(StudyDataError, match="fisher, which the params file extracts too"):
         run_study(clash, manifest=cohort, params=params, target="idh_mutant", cache_dir=tmp_path / "cache")

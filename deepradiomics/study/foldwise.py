@@ -277,9 +277,10 @@ def fixed_rows(rest, frame: pd.DataFrame, base, jobs: int, cache_dir, progress: 
 def join_fixed_table(table: pd.DataFrame, features, classes: Sequence[str] = ()) -> pd.DataFrame:
     """``table`` (rows of a manifest's cases) with the feature columns of a batch table ``features`` added.
 
-    Cases of ``table`` without a row in ``features`` get the batch error column filled in, so the study
-    drops them with a note as it drops failed cases. Columns of a class in ``classes`` (those the params
-    file extracts) are refused: which of the two would be meant is unknowable.
+    Its feature columns and the other columns ``table`` lacks (diagnostics) are added. Cases of ``table``
+    without a row in ``features`` get the batch error column filled in, so the study drops them with a note
+    as it drops failed cases. Columns of a class in ``classes`` (those the params file extracts) are
+    refused: which of the two would be meant is unknowable.
     """
     from ..io import read_table
     from .core import StudyDataError, _is_blank
@@ -303,7 +304,10 @@ def join_fixed_table(table: pd.DataFrame, features, classes: Sequence[str] = ())
     joined = table.copy()
     joined.index = joined.index.astype(str)
     missing = ~joined.index.isin(extra.index)
-    joined = joined.join(extra[columns], how="left")
+    # its features and the columns the rows lack (e.g. diagnostics such as ROI volume and slice count, for
+    # the confounds); columns both have (manifest columns) stay as the images' rows have them
+    added = [c for c in extra.columns if c not in joined.columns and c != naming.ERROR_COLUMN]
+    joined = joined.join(extra[added], how="left")
     if missing.any():
         error = joined[naming.ERROR_COLUMN] if naming.ERROR_COLUMN in joined.columns else pd.Series("", index=joined.index, dtype=object)
         joined[naming.ERROR_COLUMN] = error.astype(object).where(~missing, f"no row in {name}")
