@@ -21,9 +21,9 @@ Reported:
   show where small ROIs lose time.
 
 Run: ``python benchmarks/cnn_speed.py [--threads 2] [--repeats 5] [--part all|cases|pass|layers]`` from
-the repository root; recorded figures are in benchmarks/README_cnn.md. The
+the repository root; recorded figures are in benchmarks/README.md. The
 network build (seeded weights, about a second) is reported once and not counted per case. No GPU was
-available for the recorded runs (see benchmarks/README_cnn.md); ``--device cuda`` runs the same on one.
+available for the recorded runs (see benchmarks/README.md); ``--device cuda`` runs the same on one.
 """
 
 from __future__ import annotations

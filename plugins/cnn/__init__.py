@@ -59,7 +59,7 @@ layers by their resolution (full and 1/2; 1/4 and 1/8; 1/16).
 
 Patches are computed independently, never twice, in batches (one patch at a time is 4x slower),
 under ``torch.inference_mode``, with weights and patches in channels-last memory format (measured
-faster on CPU, see benchmarks/README_cnn.md). A whole-ROI pass is not used: every patch is zero-padded
+faster on CPU, see benchmarks/README.md). A whole-ROI pass is not used: every patch is zero-padded
 at its own border inside each convolution (as the paper encodes a patch) and scaled by its own range,
 so one pass over the ROI would not give the same numbers; with the default stride the patches do not
 overlap, so there is no shared work to save.
