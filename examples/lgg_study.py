@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -121,6 +122,13 @@ def study_section(result, target: str) -> list[str]:
     auc["reading"] = [reading(r) for r in auc.itertuples()]
     shown = auc[["family", "model", "features", "mean", "ci_low", "ci_high", "reading"]].round(3)
     lines += [f"AUC, mean over {info['repeats']} x {info['folds']}-fold CV with its 95% interval (Nadeau-Bengio corrected t-interval over the {info['repeats'] * info['folds']} fold AUCs):", "", markdown(shown), ""]
+    if auc["reading"].str.startswith("below chance").any():
+        lines += [
+            "An AUC whose interval lies under 0.5 is not a signal read backwards: with no usable signal, a model"
+            " selected and fitted inside small training folds can rank held-out cases systematically wrong."
+            " Such a family is no evidence of discrimination either.",
+            "",
+        ]
     comparisons = result.comparisons
     if len(comparisons):
         tested = comparisons[comparisons["test"] == comparisons["test"].iloc[0]]
@@ -158,6 +166,7 @@ def explain_section(grade, jobs: int) -> list[str]:
     codewords = [int(str(n).removeprefix("Frequency").removeprefix("Codeword")) for n in names]
     params = PARAMS / "lgg_example.yaml"
     lines = [f"## Explain: codewords {codewords} ({why})", ""]
+    shutil.rmtree(OUT / "explain", ignore_errors=True)  # overlays of codewords chosen by an earlier run would stay
     frame, base = read_manifest(DATA / "cases.csv")
     for record in frame.head(2).to_dict(orient="records"):
         case = case_from_row(record, base)
@@ -172,6 +181,10 @@ def explain_section(grade, jobs: int) -> list[str]:
         f"p = {cohort.kruskal['p_value']:.3g}",
         "",
         markdown(cohort.summary.round(3)),
+        "",
+        "The paper's statistic is the sum of the response over a region, which grows with the region's size: here"
+        " 'outside' (the foreground outside the tumour mask) is far larger than the tumour, so the test compares"
+        " totals, not the response per voxel (`deepradiomics explain --statistic mean` gives that).",
         "",
         f"Outputs: {folder}",
         "",
