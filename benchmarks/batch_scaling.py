@@ -42,10 +42,11 @@ print(time.perf_counter() - start, int((table["diagnostics_Error"].astype(str).s
 
 
 def export_old(folder: Path) -> Path:
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", OLD_COMMIT, "deepradiomics", "plugins"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    (folder / "plugins").rename(folder / "deepradiomics_plugins")
-    return folder
+    """The package at OLD_COMMIT in ``folder`` (created), as robustness_speed.py exports it."""
+    from robustness_speed import export_old as export  # this folder is on sys.path when run as a script
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return export(folder)
 
 
 def timed(env: dict, cwd: str, params: str, manifest: str, jobs: int, limit: int) -> float:

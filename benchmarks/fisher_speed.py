@@ -219,7 +219,8 @@ def main() -> int:
         t0 = time.perf_counter()
         fixed = fisher_cls(settings).fit_descriptors(list(everyone.values()), list(everyone))
         names = fixed.feature_names()
-        table = pd.DataFrame([[fixed.encode(everyone[i])[n] for n in names] for i in everyone], index=pd.Index(list(everyone), name="ID"), columns=[f"original_fisher_{n}" for n in names])
+        encoded = {i: fixed.encode(everyone[i]) for i in everyone}  # once per case
+        table = pd.DataFrame([[encoded[i][n] for n in names] for i in everyone], index=pd.Index(list(everyone), name="ID"), columns=[f"original_fisher_{n}" for n in names])
         table_build = time.perf_counter() - t0
         common = {"target": "idh_mutant", "models": ["dlr"], "folds": args.folds, "repeats": args.cv_repeats, "responsible": False, "n_boot": 200}
         table_times, fold_times, info = [], [], None

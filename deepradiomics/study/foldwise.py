@@ -310,7 +310,7 @@ def join_fixed_table(table: pd.DataFrame, features, classes: Sequence[str] = ())
     joined = joined.join(extra[added], how="left")
     if missing.any():
         error = joined[naming.ERROR_COLUMN] if naming.ERROR_COLUMN in joined.columns else pd.Series("", index=joined.index, dtype=object)
-        joined[naming.ERROR_COLUMN] = error.astype(object).where(~missing, f"no row in {name}")
+        joined[naming.ERROR_COLUMN] = error.astype(object).where(~missing, f"no usable row in {name} (absent, or failed there)")
     return joined
 
 
@@ -334,9 +334,8 @@ def prepare_images(
     cases once (``cache_dir/descriptors``) and are refitted per split by the returned source. ``labels``
     defaults to the manifest itself. ``features`` (a table from ``deepradiomics batch``, path or DataFrame)
     adds fixed columns extracted earlier: joined on the case ID (a manifest case without a row there is
-    dropped like a failed case; a column in both is refused).
+    dropped like a failed case; a class extracted by both is refused).
     """
-
     from ..batch import read_manifest
     from ..errors import ParamsError
     from ..extractor import Extractor
@@ -382,7 +381,6 @@ def external_images(source: FoldwiseFeatures, test_manifest, params, jobs: int =
 
     Returns the test cases' table (the manifest's columns passed through, then the features).
     """
-
     from ..batch import describe_cases, read_manifest
     from ..params import Params, load_params
 
