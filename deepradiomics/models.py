@@ -34,8 +34,6 @@ from typing import Any
 
 from .errors import ModelError, did_you_mean
 
-_logger = logging.getLogger("deepradiomics.models")
-
 MODELS_DIR = Path(__file__).resolve().parent / "data" / "models"
 BUNDLE_FILES = ("model.pt", "config.yaml", "card.md")
 FORMAT_VERSION = 2
@@ -352,7 +350,10 @@ class BundledModel:
                 f"{trained}; list {len(trained)} of the case's modality names in that order (or leave the setting out)"
             )
         if list(given) != list(trained) and sorted(given) == sorted(trained):
-            _logger.warning("%s.modalities %s name the model's channels %s in another order: mapped by name", self._where, list(given), trained)
+            # logged under the class's own module (e.g. deepradiomics_plugins.vqhist), as its other messages
+            logging.getLogger(type(self).__module__).warning(
+                "%s.modalities %s name the model's channels %s in another order: mapped by name", self._where, list(given), trained
+            )
             return tuple(trained)
         return tuple(given)
 
