@@ -41,6 +41,7 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -674,12 +675,15 @@ def run_batch(
     run = run if run is not None else BatchRun()
     run.reused = [r["ID"] for r in records if r["ID"] in results]
     with tqdm(total=len(records), initial=len(results), desc="cases", unit="case", file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
-        for case_id, row in map_cases(task, todo, base, jobs, scheduler, on_error=error_row):
-            results[case_id] = row
-            run.computed.append(case_id)
-            if cache is not None and case_id in keys:
-                cache.store(case_id, keys[case_id], row)
-            bar.update(1)
+        # closed whatever ends the loop (Ctrl-C while a row is stored, an error): its workers stop at once
+        # instead of keeping the interpreter's exit waiting for the cases they compute
+        with closing(map_cases(task, todo, base, jobs, scheduler, on_error=error_row)) as finished:
+            for case_id, row in finished:
+                results[case_id] = row
+                run.computed.append(case_id)
+                if cache is not None and case_id in keys:
+                    cache.store(case_id, keys[case_id], row)
+                bar.update(1)
     run.failed = [(r["ID"], results[r["ID"]][ERROR_COLUMN]) for r in records if ERROR_COLUMN in results.get(r["ID"], {})]
     if layout == "pyradiomics":
         return assemble_pyradiomics(frame, results, base)
@@ -792,15 +796,16 @@ def describe_cases(
         todo.append(record)
     failed: list[str] = []
     with tqdm(total=len(records), initial=len(out), desc=f"describe {feature_class.name}", unit="case", file=sys.stderr, disable=not progress) as bar:
-        for case_id, result in map_cases(Guarded(task), todo, base, jobs, scheduler, on_error=error_row):
-            if isinstance(result, dict) and ERROR_COLUMN in result:
-                failed.append(f"{case_id}: {result[ERROR_COLUMN]}")
-                continue
-            out[case_id] = result
-            if folder is not None:
-                buffer = _npz_bytes({**result, "__key__": np.array(keys[case_id])})
-                _atomic_write(folder / f"{cache_file_name(case_id)}.npz", buffer)
-            bar.update(1)
+        with closing(map_cases(Guarded(task), todo, base, jobs, scheduler, on_error=error_row)) as finished:
+            for case_id, result in finished:
+                if isinstance(result, dict) and ERROR_COLUMN in result:
+                    failed.append(f"{case_id}: {result[ERROR_COLUMN]}")
+                    continue
+                out[case_id] = result
+                if folder is not None:
+                    buffer = _npz_bytes({**result, "__key__": np.array(keys[case_id])})
+                    _atomic_write(folder / f"{cache_file_name(case_id)}.npz", buffer)
+                bar.update(1)
     if failed:
         raise DeepRadiomicsError(
             f"fitting '{feature_class.name}' needs every case of the manifest, but {len(failed)} failed; first: {failed[0]}. "

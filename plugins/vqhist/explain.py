@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -599,11 +600,12 @@ def explain_cohort(
     task = _CohortTask(vq, tuple(chosen), background, include_outside, {int(k): str(v) for k, v in (label_names or {}).items()})
 
     rows, failed = [], []
-    for case_id, result in map_cases(Guarded(task), frame.to_dict(orient="records"), base, jobs, on_error=error_row):
-        if isinstance(result, dict) and ERROR_COLUMN in result:
-            failed.append((case_id, result[ERROR_COLUMN]))
-        else:
-            rows.extend(result)
+    with closing(map_cases(Guarded(task), frame.to_dict(orient="records"), base, jobs, on_error=error_row)) as finished:
+        for case_id, result in finished:
+            if isinstance(result, dict) and ERROR_COLUMN in result:
+                failed.append((case_id, result[ERROR_COLUMN]))
+            else:
+                rows.extend(result)
     per_patient = pd.DataFrame(rows, columns=["ID", "region", "n_voxels", "sum", "mean", "background_codeword"])
     order = list(dict.fromkeys(per_patient["region"]))
     groups = {name: per_patient.loc[per_patient["region"] == name, statistic].to_numpy() for name in order}
