@@ -1,11 +1,23 @@
 """VQSegNet: 2D encoder -> vector quantizer -> decoder segmentation network (Kobayashi et al. 2021).
 
-The encoder is a stack of pre-activation residual blocks (GroupNorm -> LeakyReLU(0.2) -> conv3x3, twice,
-with a 1x1 projection when the channel count changes) separated by stride-2 convolutions, ending in a
-1x1 convolution to the latent dimension D. There are no skip connections: everything the decoder knows
-about a slice goes through the quantized 8x8 latent grid, which is what makes the codeword histogram a
-description of the slice. The decoder mirrors the encoder with bilinear upsampling and ends in class
-logits.
+The encoder is a stem convolution, residual stages separated by stride-2 downsampling, and a 1x1
+convolution to the latent dimension D. There are no skip connections between encoder and decoder:
+everything the decoder knows about a slice goes through the quantized 8x8 latent grid, which is what makes
+the codeword histogram a description of the slice. The decoder mirrors the encoder with x2 bilinear
+upsampling and ends in class logits. Two block types (``block``):
+
+``"paper"``
+    The blocks of the paper ("Implementation details", encoder and decoder networks): residual blocks of
+    two [convolution 3x3 + group normalisation + LeakyReLU] sequences with a residual connection
+    (post-activation, :class:`PostActBlock`), downsampling blocks of [convolution 3x3 stride 2 + group
+    normalisation + LeakyReLU] (:class:`DownBlock`), and upsampling layers of "an interpolation function
+    coupled with a convolutional function" (:class:`UpBlock`). What the paper leaves open is marked
+    "chosen" in the classes' comments.
+``"preact"`` (default)
+    The project's CPU architecture, the one the shipped bundle ``vq-lgg-cpu`` was trained with:
+    pre-activation residual blocks (GroupNorm -> LeakyReLU(0.2) -> conv3x3, twice; :class:`PreActBlock`),
+    bare stride-2 convolutions for downsampling, bilinear upsampling without a convolution. A bundle whose
+    ``architecture`` has no ``block`` key is this network.
 
 API used by feature extraction and by the explain/robustness commands::
 
@@ -30,6 +42,11 @@ Examples
 >>> out = net(torch.zeros(2, 3, 32, 32))
 >>> out["logits"].shape, out["indices"].shape
 (torch.Size([2, 2, 32, 32]), torch.Size([2, 8, 8]))
+>>> paper = VQSegNet.from_config({"in_channels": 3, "num_classes": 2, "filters": [8, 8, 8, 8],
+...                               "decoder_filters": [8, 8, 8, 8], "input_size": 32, "num_embeddings": 16,
+...                               "embedding_dim": 8, "block": "paper"})
+>>> paper.block, paper.encode(torch.zeros(1, 3, 32, 32)).shape
+('paper', torch.Size([1, 8, 8, 8]))
 """
 
 from __future__ import annotations
@@ -45,6 +62,10 @@ from torch import nn
 from .vq import VectorQuantizerEMA
 
 LATENT_SIZE = 8
+#: the ``block`` values VQSegNet accepts (see the module docstring)
+BLOCKS = ("preact", "paper")
+#: negative slope of every LeakyReLU (chosen: the paper does not give it)
+SLOPE = 0.2
 
 
 def _groups(channels: int, groups: int = 8) -> int:
@@ -70,6 +91,96 @@ class PreActBlock(nn.Module):
         return h.add_(self.proj(x))
 
 
+class PostActBlock(nn.Module):
+    """The paper's residual block: conv3x3 -> GN -> LeakyReLU -> conv3x3 -> GN, + skip, -> LeakyReLU.
+
+    Kobayashi et al. 2021, "Encoder network": "two [convolution + group normalization + LeakyReLU]
+    sequences are processed with residual connection", convolutions of kernel 3, stride 1, padding 1
+    (paper). Where the skip joins is not stated: chosen after the second group normalisation and before
+    its LeakyReLU, as in the original (post-activation) residual block of He et al., "Deep residual
+    learning for image recognition", CVPR 2016, so that every convolution is followed by GN and LeakyReLU
+    and the block's output is activated. When the channel count changes the skip is a 1x1 convolution
+    (chosen: the paper is silent; He et al.'s projection shortcut, without a normalisation of its own).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int = 8) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm1 = nn.GroupNorm(_groups(out_ch, groups), out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.norm2 = nn.GroupNorm(_groups(out_ch, groups), out_ch)
+        self.proj = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # in place on GroupNorm outputs (GroupNorm's backward needs its input, not its output): fewer
+        # full-resolution temporaries, as in PreActBlock
+        h = F.leaky_relu(self.norm1(self.conv1(x)), SLOPE, inplace=True)
+        h = self.norm2(self.conv2(h)).add_(self.proj(x))
+        return F.leaky_relu(h, SLOPE, inplace=True)
+
+
+class DownBlock(nn.Module):
+    """The paper's downsampling block: conv3x3 stride 2 padding 1 -> GN -> LeakyReLU (Kobayashi et al. 2021).
+
+    The paper gives the sequence and the kernel, stride and padding; it does not give the channel count:
+    chosen to keep the channels of the block before it (the next residual block changes them).
+    """
+
+    def __init__(self, channels: int, groups: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.norm = nn.GroupNorm(_groups(channels, groups), channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.norm(self.conv(x)), SLOPE, inplace=True)
+
+
+class UpBlock(nn.Module):
+    """The paper's upsampling layer: x2 interpolation, then a convolution (Kobayashi et al. 2021, "Decoder network").
+
+    The paper: "an upsampling layer using an interpolation function coupled with a convolutional function
+    to double the size of the feature map". Chosen where it is silent: bilinear interpolation (as the
+    preact decoder), interpolation before the convolution (resize-convolution, Odena et al., "Deconvolution
+    and checkerboard artifacts", Distill 2016), a 3x3 convolution with padding 1 keeping the channel
+    count, and no normalisation or activation of its own (the paper names none for this layer, unlike the
+    downsampling block; the residual block after it starts with conv + GN + LeakyReLU).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.up(x))
+
+
+#: the residual block classes (what feature_layers calls a stage)
+RESIDUAL_BLOCKS = (PreActBlock, PostActBlock)
+
+
+def _check_block(block: str) -> str:
+    if block not in BLOCKS:
+        raise ValueError(f"block '{block}' is not one of {', '.join(BLOCKS)} (architecture.block / model.block)")
+    return block
+
+
+class _Stem(nn.Module):
+    """Shared by Encoder and Decoder: ``stem`` conv3x3, followed (``paper``) by ``stem_norm`` and LeakyReLU.
+
+    ``stem`` stays a bare Conv2d in both blocks: :func:`deepradiomics.nets.inflate.inflate` maps the input
+    channels of the convolution named ``stem`` onto the 3D axis (the cnn plugin's inflated encoders).
+    """
+
+    stem: nn.Conv2d
+    stem_norm: nn.GroupNorm | None
+
+    def run_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem's output (after its GN + LeakyReLU for ``block="paper"``)."""
+        h = self.stem(x)
+        return h if self.stem_norm is None else F.leaky_relu(self.stem_norm(h), SLOPE, inplace=True)
+
+
 def _n_down(input_size: int) -> int:
     n = math.log2(input_size / LATENT_SIZE)
     if input_size % LATENT_SIZE or n != int(n) or n < 0:
@@ -77,51 +188,103 @@ def _n_down(input_size: int) -> int:
     return int(n)
 
 
-class Encoder(nn.Module):
-    """Stem conv, residual stages, stride-2 convs between the first log2(S/8) stage pairs, 1x1 to D."""
+class Encoder(_Stem):
+    """Stem conv, residual stages, downsampling between the first log2(S/8) stage pairs, 1x1 to D.
 
-    def __init__(self, in_channels: int, filters: Sequence[int], embedding_dim: int, input_size: int, groups: int = 8) -> None:
+    ``block="preact"``: pre-activation stages, bare stride-2 convolutions, GN -> LeakyReLU -> 1x1 head.
+    ``block="paper"``: stem conv + GN + LeakyReLU (chosen: the paper lists residual and downsampling
+    blocks only; one convolution reads the modalities, so the first block's skip works on features and the
+    encoder stays inflatable), post-activation stages, :class:`DownBlock` downsampling, and a bare 1x1
+    convolution to D (chosen: the paper gives z_e as 64 x 8 x 8 after 128-filter blocks but not the layer
+    that maps them; the last block's output is already activated and z_e is left unnormalised, as
+    VQ-VAE's encoder output).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        filters: Sequence[int],
+        embedding_dim: int,
+        input_size: int,
+        groups: int = 8,
+        block: str = "preact",
+    ) -> None:
         super().__init__()
+        paper = _check_block(block) == "paper"
         n_down = _n_down(input_size)
         if n_down > len(filters) - 1:
             raise ValueError(f"{len(filters)} stages cannot reach 8x8 from {input_size}: give >= {n_down + 1} filters")
+        # module creation order of the preact network is kept as it was: same initial weights from a seed
         self.stem = nn.Conv2d(in_channels, filters[0], 3, padding=1)
+        self.stem_norm = nn.GroupNorm(_groups(filters[0], groups), filters[0]) if paper else None
+        residual = PostActBlock if paper else PreActBlock
         layers: list[nn.Module] = []
         prev = filters[0]
         for i, f in enumerate(filters):
-            if 0 < i <= n_down:  # downsample early: the expensive full-resolution stages stay narrow
-                layers.append(nn.Conv2d(prev, prev, 3, stride=2, padding=1))
-            layers.append(PreActBlock(prev, f, groups))
+            # downsample early: the expensive full-resolution stages stay narrow. At the paper's 256 x 256
+            # with 6 stages this is the paper's "each residual block is followed by a downsampling block
+            # ..., except for the bottom of the network"
+            if 0 < i <= n_down:
+                layers.append(DownBlock(prev, groups) if paper else nn.Conv2d(prev, prev, 3, stride=2, padding=1))
+            layers.append(residual(prev, f, groups))
             prev = f
         self.stages = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.GroupNorm(_groups(prev, groups), prev), nn.LeakyReLU(0.2), nn.Conv2d(prev, embedding_dim, 1))
+        if paper:
+            self.head: nn.Module = nn.Conv2d(prev, embedding_dim, 1)
+        else:
+            self.head = nn.Sequential(
+                nn.GroupNorm(_groups(prev, groups), prev), nn.LeakyReLU(SLOPE), nn.Conv2d(prev, embedding_dim, 1)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(x)))
+        return self.head(self.stages(self.run_stem(x)))
 
 
-class Decoder(nn.Module):
-    """1x1/3x3 from D, residual stages with bilinear x2 upsampling before the last log2(S/8) stages."""
+class Decoder(_Stem):
+    """Stem conv from D, residual stages with x2 upsampling before the last log2(S/8) stages, 1x1 to logits.
 
-    def __init__(self, embedding_dim: int, filters: Sequence[int], num_classes: int, input_size: int, groups: int = 8) -> None:
+    ``block="preact"``: pre-activation stages after bare bilinear upsampling, GN -> LeakyReLU -> 1x1 head.
+    ``block="paper"``: stem conv + GN + LeakyReLU (chosen, as the encoder's), post-activation stages each
+    after an :class:`UpBlock` (interpolation + convolution, the paper), a bare 1x1 convolution to the class
+    logits (chosen). The paper's decoder text says it yields "reconstructed 2D images with a size of
+    4 x 256 x 256"; its network is trained on segmentation, so this one outputs S class logits.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        filters: Sequence[int],
+        num_classes: int,
+        input_size: int,
+        groups: int = 8,
+        block: str = "preact",
+    ) -> None:
         super().__init__()
+        paper = _check_block(block) == "paper"
         n_down = _n_down(input_size)
         n = len(filters)
         if n_down > n - 1:
             raise ValueError(f"{n} decoder stages cannot reach {input_size} from 8x8: give >= {n_down + 1} filters")
         self.stem = nn.Conv2d(embedding_dim, filters[0], 3, padding=1)
+        self.stem_norm = nn.GroupNorm(_groups(filters[0], groups), filters[0]) if paper else None
+        residual = PostActBlock if paper else PreActBlock
         layers: list[nn.Module] = []
         prev = filters[0]
         for i, f in enumerate(filters):
             if i >= n - n_down:
-                layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
-            layers.append(PreActBlock(prev, f, groups))
+                layers.append(UpBlock(prev) if paper else nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+            layers.append(residual(prev, f, groups))
             prev = f
         self.stages = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.GroupNorm(_groups(prev, groups), prev), nn.LeakyReLU(0.2), nn.Conv2d(prev, num_classes, 1))
+        if paper:
+            self.head: nn.Module = nn.Conv2d(prev, num_classes, 1)
+        else:
+            self.head = nn.Sequential(
+                nn.GroupNorm(_groups(prev, groups), prev), nn.LeakyReLU(SLOPE), nn.Conv2d(prev, num_classes, 1)
+            )
 
     def forward(self, z_q: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(z_q)))
+        return self.head(self.stages(self.run_stem(z_q)))
 
 
 class VQSegNet(nn.Module):
@@ -145,6 +308,11 @@ class VQSegNet(nn.Module):
         ``"default"``: PyTorch's default initialisation (what the shipped bundles were trained from);
         ``"he"``: He (Kaiming) normal initialisation of every convolution for LeakyReLU(0.2), zero
         biases, as in the paper. Only the starting point of training depends on it.
+    block
+        ``"preact"`` (default; the shipped ``vq-lgg-cpu``): pre-activation residual blocks, bare stride-2
+        downsampling, upsampling without a convolution. ``"paper"``: the paper's post-activation residual
+        blocks, conv + GN + LeakyReLU downsampling and interpolation + convolution upsampling (see the
+        module docstring and :class:`PostActBlock`, :class:`DownBlock`, :class:`UpBlock`).
     """
 
     #: keys a bundle's ``architecture`` must hold (checked by deepradiomics.models before building)
@@ -164,16 +332,18 @@ class VQSegNet(nn.Module):
         embedding_dim: int = 64,
         quantizer: dict[str, Any] | None = None,
         init: str = "default",
+        block: str = "preact",
     ) -> None:
         super().__init__()
         if init not in ("default", "he"):
             raise ValueError(f"init '{init}' is not 'default' or 'he'")
+        self.block = _check_block(block)
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.input_size = int(input_size)
-        self.encoder = Encoder(in_channels, filters, embedding_dim, input_size)
+        self.encoder = Encoder(in_channels, filters, embedding_dim, input_size, block=block)
         self.quantizer = VectorQuantizerEMA(num_embeddings, embedding_dim, **(quantizer or {}))
-        self.decoder = Decoder(embedding_dim, decoder_filters, num_classes, input_size)
+        self.decoder = Decoder(embedding_dim, decoder_filters, num_classes, input_size, block=block)
         self._background_indices: torch.Tensor | None = None
         self._codebook_frozen = False
         if init == "he":
@@ -184,7 +354,7 @@ class VQSegNet(nn.Module):
 
     @classmethod
     def from_config(cls, arch: dict[str, Any]) -> VQSegNet:
-        """Build from the ``architecture`` mapping of a bundle's config.yaml."""
+        """Build from the ``architecture`` mapping of a bundle's config.yaml (no ``block`` key: ``"preact"``)."""
         keys = (
             "in_channels",
             "num_classes",
@@ -195,6 +365,7 @@ class VQSegNet(nn.Module):
             "embedding_dim",
             "quantizer",
             "init",
+            "block",
         )
         return cls(**{k: arch[k] for k in keys if k in arch})
 
@@ -262,19 +433,19 @@ class VQSegNet(nn.Module):
         return ["stem", *[f"stage{i + 1}" for i in range(self._n_stages())], "latent", "quantized"]
 
     def _n_stages(self) -> int:
-        return sum(isinstance(m, PreActBlock) for m in self.encoder.stages)
+        return sum(isinstance(m, RESIDUAL_BLOCKS) for m in self.encoder.stages)
 
     def features(self, x: torch.Tensor, layer: str = "latent") -> torch.Tensor:
         """Responses (B, C_L, h_L, w_L) of encoder ``layer`` on slices ``x`` (B, C, S, S) (see :meth:`feature_layers`)."""
         if layer not in self.feature_layers():
             raise ValueError(f"unknown layer '{layer}'; layers: {', '.join(self.feature_layers())}")
-        h = self.encoder.stem(x)
+        h = self.encoder.run_stem(x)
         if layer == "stem":
             return h
         stage = 0
         for module in self.encoder.stages:
             h = module(h)
-            if isinstance(module, PreActBlock):
+            if isinstance(module, RESIDUAL_BLOCKS):
                 stage += 1
                 if layer == f"stage{stage}":
                     return h
@@ -299,13 +470,13 @@ class VQSegNet(nn.Module):
         table = {"stem": (jump, field)}
         stage = 0
         for module in self.encoder.stages:
-            if isinstance(module, nn.Conv2d):  # stride-2 downsampling, 3x3
-                field += 2 * jump
-                jump *= 2
-            else:  # residual block: two 3x3 convolutions
+            if isinstance(module, RESIDUAL_BLOCKS):  # two 3x3 convolutions (the 1x1 skip adds nothing)
                 field += 4 * jump
                 stage += 1
                 table[f"stage{stage}"] = (jump, field)
+            else:  # downsampling (bare conv or DownBlock): one 3x3 convolution of stride 2
+                field += 2 * jump
+                jump *= 2
         table["latent"] = table["quantized"] = (jump, field)
         stride, receptive_field = table[layer]
         return {"stride": stride, "offset": 0, "receptive_field": receptive_field, "pad": 0}
