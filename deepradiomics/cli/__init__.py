@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("segment", "Tumour segmentation of a case by a trained bundle, on its own grid."),
     "study": ("study", "Compare feature families on a label with cross-validation."),
     "robustness": ("robustness", "Feature robustness to intensity scale and shift (any class)."),
+    "ibsi": ("ibsi", "IBSI 1 compliance of the classical features (digital phantom, CT configurations A-E)."),
 }
 COMMAND_ENTRY_POINTS = "deepradiomics.commands"
 
