@@ -19,6 +19,8 @@ upsampling and ends in class logits. Two block types (``block``):
     bare stride-2 convolutions for downsampling, bilinear upsampling without a convolution. A bundle whose
     ``architecture`` has no ``block`` key is this network.
 
+Both use GroupNorm with gcd(C, 8) groups and LeakyReLU with slope 0.2 (chosen: the paper gives neither).
+
 API used by feature extraction and by the explain/robustness commands::
 
     z_e = net.encode(x)                         # (B, D, 8, 8) continuous latents
