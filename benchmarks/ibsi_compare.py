@@ -5,6 +5,7 @@ Usage (from the repository root; the IBSI data sits in ../shared/data/ibsi)::
     .venv/bin/python benchmarks/ibsi_compare.py                  # pass counts, both engines, and their agreement
     .venv/bin/python benchmarks/ibsi_compare.py --evidence       # + which correction removes each failure
     .venv/bin/python benchmarks/ibsi_compare.py --evidence --list   # + the KNOWN_DEVIATIONS spec that evidence gives
+    .venv/bin/python benchmarks/ibsi_compare.py --config B,C,D,E --resampling-steps   # what each interpolation step changes
 
 Both engines get the same params (``deepradiomics.ibsi.configuration_params``): deepradiomics'
 ``Extractor.from_dict(params).execute`` and ``radiomics.featureextractor.RadiomicsFeatureExtractor(params)
@@ -108,18 +109,48 @@ def evidence(data_dir: Path, names: list[str], print_list: bool) -> int:
     return problems
 
 
+def resampling_steps(data_dir: Path, names: list[str]) -> None:
+    """Passes with IBSI's interpolation, then with one of its steps done as PyRadiomics does it."""
+    import functools
+
+    variants = {
+        "IBSI interpolation": {},
+        "mask by nearest neighbour": {"mask_interpolator": "sitkNearestNeighbor"},
+        "intensities not rounded": {"round_intensities": False},
+    }
+    print("\n| configuration | interpolation | passed (all) | passed (features) |\n|---|---|---|---|")
+    original = ibsi.ibsi_interpolate
+    for name in names:
+        if ibsi.CONFIGURATIONS[name].spacing is None:
+            continue
+        for label, options in variants.items():
+            ibsi.ibsi_interpolate = functools.partial(original, **options)
+            try:
+                table = ibsi.run_configuration(name, data_dir, interpolation="ibsi")
+            finally:
+                ibsi.ibsi_interpolate = original
+            features = table[~table["column"].str.startswith("diagnostics_")]
+            print(f"| {name} | {label} | {int(table['passed'].sum())} of {len(table)} | {int(features['passed'].sum())} of {len(features)} |")
+        table = ibsi.run_configuration(name, data_dir)
+        features = table[~table["column"].str.startswith("diagnostics_")]
+        print(f"| {name} | PyRadiomics' resampling | {int(table['passed'].sum())} of {len(table)} | {int(features['passed'].sum())} of {len(features)} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None, help="IBSI data folder (default: ../shared/data/ibsi)")
     parser.add_argument("--config", default=",".join(ibsi.CONFIGURATION_NAMES), help="comma-separated configurations")
     parser.add_argument("--evidence", action="store_true", help="run the corrections and explain every failure")
     parser.add_argument("--list", action="store_true", help="with --evidence: print the KNOWN_DEVIATIONS spec")
+    parser.add_argument("--resampling-steps", action="store_true", help="passes with IBSI's interpolation and one step done as PyRadiomics does")
     args = parser.parse_args(argv)
     radiomics.setVerbosity(logging.ERROR)
     data_dir = ibsi.find_data_dir(args.data)
     names = [n.strip() for n in args.config.split(",") if n.strip()]
     print(f"PyRadiomics {radiomics.__version__}; data {data_dir}; rule: within tolerance, unrounded or at {ibsi.SIGNIFICANT_DIGITS} significant digits")
     engines(data_dir, names)
+    if args.resampling_steps:
+        resampling_steps(data_dir, names)
     if args.evidence:
         problems = evidence(data_dir, names, args.list)
         print(f"\n{problems} problem(s): failures no correction explains, causes differing from the list, listed values that pass")

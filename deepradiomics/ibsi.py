@@ -559,7 +559,16 @@ def within_tolerance(value: float, reference: float, tolerance: float) -> bool:
 
 
 # -- IBSI preprocessing and binning ---------------------------------------------------------------
-def ibsi_interpolate(image, mask, spacing: Sequence[float], interpolator: str = "sitkLinear", label: int = 1):
+def ibsi_interpolate(
+    image,
+    mask,
+    spacing: Sequence[float],
+    interpolator: str = "sitkLinear",
+    label: int = 1,
+    *,
+    mask_interpolator: str = "sitkLinear",
+    round_intensities: bool = True,
+):
     """Interpolate ``image`` and ``mask`` as the IBSI manual prescribes; returns ``(image, mask)`` (SimpleITK).
 
     IBSI manual, "Image processing" > "Interpolation": the image is converted to 32-bit float and rounded;
@@ -578,15 +587,17 @@ def ibsi_interpolate(image, mask, spacing: Sequence[float], interpolator: str = 
     interpolator
         SimpleITK interpolator name for the image: ``sitkLinear`` (trilinear) or ``sitkBSpline`` (cubic
         B-spline, IBSI's "tricubic spline").
+    mask_interpolator, round_intensities
+        The mask's interpolator (the manual allows ``sitkNearestNeighbor`` too; its configurations use
+        trilinear) and whether interpolated intensities are rounded (CT): options for measuring what each
+        step of PyRadiomics' resampling changes (benchmarks/ibsi_compare.py --resampling-steps).
     """
     import numpy as np
     import SimpleITK as sitk
 
     image = sitk.ReadImage(str(image)) if isinstance(image, (str, os.PathLike)) else image
     mask = sitk.ReadImage(str(mask)) if isinstance(mask, (str, os.PathLike)) else mask
-    method = getattr(sitk, str(interpolator), None)
-    if not isinstance(method, int) or not str(interpolator).startswith("sitk"):
-        raise ParamsError(f"interpolator '{interpolator}' is not a SimpleITK interpolator: give e.g. sitkLinear or sitkBSpline")
+    method, mask_method = _interpolator(interpolator), _interpolator(mask_interpolator)
     old_spacing = np.asarray(image.GetSpacing(), dtype=float)
     old_size = np.asarray(image.GetSize(), dtype=float)
     wanted = np.asarray(spacing, dtype=float)
@@ -604,11 +615,23 @@ def ibsi_interpolate(image, mask, spacing: Sequence[float], interpolator: str = 
     resample.SetOutputPixelType(sitk.sitkFloat32)
     resample.SetUseNearestNeighborExtrapolator(True)
     resample.SetInterpolator(method)
-    interpolated = sitk.Round(resample.Execute(sitk.Round(sitk.Cast(image, sitk.sitkFloat32))))
-    resample.SetInterpolator(sitk.sitkLinear)
+    interpolated = resample.Execute(sitk.Round(sitk.Cast(image, sitk.sitkFloat32)))
+    if round_intensities:
+        interpolated = sitk.Round(interpolated)
+    resample.SetInterpolator(mask_method)
     fraction = resample.Execute(sitk.Cast(mask == label, sitk.sitkFloat32))
     roi = sitk.Cast(fraction >= 0.5, sitk.sitkUInt8) * label
     return interpolated, roi
+
+
+def _interpolator(name: str) -> int:
+    """SimpleITK's interpolator enum for a name such as ``sitkLinear``."""
+    import SimpleITK as sitk
+
+    method = getattr(sitk, str(name), None)
+    if not isinstance(method, int) or not str(name).startswith("sitk"):
+        raise ParamsError(f"interpolator '{name}' is not a SimpleITK interpolator: give e.g. sitkLinear, sitkBSpline or sitkNearestNeighbor")
+    return method
 
 
 def ibsi_bin_edges(parameterValues, **kwargs):  # noqa: N803 (PyRadiomics' signature)

@@ -104,6 +104,8 @@ def test_ibsi_interpolate_centres_the_grid_keeps_spacing_rounds_and_thresholds_t
     assert list(sitk.GetArrayFromImage(out)[0, 0]) == [0.0, 2.0, 5.0, 7.0, 11.0, 14.0]
     # the mask's linear fraction there: 0, 0.5, 0.83, 0.17, 0, 0 -> kept where >= 0.5 (0.5 included)
     assert list(sitk.GetArrayFromImage(roi)[0, 0]) == [0, 1, 1, 0, 0, 0]
+    unrounded, _ = ibsi.ibsi_interpolate(image, mask, (2.0, 2.0, 0.0), round_intensities=False)
+    assert sitk.GetArrayFromImage(unrounded)[0, 0] == pytest.approx([0.0, 2.0, 14 / 3, 22 / 3, 11.0, 14.0], abs=1e-5)
 
 
 def test_ibsi_bin_edges_start_at_the_resegmentation_lower_bound():
