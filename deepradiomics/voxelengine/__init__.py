@@ -1,0 +1,1 @@
+"""A fast voxel-based feature engine equal to PyRadiomics' voxel mode (work in progress)."""
