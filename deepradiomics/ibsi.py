@@ -953,11 +953,13 @@ def _extract(params: Mapping[str, Any], image, mask, engine: str) -> dict[str, A
     """One row: through deepradiomics' Extractor, or PyRadiomics' RadiomicsFeatureExtractor alone (same params)."""
     import copy
 
-    # IBSI maps to PyRadiomics' deprecated Compactness1/2 and SphericalDisproportion on purpose: drop the
-    # notice PyRadiomics logs for each, on each run, for the duration of this extraction only
-    loggers = [logging.getLogger(f"radiomics.{name}") for name in params["featureClass"]]
+    # PyRadiomics warns, on every run, about what the IBSI settings ask for on purpose (the deprecated
+    # Compactness1/2 and SphericalDisproportion that IBSI maps, a fixed bin count, the symmetrical GLCM):
+    # those notices only are dropped, for the duration of this extraction
+    names = ["featureextractor", *params["featureClass"]]
+    loggers = [logging.getLogger(f"radiomics.{name}") for name in names]
     for feature_logger in loggers:
-        feature_logger.addFilter(_drop_deprecation_notice)
+        feature_logger.addFilter(_drop_expected_notices)
     try:
         if engine == "deepradiomics":
             from .extractor import Extractor
@@ -968,11 +970,15 @@ def _extract(params: Mapping[str, Any], image, mask, engine: str) -> dict[str, A
         return dict(featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(dict(params))).execute(image, mask))
     finally:
         for feature_logger in loggers:
-            feature_logger.removeFilter(_drop_deprecation_notice)
+            feature_logger.removeFilter(_drop_expected_notices)
 
 
-def _drop_deprecation_notice(record: logging.LogRecord) -> bool:
-    return "is deprecated, use with caution" not in str(record.msg)
+#: the start of PyRadiomics' messages about settings that the IBSI configurations choose on purpose
+_EXPECTED_NOTICES = ("Feature %s is deprecated", "Fixed bin Count enabled", "GLCM is symmetrical")
+
+
+def _drop_expected_notices(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(_EXPECTED_NOTICES)
 
 
 def _outlier_range(config, mapped, image, mask, engine: str, interpolation: str) -> list[float]:
