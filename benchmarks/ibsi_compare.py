@@ -45,12 +45,14 @@ def ibsi_binning():
 
 
 def timed(function, *args, **kwargs):
+    """``(result, seconds)`` of one call."""
     started = time.perf_counter()
     result = function(*args, **kwargs)
     return result, time.perf_counter() - started
 
 
 def engines(data_dir: Path, names: list[str]) -> None:
+    """Pass counts of deepradiomics and of PyRadiomics alone (same params), and their largest difference."""
     print("| configuration | mapped | deepradiomics passed | PyRadiomics alone passed | max abs difference | seconds (deepradiomics / PyRadiomics) |")
     print("|---|---|---|---|---|---|")
     for name in names:
@@ -67,6 +69,7 @@ def engines(data_dir: Path, names: list[str]) -> None:
 
 
 def evidence(data_dir: Path, names: list[str], print_list: bool) -> int:
+    """Explain every failure of the default run by the corrections that remove it; the number of problems."""
     problems = 0
     specs = {}
     for name in names:
@@ -137,6 +140,7 @@ def resampling_steps(data_dir: Path, names: list[str]) -> None:
 
 
 def main(argv=None) -> int:
+    """Command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=None, help="IBSI data folder (default: ../shared/data/ibsi)")
     parser.add_argument("--config", default=",".join(ibsi.CONFIGURATION_NAMES), help="comma-separated configurations")

@@ -477,6 +477,7 @@ class MappedValue:
 
     @property
     def is_diagnostic(self) -> bool:
+        """Whether the value is one of PyRadiomics' ``diagnostics_*`` (not a feature)."""
         return self.key.startswith("diagnostics_")
 
     @property
@@ -486,6 +487,7 @@ class MappedValue:
 
     @property
     def dimensions(self) -> str:
+        """``2D`` (force2D) or ``3D``."""
         return self.extraction[:2]
 
 
@@ -587,6 +589,8 @@ def ibsi_interpolate(
     interpolator
         SimpleITK interpolator name for the image: ``sitkLinear`` (trilinear) or ``sitkBSpline`` (cubic
         B-spline, IBSI's "tricubic spline").
+    label
+        Label value of the region of interest in ``mask``; the returned mask holds it where kept.
     mask_interpolator, round_intensities
         The mask's interpolator (the manual allows ``sitkNearestNeighbor`` too; its configurations use
         trilinear) and whether interpolated intensities are rounded (CT): options for measuring what each
@@ -796,7 +800,6 @@ def compliance_table(
     *,
     engine: str = "deepradiomics",
     interpolation: str = "pyradiomics",
-    skipped: list[str] | None = None,
 ):
     """The compliance table of several configurations (a pandas DataFrame, one row per mapped IBSI value).
 
@@ -807,8 +810,8 @@ def compliance_table(
     (``pass``, ``known``, ``unexplained``, or ``listed but passes``: a known deviation that no longer
     fails), ``known_deviation`` (cause ids) and ``cause`` (their explanation), ``engine``, ``interpolation``.
 
-    A configuration whose files are missing is skipped: its message is appended to ``skipped`` when
-    given, else logged as a warning; CaseError when none can run.
+    A configuration whose files are missing is skipped with a warning naming the file; CaseError when
+    none can run.
     """
     import pandas as pd
 
@@ -818,13 +821,10 @@ def compliance_table(
         missing = CONFIGURATIONS[name].missing(data_dir)
         if missing:
             message = f"skipped IBSI configuration {name}: '{missing[0]}' not found"
-            if skipped is None:  # a caller that collects the messages reports them itself
-                logger.warning("%s", message)
+            logger.warning("%s", message)
             problems.append(message)
             continue
         tables.append(run_configuration(name, data_dir, engine=engine, interpolation=interpolation))
-    if skipped is not None:
-        skipped.extend(problems)
     if not tables:
         raise CaseError(f"no IBSI configuration could run from '{data_dir}' ({problems[0].split(': ', 1)[1]}): give the IBSI data folder with --data")
     return pd.concat(tables, ignore_index=True)
