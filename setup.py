@@ -6,7 +6,7 @@ special install steps that ``pip install .`` alone cannot express.
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 version = {}
 exec(Path("deepradiomics/_version.py").read_text(), version)
@@ -18,13 +18,23 @@ setup(
     long_description=Path("README.md").read_text() if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
+    # the code is BSD-3-Clause; the shipped models and the LGG example case are CC BY-NC-SA 4.0 (derived data)
+    license_files=["LICENSE", "deepradiomics/data/LICENSE-DATA.md"],
     python_requires=">=3.10",
-    packages=find_packages(include=["deepradiomics", "deepradiomics.*"])
-    + ["deepradiomics_plugins"]
+    # every package and data folder is listed: the code, the data folders (namespace packages holding only
+    # data files), the repository's params/ installed as deepradiomics.data.params, and the plugins
+    packages=find_namespace_packages(include=["deepradiomics", "deepradiomics.*"], exclude=["*.__pycache__"])
+    + ["deepradiomics.data.params", "deepradiomics_plugins"]
     + [f"deepradiomics_plugins.{name}" for name in find_packages(where="plugins")],
-    package_dir={"deepradiomics_plugins": "plugins"},
-    include_package_data=True,
-    package_data={"deepradiomics": ["data/models/*/*", "data/*.yaml", "data/examples/*/*"]},
+    package_dir={"deepradiomics_plugins": "plugins", "deepradiomics.data.params": "params"},
+    include_package_data=False,
+    package_data={
+        "deepradiomics.data": ["LICENSE-DATA.md"],
+        "deepradiomics.data.models": ["*/model.pt", "*/config.yaml", "*/card.md"],
+        "deepradiomics.data.examples.lgg": ["*.nii.gz", "*.md"],
+        "deepradiomics.data.examples.brain1": ["*.nrrd", "*.md", "*.txt"],
+        "deepradiomics.data.params": ["*.yaml"],
+    },
     install_requires=[
         "pyradiomics>=3.0.1",
         "SimpleITK>=2.2",

@@ -158,7 +158,12 @@ def time_cases(cnn, cases, net, deepest, repeats, gemm) -> None:
     import statistics
 
     flops = {}
-    runs = interleaved({case_id: (lambda case=case: (cnn.compute(case), dict(cnn.patches_), cnn.roi_voxels_)) for case_id, case in cases.items()}, repeats, gemm)
+    def one(case):
+        result = cnn.compute(case)
+        patches = {int(k[len("PatchesP"):]): v for k, v in result.diagnostics.items() if k.startswith("PatchesP")}
+        return result.features, patches, result.diagnostics["RoiVoxels"]
+
+    runs = interleaved({case_id: (lambda case=case: one(case)) for case_id, case in cases.items()}, repeats, gemm)
     rates = [r for run in runs.values() for r in run["gemm"]]
     print(
         f"GEMM rate (float32 2048^3 torch.mm, median of 3 before every timed run): median {statistics.median(rates) / 1e9:.1f} GFLOP/s "

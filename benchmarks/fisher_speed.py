@@ -122,7 +122,8 @@ def main() -> int:
     import yaml
     from threadpoolctl import threadpool_limits
 
-    from deepradiomics.batch import case_from_row, describe_cases, read_manifest
+    from deepradiomics.batch import case_from_row, read_manifest
+    from deepradiomics.extractor import describe_cases
     from deepradiomics.models import shipped_models
     from deepradiomics.registry import get_registry
     from deepradiomics.study import run_study

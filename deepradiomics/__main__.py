@@ -1,3 +1,5 @@
+"""``python -m deepradiomics``: the command line."""
+
 from deepradiomics.cli import main
 
 main()

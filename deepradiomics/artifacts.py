@@ -29,6 +29,17 @@ import numpy as np
 
 from .errors import ModelError
 
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (models and fitted artifacts are checked against it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 STATE_FILE = "state.npz"
 CONFIG_FILE = "config.yaml"
 FORMAT_VERSION = 1
@@ -60,7 +71,6 @@ def save_artifact(
     import yaml
 
     from ._version import __version__
-    from .models import sha256_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,7 +102,7 @@ def save_artifact(
 
 def read_artifact_config(folder: str | Path, class_name: str | None = None) -> dict[str, Any]:
     """``config.yaml`` of an artifact folder, checked (ModelError naming the file and the fix)."""
-    import yaml
+    from .yamlio import read_yaml
 
     folder = Path(folder)
     path = folder / CONFIG_FILE
@@ -103,10 +113,7 @@ def read_artifact_config(folder: str | Path, class_name: str | None = None) -> d
         )
     if not path.is_file():
         raise ModelError(f"fitted artifact '{folder}' has no {CONFIG_FILE}: re-run `deepradiomics fit`")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path} is not valid YAML ({exc}): re-run `deepradiomics fit`") from exc
+    config = read_yaml(path, "fitted-artifact config", ModelError, ": re-run `deepradiomics fit`")
     if not isinstance(config, dict) or "state_sha256" not in config or "class" not in config:
         raise ModelError(f"{path} is not a fitted-artifact config (class, state_sha256 missing): re-run `deepradiomics fit`")
     if class_name is not None and config["class"] != class_name:
@@ -116,7 +123,6 @@ def read_artifact_config(folder: str | Path, class_name: str | None = None) -> d
 
 def load_artifact(folder: str | Path, class_name: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(arrays, config) of an artifact folder after its sha256 check; ModelError when tampered or malformed."""
-    from .models import sha256_file
 
     folder = Path(folder)
     config = read_artifact_config(folder, class_name)

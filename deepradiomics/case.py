@@ -412,6 +412,7 @@ class Case:
 
     @property
     def modality_names(self) -> list[str]:
+        """The case's modality names (``Image`` first), as given."""
         return list(self.modalities)
 
     def source(self, name: str) -> str:
@@ -520,6 +521,7 @@ def _check_label_values(array, where: str) -> None:
 
 
 def sitk_array(image):
+    """The voxels of a SimpleITK image as a numpy array (z, y, x), a copy."""
     import SimpleITK as sitk
 
     return sitk.GetArrayViewFromImage(image)

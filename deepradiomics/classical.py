@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import FeatureError
 from .featureclass import FeatureClass
-from .naming import is_diagnostic
+from .naming import FeatureName, feature_class_of, format_name, is_diagnostic, is_feature
 
 #: PyRadiomics 3.0.1's feature classes (``radiomics.getFeatureClasses()``), listed to avoid importing it.
 CLASSICAL_CLASS_NAMES = ("firstorder", "shape", "shape2D", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
@@ -78,6 +78,7 @@ class ClassicalFeatureClass(FeatureClass):
         return list(self.settings.features)
 
     def compute(self, case) -> dict[str, float]:
+        """The class's features on the case's original image with PyRadiomics' default settings."""
         backend = PyRadiomicsBackend(
             {"imageType": {"Original": {}}, "featureClass": {self.name: list(self.settings.features)}, "setting": {}}
         )
@@ -237,3 +238,79 @@ class PyRadiomicsBackend:
         for key, value in raw.items():
             result[key] = diagnostic_value(value) if is_diagnostic(key) else to_float(value)
         return result
+
+
+# ---------------------------------------------------------------------------------------------- column checks
+#: the image-type token PyRadiomics writes in a column name for each image type (``wavelet2-LLH`` for level 2)
+IMAGE_TYPE_TOKENS = {
+    "Original": "original",
+    "Wavelet": "wavelet",
+    "LoG": "log-sigma",
+    "Square": "square",
+    "SquareRoot": "squareroot",
+    "Logarithm": "logarithm",
+    "Exponential": "exponential",
+    "Gradient": "gradient",
+    "LBP2D": "lbp-2D",
+    "LBP3D": "lbp-3D",
+}
+
+
+def image_type_of(token: str) -> str | None:
+    """The image type (``LoG``) of an image-type token of a column name (``log-sigma-1-0-mm-3D``)."""
+    import re
+
+    for image_type, prefix in IMAGE_TYPE_TOKENS.items():
+        if token == prefix or token.startswith(prefix + "-") or (image_type == "Wavelet" and re.match(r"^wavelet\d*-", token)):
+            return image_type
+    return None
+
+
+def enabled_features(name: str, listed) -> list[str]:
+    """The features PyRadiomics computes for class ``name`` given its params list (empty: all non-deprecated)."""
+    return list(listed) if listed else classical_class(name)().feature_names()
+
+
+def classical_columns_problem(params, features) -> str | None:
+    """What is missing or extra among the PyRadiomics feature columns of a row (None when complete).
+
+    ``params`` is a :class:`~deepradiomics.params.Params`; ``features`` the row's columns (or a mapping).
+    PyRadiomics computes every enabled feature of each class on each derived image of each enabled image
+    type (shape classes on the original image only). An image type or class it skipped (LoG without
+    sigma, shape2D without force2D, shape on a 2D ROI, LBP without scikit-image) leaves no column: that
+    is reported naming the key, instead of a row that silently lacks those features.
+    """
+    columns = [c for c in features if is_feature(c) and feature_class_of(c) in params.pyradiomics]
+    seen: dict[tuple[str, str], set[str]] = {}
+    for column in columns:
+        name = FeatureName.parse(column)
+        if not name.feature_class.startswith("shape") and image_type_of(name.image_type) not in params.image_types:
+            return f"column '{column}' belongs to no enabled image type (imageType: {', '.join(params.image_types)})"
+        seen.setdefault((name.image_type, name.feature_class), set()).add(name.feature)
+    for feature_class in params.pyradiomics:
+        wanted = set(_enabled_cached(feature_class, tuple(params.pyradiomics[feature_class])))
+        types = ["Original"] if feature_class.startswith("shape") else list(params.image_types)
+        for image_type in types:
+            problem = _image_type_problem(seen, feature_class, image_type, wanted)
+            if problem:
+                return problem
+    return None
+
+
+@functools.cache  # asked once per cached row on a resume: the feature list of a class does not change
+def _enabled_cached(name: str, listed: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(enabled_features(name, listed))
+
+
+def _image_type_problem(seen: Mapping, feature_class: str, image_type: str, wanted: set[str]) -> str | None:
+    shape = feature_class.startswith("shape")
+    tokens = [t for (t, c) in seen if c == feature_class and (shape or image_type_of(t) == image_type)]
+    if not tokens:
+        return f"featureClass.{feature_class} gave no feature" if shape else f"imageType.{image_type} with featureClass.{feature_class} gave no feature"
+    for token in tokens:
+        got = seen[(token, feature_class)]
+        if got != wanted:
+            missing, extra = sorted(wanted - got), sorted(got - wanted)
+            detail = f"lacks {format_name(token, feature_class, missing[0])}" if missing else f"has unexpected {format_name(token, feature_class, extra[0])}"
+            return f"featureClass.{feature_class} on {token} {detail}"
+    return None

@@ -196,10 +196,10 @@ class RadiomicsFeatureExtractor(featureextractor.RadiomicsFeatureExtractor):
                 result.update(maps)
             return
         for name, feature_class in plugins.plugin_classes.items():
-            values = run_compute(name, feature_class, case)
+            computed = run_compute(name, feature_class, case)
             if provenance:
-                result.update(_diagnostics(name, feature_class))
-            for feature, value in values.items():
+                result.update(_diagnostics(name, feature_class, computed.diagnostics))
+            for feature, value in computed.features.items():
                 # a 0-d float64 array, as PyRadiomics returns its features (numpy.squeeze of a 1-element array)
                 result[format_name(feature_class.image_type, name, feature)] = np.array(value, dtype=np.float64)
 
@@ -212,21 +212,14 @@ def _for_validation(data: dict) -> dict:
 
 
 def _read_params_file(path: pathlib.Path) -> dict:
-    """A params file read as PyRadiomics reads it (through pykwalify): JSON for ``.json``, else YAML 1.2.
-
-    PyRadiomics' YAML is ruamel's safe loader (YAML 1.2), in which ``1e-4`` is a number and ``yes`` a
-    string; PyYAML (YAML 1.1) reads them the other way round. Reading as PyRadiomics does keeps its params
-    files meaning what they meant. Neither loader runs code.
-    """
-    import json
-
-    from ruamel.yaml import YAML, YAMLError
+    """A params file read as PyRadiomics reads it (:func:`deepradiomics.params.read_params_data`: JSON or YAML 1.2),
+    with its errors raised as PyRadiomics' schema error."""
+    from .params import read_params_data
 
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else YAML(typ="safe", pure=True).load(text)
-    except (ValueError, YAMLError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _schema_error(f"params file '{path}' cannot be read as {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from exc
+        data = read_params_data(path)
+    except ParamsError as exc:
+        raise _schema_error(str(exc)) from exc
     if data is None:
         raise _schema_error(f"params file '{path}' is empty: write at least one section, e.g. 'featureClass: {{firstorder: []}}'")
     if not isinstance(data, Mapping):
@@ -256,5 +249,6 @@ def _scalar_mask(mask, label: int, label_channel: int | None):
     return mask
 
 
-def _diagnostics(name: str, feature_class) -> dict[str, Any]:
-    return {diagnostics_name(name, key): value for key, value in feature_class.diagnostics().items()}
+def _diagnostics(name: str, feature_class, per_case: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    values = {**feature_class.diagnostics(), **dict(per_case or {})}
+    return {diagnostics_name(name, key): value for key, value in values.items()}

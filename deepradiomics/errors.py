@@ -2,7 +2,8 @@
 
 Every error raised on purpose by deepradiomics derives from :class:`DeepRadiomicsError`, so a caller
 can catch one type: ``ParamsError``, ``CaseError``, ``FeatureError``, ``ModelError``, ``NotFittedError``,
-``PluginError``. Messages name the file, the key or the value at fault and what to do about it.
+``PluginError``, ``StudyError`` (with ``StudyDataError`` and ``RobustnessDataError``). Every exception class of
+the package is defined here. Messages name the file, the key or the value at fault and what to do about it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,18 @@ class ModelError(DeepRadiomicsError, RuntimeError):
 
 class PluginError(DeepRadiomicsError, RuntimeError):
     """A plugin (entry point) cannot be loaded or does not follow the FeatureClass contract."""
+
+
+class StudyError(DeepRadiomicsError, ValueError):
+    """A study, robustness or explanation analysis cannot be run on the data given."""
+
+
+class StudyDataError(StudyError):
+    """The features or labels table cannot be used for a study (missing column, no overlap, one class, ...)."""
+
+
+class RobustnessDataError(StudyError):
+    """The cases or labels cannot support the requested robustness analysis (too few cases, one class, ...)."""
 
 
 class NotFittedError(DeepRadiomicsError, ValueError, AttributeError):

@@ -21,20 +21,22 @@ import hashlib
 import os
 import platform
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ._version import __version__
+from .batch import BatchTask, run_batch, run_tasks
 from .case import MAIN_IMAGE, Case, ImageLike
+from .classical import classical_columns_problem
 from .errors import DeepRadiomicsError, FeatureError, ParamsError
-from .featureclass import plain_data, run_compute
-from .naming import FeatureName, diagnostics_name, feature_class_of, format_name, is_diagnostic, is_feature
+from .featureclass import ComputeResult, plain_data, run_compute
+from .naming import LAYOUTS, diagnostics_name, feature_class_of, format_name, is_diagnostic, is_feature
 from .params import Params, load_params
+from .voxel import VoxelOutput, compute_maps, missing_map_files
 
 #: file name of the fitted params file written by :meth:`Extractor.save_fitted`
 FITTED_PARAMS = "params.yaml"
-#: row layouts of :meth:`Extractor.compute`: deepradiomics' own, or exactly PyRadiomics' keys (plus plugin features)
-LAYOUTS = ("deepradiomics", "pyradiomics")
 
 
 class Extractor:
@@ -56,7 +58,14 @@ class Extractor:
         self.params = params
         self._backend = None
         self._classes: dict | None = None
-        self._all_features: dict[str, list[str]] = {}
+
+    @classmethod
+    def of(cls, source: Extractor | Params | Mapping | str | os.PathLike) -> Extractor:
+        """``source`` itself when it is an Extractor, else an Extractor of that params set (file, mapping or Params).
+
+        The one place where the higher layers (studies, robustness, explanations) accept any of these.
+        """
+        return source if isinstance(source, Extractor) else cls(source)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> Extractor:
@@ -107,8 +116,6 @@ class Extractor:
         Each case is described once per fitted class (in parallel over ``jobs`` workers for a manifest,
         cached in ``cache_dir`` when given), then each class fits its cohort step on those descriptors.
         """
-        from .batch import describe_cases
-
         for feature_class in self.fitted_classes.values():
             if cases is not None:
                 cases = list(cases)
@@ -158,6 +165,7 @@ class Extractor:
         label: int | None = None,
         case_id: str = "case",
     ) -> Case:
+        """A :class:`~deepradiomics.case.Case` of these images (the params' label unless ``label`` is given)."""
         images = {MAIN_IMAGE: image, **dict(modalities or {})}
         return Case(images, mask, label=self.params.label if label is None else label, case_id=case_id)
 
@@ -223,8 +231,9 @@ class Extractor:
                     "or remove the class or image type"
                 )
         for name, feature_class in self.plugin_classes.items():
-            blocks[name] = self._compute_class(name, feature_class, case)
-            for key, value in feature_class.diagnostics().items():
+            computed = self._compute_class(name, feature_class, case)
+            blocks[name] = {format_name(feature_class.image_type, name, k): float(v) for k, v in computed.features.items()}
+            for key, value in {**feature_class.diagnostics(), **computed.diagnostics}.items():
                 diagnostics[diagnostics_name(name, key)] = value
         if layout == "pyradiomics":
             row = dict(result)
@@ -251,57 +260,20 @@ class Extractor:
                 f"label {case.label}) with the settings of {self.params.source}: {type(exc).__name__}: {message}"
             ) from exc
 
-    def _compute_class(self, name: str, feature_class, case: Case) -> dict[str, float]:
+    def _compute_class(self, name: str, feature_class, case: Case) -> ComputeResult:
         expected = feature_class.feature_names()
         if not expected:
             raise FeatureError(
                 f"{self.params.source}: featureClass.{name} produces no feature with these settings: "
                 "check its settings (e.g. an empty selection) or remove the class"
             )
-        values = run_compute(name, feature_class, case)
-        return {format_name(feature_class.image_type, name, k): float(v) for k, v in values.items()}
+        return run_compute(name, feature_class, case)
 
     # -- what a complete row holds --------------------------------------------------------------
     def classical_columns_problem(self, features: Mapping[str, Any] | Sequence[str]) -> str | None:
-        """What is missing or extra among the PyRadiomics feature columns of a row (None when complete).
-
-        PyRadiomics computes every enabled feature of each class on each derived image of each enabled image
-        type (shape classes on the original image only). An image type or class it skipped (LoG without
-        sigma, shape2D without force2D, shape on a 2D ROI, LBP without scikit-image) leaves no column: that
-        is reported naming the key, instead of a row that silently lacks those features.
-        """
-        columns = [c for c in features if is_feature(c) and feature_class_of(c) in self.params.pyradiomics]
-        seen: dict[tuple[str, str], set[str]] = {}
-        for column in columns:
-            name = FeatureName.parse(column)
-            if not name.feature_class.startswith("shape") and _image_type_of(name.image_type) not in self.params.image_types:
-                return f"column '{column}' belongs to no enabled image type (imageType: {', '.join(self.params.image_types)})"
-            seen.setdefault((name.image_type, name.feature_class), set()).add(name.feature)
-        for feature_class in self.params.pyradiomics:
-            wanted = set(self._classical_features(feature_class))
-            types = ["Original"] if feature_class.startswith("shape") else list(self.params.image_types)
-            for image_type in types:
-                tokens = [t for (t, c) in seen if c == feature_class and (c.startswith("shape") or _image_type_of(t) == image_type)]
-                if not tokens:
-                    where = f"featureClass.{feature_class}" if feature_class.startswith("shape") else f"imageType.{image_type} with featureClass.{feature_class}"
-                    return f"{where} gave no feature"
-                for token in tokens:
-                    got = seen[(token, feature_class)]
-                    if got != wanted:
-                        missing, extra = sorted(wanted - got), sorted(got - wanted)
-                        detail = f"lacks {format_name(token, feature_class, missing[0])}" if missing else f"has unexpected {format_name(token, feature_class, extra[0])}"
-                        return f"featureClass.{feature_class} on {token} {detail}"
-        return None
-
-    def _classical_features(self, feature_class: str) -> list[str]:
-        listed = self.params.pyradiomics[feature_class]
-        if listed:
-            return list(listed)
-        if feature_class not in self._all_features:  # asked once per cached row on a resume: remember it
-            from .registry import get_registry
-
-            self._all_features[feature_class] = get_registry().get(feature_class)().feature_names()  # the non-deprecated ones
-        return self._all_features[feature_class]
+        """What is missing or extra among the PyRadiomics feature columns of a row (None when complete);
+        see :func:`deepradiomics.classical.classical_columns_problem`."""
+        return classical_columns_problem(self.params, features)
 
     def columns_problem(self, row: Mapping[str, Any]) -> str | None:
         """What makes a stored row incomplete for these params: a missing or extra feature column (None when complete).
@@ -367,16 +339,155 @@ class Extractor:
             **self.artifacts(),
         }
 
+    # -- voxel maps -----------------------------------------------------------------------------
+    def compute_maps(self, case: Case, jobs: int = 1, diagnostics: bool = False):
+        """Feature maps of one case (``{feature name: SimpleITK.Image}``): PyRadiomics' classes' maps (its voxel
+        mode, over ``jobs`` processes), then those of the plugin classes that provide them
+        (:func:`deepradiomics.voxel.compute_maps`); ``diagnostics`` adds PyRadiomics' diagnostics first."""
+        self.check_fitted()
+        return compute_maps(self.backend, self.plugin_classes, case, jobs=jobs, diagnostics=diagnostics)
+
+    def maps_row(self, case: Case, output: VoxelOutput, layout: str = "deepradiomics", folder: str | os.PathLike | None = None) -> dict:
+        """Compute the case's maps, write them as ``output`` says (to ``folder``, default the case's folder of
+        ``output``), return its row: provenance and case diagnostics (deepradiomics layout), then
+        ``feature name -> file path``."""
+        maps = self.compute_maps(case, jobs=output.jobs, diagnostics=layout == "pyradiomics")
+        row = dict(self.provenance()) if layout == "deepradiomics" else {}
+        if layout == "deepradiomics":
+            row.update(case.diagnostics())
+        row.update(output.write(maps, case, folder))
+        return row
+
     # -- many cases -----------------------------------------------------------------------------
-    def execute_batch(self, manifest, jobs: int = 1, out_dir: str | os.PathLike | None = None, progress: bool = False, base_dir=None, **kwargs):
+    def batch_task(self, layout: str = "deepradiomics", transforms=(), voxel: VoxelOutput | None = None) -> ExtractionTask:
+        """The :class:`~deepradiomics.batch.BatchTask` extracting these params from one case: a row of features
+        (``layout``), or with ``voxel`` the case's maps written to files and a row of their paths.
+
+        ``transforms``: case transforms applied to every case, or ``{ID: transforms}`` per case.
+        """
+        if layout not in LAYOUTS:
+            raise ParamsError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
+        transforms = transforms if isinstance(transforms, Mapping) else tuple(transforms)
+        return ExtractionTask(self, layout=layout, voxel=voxel, label=self.params.label, transforms=transforms)
+
+    def describe_task(self, name: str) -> DescribeTask:
+        """The batch task computing the per-case descriptors of the fitted class ``name`` (what ``fit`` learns from)."""
+        return DescribeTask(self.plugin_classes[name], label=self.params.label)
+
+    def execute_batch(
+        self,
+        manifest,
+        jobs: int = 1,
+        out_dir: str | os.PathLike | None = None,
+        progress: bool = False,
+        base_dir=None,
+        *,
+        layout: str = "deepradiomics",
+        transforms=(),
+        voxel: VoxelOutput | None = None,
+        **options,
+    ):
         """Features of every case of a manifest (path or DataFrame) as a DataFrame indexed by ID.
 
-        Failed cases become rows with ``diagnostics_Error`` set and NaN features. See
-        :func:`deepradiomics.batch.run_batch` for the other keyword arguments.
+        Failed cases become rows with ``diagnostics_Error`` set and NaN features. ``layout``,
+        ``transforms`` and ``voxel`` are those of :meth:`batch_task`; the other options (``scheduler``,
+        ``run``) those of :func:`deepradiomics.batch.run_tasks`.
         """
-        from .batch import run_batch
+        task = self.batch_task(layout=layout, transforms=transforms, voxel=voxel)
+        return run_batch(task, manifest, jobs=jobs, out_dir=out_dir, progress=progress, base_dir=base_dir, **options)
 
-        return run_batch(self, manifest, jobs=jobs, out_dir=out_dir, progress=progress, base_dir=base_dir, **kwargs)
+
+@dataclass
+class ExtractionTask(BatchTask):
+    """Extraction of one case by an :class:`Extractor` (what a batch worker runs): its row of features, or
+    with ``voxel`` its maps written to files and the row of their paths (:meth:`Extractor.maps_row`)."""
+
+    extractor: Extractor
+    layout: str = "deepradiomics"
+    voxel: VoxelOutput | None = None
+
+    @property
+    def numeric(self) -> bool:
+        """Feature columns are float64 unless the rows hold map paths (voxel mode)."""
+        return self.voxel is None
+
+    def check(self) -> None:
+        """NotFittedError before any case runs when a fitted class has neither its fit nor its artifact."""
+        self.extractor.check_fitted()  # a missing fit fails the whole batch at once, not every case
+
+    def namespace(self) -> dict:
+        """What every result depends on beyond the case: the params hash (with every sha256), code versions, layout."""
+        key = {"params": self.extractor.params_hash, "code": self.extractor.code_versions(), "layout": self.layout}
+        if self.voxel is not None:
+            key["voxel"] = self.voxel.describe()
+        return key
+
+    def compute(self, case: Case) -> dict:
+        """The row of one case."""
+        if self.voxel is not None:
+            return self.extractor.maps_row(case, self.voxel, self.layout)
+        return self.extractor.compute(case, layout=self.layout)
+
+    def row_problem(self, row: dict) -> str | None:
+        """A stored row is reused only when complete (feature columns, or the map files it names)."""
+        if self.voxel is not None:
+            return missing_map_files(row)
+        return self.extractor.columns_problem(row) if self.layout == "deepradiomics" else None
+
+
+@dataclass
+class DescribeTask(BatchTask):
+    """The per-case descriptors of a fitted class (``describe``): what ``fit`` and fold-wise studies learn from."""
+
+    feature_class: Any
+    result_kind: ClassVar[str] = "arrays"
+
+    def namespace(self) -> dict:
+        """What every result depends on beyond the case: the params hash (with every sha256), code versions, layout."""
+        import dataclasses
+
+        fc = self.feature_class
+        settings = {k: v for k, v in dataclasses.asdict(fc.settings).items() if k != fc.fitted_setting}
+        artifacts = {k: v for k, v in fc.artifacts().items() if k != "Fitted"}
+        return {"class": fc.name, "settings": settings, "artifacts": artifacts}
+
+    def compute(self, case: Case) -> dict:
+        """The row of one case."""
+        return self.feature_class.describe(case)
+
+
+def describe_cases(
+    feature_class,
+    manifest,
+    jobs: int = 1,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    label: int = 1,
+    base_dir: str | os.PathLike | None = None,
+    scheduler: str = "processes",
+) -> dict[str, dict]:
+    """``{ID: descriptors}`` of a fitted class for every case of ``manifest`` (parallel, cached), in manifest order.
+
+    A failing case stops the fit with its message (a cohort-level encoder silently fitted on fewer cases
+    than the user listed would be a hidden change of the study). With ``cache_dir`` the descriptors of
+    each case are kept as ``cache_dir/descriptors/<class>/<case>.npz`` (keyed like the batch cache) and
+    reused by later fits, e.g. the fold-wise refits of a study.
+    """
+    from .batch import BatchRun
+
+    task = DescribeTask(feature_class, label=label)
+    folder = Path(cache_dir) / "descriptors" / feature_class.name if cache_dir is not None else None
+    run = BatchRun()
+    frame, _, results = run_tasks(
+        task, manifest, jobs=jobs, out_dir=folder, progress=progress, base_dir=base_dir, scheduler=scheduler, run=run, desc=f"describe {feature_class.name}"
+    )
+    if run.failed:
+        first = f"{run.failed[0][0]}: {run.failed[0][1]}"
+        raise DeepRadiomicsError(
+            f"fitting '{feature_class.name}' needs every case of the manifest, but {len(run.failed)} failed; first: {first}. "
+            "Fix or remove those cases and fit again"
+        )
+    return {case_id: results[case_id] for case_id in frame["ID"]}
 
 
 class _CapturedWarnings:
@@ -396,31 +507,6 @@ class _CapturedWarnings:
 
     def __exit__(self, *exc_info) -> None:
         self.logger.removeHandler(self.handler)
-
-
-#: the image-type token PyRadiomics writes in a column name for each image type (``wavelet2-LLH`` for level 2)
-_IMAGE_TYPE_TOKENS = {
-    "Original": "original",
-    "Wavelet": "wavelet",
-    "LoG": "log-sigma",
-    "Square": "square",
-    "SquareRoot": "squareroot",
-    "Logarithm": "logarithm",
-    "Exponential": "exponential",
-    "Gradient": "gradient",
-    "LBP2D": "lbp-2D",
-    "LBP3D": "lbp-3D",
-}
-
-
-def _image_type_of(token: str) -> str | None:
-    """The image type (``LoG``) of an image-type token of a column name (``log-sigma-1-0-mm-3D``)."""
-    import re
-
-    for image_type, prefix in _IMAGE_TYPE_TOKENS.items():
-        if token == prefix or token.startswith(prefix + "-") or (image_type == "Wavelet" and re.match(r"^wavelet\d*-", token)):
-            return image_type
-    return None
 
 
 #: key of the PyRadiomics block in :meth:`Extractor.compute` (a name no registered class can have: it has '_')

@@ -4,7 +4,12 @@ A feature class has a ``name`` (its token in column names), a ``family`` ("class
 "deep" = learned; it only groups columns), a typed ``Settings`` dataclass, ``feature_names()``,
 ``compute(case)`` and ``diagnostics()``; fitted classes add a cohort-level ``fit`` (see
 :class:`FeatureClass`). ``__init__`` only stores settings (scikit-learn's habit); fitted state lives in
-attributes ending in ``_``.
+attributes ending in ``_``; what is derived from the settings and loaded on first use (a network, a
+bundle's config) lives in private attributes, loaded once per instance under a lock (:func:`lazy`).
+
+``compute(case)`` returns the case's features, or a :class:`ComputeResult`: the features and that case's
+diagnostics together. Nothing about a case is left on the instance, so one instance serves several
+threads (a Dask worker) and ``diagnostics()`` only reports what the settings and fitted state say.
 
 Example of a third-party class (see ``plugins/template.py`` for a complete one)::
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -38,10 +44,64 @@ from .errors import NotFittedError, ParamsError, did_you_mean
 
 if TYPE_CHECKING:
     import numpy as np
+    import SimpleITK
 
     from .case import Case
 
 FAMILIES = ("classical", "deep")
+
+#: guards the lazy loads of every feature-class instance (a network, a bundle's config): loaded once
+#: even when threads of one worker compute cases with the same instance (re-entrant: a load may need another)
+_LAZY_LOCK = threading.RLock()
+
+
+def lazy(instance: Any, attribute: str, build: typing.Callable[[], Any]) -> Any:
+    """``instance.<attribute>``, built by ``build()`` on first use, once, under a lock (double-checked)."""
+    value = instance.__dict__.get(attribute)
+    if value is None:
+        with _LAZY_LOCK:
+            value = instance.__dict__.get(attribute)
+            if value is None:
+                value = build()
+                instance.__dict__[attribute] = value
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputeResult:
+    """What ``FeatureClass.compute`` returns: one case's features and its per-case diagnostics.
+
+    ``features`` is ``{Feature: float}`` in ``feature_names()`` order; ``diagnostics`` is
+    ``{Key: value}`` written as ``diagnostics_<class>_<Key>`` after the class's own ``diagnostics()``.
+    """
+
+    features: Mapping[str, float]
+    diagnostics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, value: Any) -> ComputeResult:
+        """A ComputeResult from what ``compute`` or ``encode`` returned (a plain mapping means features only)."""
+        if isinstance(value, ComputeResult):
+            return value
+        return cls(dict(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleSettings:
+    """Settings shared by classes whose network comes from a model bundle (:class:`~deepradiomics.models.BundledModel`).
+
+    ``model``: ``"default"`` (the class's default bundle), a shipped bundle's name, or a bundle folder
+    (relative to the params file); ``modalities``: the case's modality names feeding the model's channels,
+    in the model's channel order (default: the bundle's own channel names); ``device``: where it runs.
+    """
+
+    model: str = "default"
+    modalities: tuple[str, ...] | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.modalities is not None and not self.modalities:
+            raise ValueError("modalities: give the case's modality names in the model's channel order, or leave it out")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +133,16 @@ def _type_ok(value: Any, annotation: Any) -> bool:
     return True
 
 
+def _literal_choices(annotation: Any) -> tuple:
+    """The values a ``Literal[...]`` annotation (alone or in an Optional/Union) allows; () for other types."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(v for arg in typing.get_args(annotation) for v in _literal_choices(arg))
+    return ()
+
+
 def build_settings(settings_cls: type, values: Mapping[str, Any] | None, where: str) -> Any:
     """Build a ``Settings`` dataclass from a mapping; unknown keys and wrong types raise ParamsError.
 
@@ -90,8 +160,14 @@ def build_settings(settings_cls: type, values: Mapping[str, Any] | None, where: 
         if key not in fields:
             valid = ", ".join(fields) or "none"
             raise ParamsError(f"{where}: unknown setting '{key}'.{did_you_mean(str(key), fields)} Valid settings: {valid}")
-        if not _type_ok(value, hints.get(key, Any)):
-            raise ParamsError(f"{where}.{key}: value {value!r} is not of type {hints.get(key)}")
+        annotation = hints.get(key, Any)
+        if not _type_ok(value, annotation):
+            choices = _literal_choices(annotation)
+            if choices:
+                raise ParamsError(
+                    f"{where}.{key}: {value!r} is not one of {', '.join(map(repr, choices))}.{did_you_mean(str(value), map(str, choices))}"
+                )
+            raise ParamsError(f"{where}.{key}: value {value!r} is not of type {annotation}")
     try:
         return settings_cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()})
     except (TypeError, ValueError) as exc:
@@ -148,8 +224,9 @@ class FeatureClass:
         """The ``<Feature>`` tokens this class produces, in column order."""
         raise NotImplementedError
 
-    def compute(self, case) -> dict[str, float]:
-        """Features of one :class:`~deepradiomics.case.Case` as ``{Feature: float}``.
+    def compute(self, case) -> ComputeResult | Mapping[str, float]:
+        """Features of one :class:`~deepradiomics.case.Case`: ``{Feature: float}``, or a :class:`ComputeResult`
+        with the case's diagnostics too.
 
         Fitted classes need not override it: it is ``encode(describe(case))`` once fitted.
         """
@@ -159,8 +236,18 @@ class FeatureClass:
         return self.encode(self.describe(case))
 
     def diagnostics(self) -> dict[str, Any]:
-        """Provenance for ``diagnostics_<name>_<Key>`` columns (settings, counts, ...)."""
+        """Provenance for ``diagnostics_<name>_<Key>`` columns from the settings and fitted state (model, sizes, ...).
+
+        Per-case values (counts, sizes of this case) belong to the :class:`ComputeResult` of ``compute``.
+        """
         return {}
+
+    def voxel_maps(self, case) -> Mapping[str, SimpleITK.Image] | None:
+        """Optional capability: ``{Feature token: map}`` on the case's grid (see :mod:`deepradiomics.voxel`).
+
+        The default returns None: the class provides no maps (voxel mode skips it with a warning).
+        """
+        return None
 
     def artifacts(self) -> dict[str, str]:
         """``{Key: sha256}`` of every model file or fitted artifact the features depend on.
@@ -203,8 +290,8 @@ class FeatureClass:
         """Learn the cohort-level state from the descriptors of the training cases; return self."""
         raise NotImplementedError(f"{type(self).__name__} is not a fitted class (requires_fit is False)")
 
-    def encode(self, descriptors: Mapping[str, np.ndarray]) -> dict[str, float]:
-        """Features of one case from its descriptors (fitted state needed)."""
+    def encode(self, descriptors: Mapping[str, np.ndarray]) -> ComputeResult | Mapping[str, float]:
+        """Features of one case from its descriptors (fitted state needed), as ``compute`` returns them."""
         raise NotImplementedError(f"{type(self).__name__} is not a fitted class (requires_fit is False)")
 
     def fitted_state(self) -> dict[str, np.ndarray] | None:
@@ -236,6 +323,7 @@ class FeatureClass:
         return None if value in (None, "") else self.resolve_path(value)
 
     def is_fitted(self) -> bool:
+        """True for a class that needs no fit, or once fitted (in memory)."""
         return not self.requires_fit or self.fitted_state() is not None
 
     def check_fitted(self) -> None:
@@ -299,21 +387,23 @@ def plain_data(value: Any) -> Any:
     return value
 
 
-def run_compute(name: str, feature_class: FeatureClass, case: Case) -> dict[str, float]:
-    """``feature_class.compute(case)`` under the contract: an unexpected exception becomes a FeatureError naming
-    the class and the case (deepradiomics errors pass as they are), and the features returned must be exactly
-    ``feature_names()``, in order."""
+def run_compute(name: str, feature_class: FeatureClass, case: Case) -> ComputeResult:
+    """``feature_class.compute(case)`` under the contract, as a :class:`ComputeResult`.
+
+    An unexpected exception becomes a FeatureError naming the class and the case (deepradiomics errors pass
+    as they are), and the features returned must be exactly ``feature_names()``, in order.
+    """
     from .errors import DeepRadiomicsError, FeatureError
 
     try:
-        values = feature_class.compute(case)
+        result = ComputeResult.of(feature_class.compute(case))
     except DeepRadiomicsError:
         raise
     except Exception as exc:
         raise FeatureError(f"feature class '{name}' failed on case '{case.case_id}': {type(exc).__name__}: {exc}") from exc
-    if list(values) != list(feature_class.feature_names()):
-        raise FeatureError(f"feature class '{name}' returned features {list(values)[:5]}... that differ from its feature_names()")
-    return values
+    if list(result.features) != list(feature_class.feature_names()):
+        raise FeatureError(f"feature class '{name}' returned features {list(result.features)[:5]}... that differ from its feature_names()")
+    return result
 
 
 def contract_problems(cls: type) -> list[str]:

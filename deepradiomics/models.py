@@ -24,7 +24,6 @@ Examples
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib
 import logging
 from collections.abc import Mapping
@@ -32,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .artifacts import sha256_file
 from .errors import ModelError, did_you_mean
+from .featureclass import lazy
 
 MODELS_DIR = Path(__file__).resolve().parent / "data" / "models"
 BUNDLE_FILES = ("model.pt", "config.yaml", "card.md")
@@ -47,15 +48,6 @@ ARCHITECTURES: dict[str, str] = {
 }
 #: architecture names written by format-1 bundles
 _TYPE_ALIASES = {"VQSegNet": "vqseg"}
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shipped_models() -> list[str]:
@@ -173,6 +165,7 @@ class Bundle:
 
     @property
     def input_size(self) -> int | None:
+        """The in-plane size S the network takes (S x S slices), or None for any size."""
         return self.preprocessing.input_size
 
     @property
@@ -186,17 +179,14 @@ class Bundle:
 
 def read_config(folder: Path) -> dict[str, Any]:
     """Read, migrate and validate ``config.yaml`` of a bundle folder (ModelError naming the key on failure)."""
-    import yaml
+    from .yamlio import read_yaml
 
     config_path = Path(folder) / "config.yaml"
     if not config_path.is_file():
         raise ModelError(
             f"bundle '{folder}' has no config.yaml: re-train the bundle (`deepradiomics train CONFIG -o {folder}`)"
         )
-    try:
-        config = yaml.safe_load(config_path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{config_path} is not valid YAML ({exc}): re-train the bundle") from exc
+    config = read_yaml(config_path, "bundle config", ModelError, ": re-train the bundle")
     if not isinstance(config, dict):
         raise ModelError(f"{config_path} must be a mapping, got {type(config).__name__}: re-train the bundle")
     for key in ("architecture", "modalities", "model_sha256"):
@@ -303,31 +293,31 @@ class BundledModel:
     """Mixin for feature classes whose ``model`` setting names a model bundle (``default``: ``default_model``).
 
     It gives the bundle's ``config.yaml`` read lazily without torch (``_config()``), the sha256-checked bundle
-    (``bundle``, loaded on first use; a class checks that it can serve in ``_accept_bundle``), and the case
-    modalities feeding its channels (``modalities``: the ``modalities`` setting, else the bundle's channel
-    names; a setting listing the same names in another order is mapped by name, with a warning). The loaded
-    network is not pickled: batch workers load it again from the checked bundle. The settings need ``model``,
-    ``modalities`` and ``device``.
+    (``bundle``, loaded on first use, once, under a lock; a class checks that it can serve in
+    ``_accept_bundle``), and the case modalities feeding its channels (``modalities``: the ``modalities``
+    setting, else the bundle's channel names; a setting listing the same names in another order is mapped by
+    name, with a warning). The loaded network is not pickled: batch workers load it again from the checked
+    bundle. The settings derive from :class:`~deepradiomics.featureclass.BundleSettings` (``model``,
+    ``modalities``, ``device``).
     """
 
     default_model: str | None = None
 
     def _config(self) -> dict:
         """The bundle's config.yaml (no torch import)."""
-        if getattr(self, "config_", None) is None:
-            self.config_ = read_config(resolve_bundle(self.settings.model, self._base_dir, self.default_model))
-        return self.config_
+        return lazy(self, "_bundle_config", lambda: read_config(resolve_bundle(self.settings.model, self._base_dir, self.default_model)))
 
     @property
     def bundle(self) -> Bundle:
         """The loaded :class:`Bundle` (sha256-checked), accepted by the class and its channels resolved."""
-        if getattr(self, "bundle_", None) is None:
-            bundle = load_bundle(self.settings.model, device=self.settings.device, base_dir=self._base_dir, default=self.default_model)
-            self._accept_bundle(bundle)
-            self.channel_names_ = self._channel_names(bundle.modalities)
-            self.config_ = bundle.config
-            self.bundle_ = bundle
-        return self.bundle_
+        return lazy(self, "_bundle", self._load_bundle)
+
+    def _load_bundle(self) -> Bundle:
+        bundle = load_bundle(self.settings.model, device=self.settings.device, base_dir=self._base_dir, default=self.default_model)
+        self._accept_bundle(bundle)
+        self._channels = self._channel_names(bundle.modalities)
+        self._bundle_config = bundle.config
+        return bundle
 
     def _accept_bundle(self, bundle: Bundle) -> None:
         """ParamsError naming the ``model`` setting when ``bundle`` cannot serve this class (the default accepts any)."""
@@ -336,7 +326,7 @@ class BundledModel:
     def modalities(self) -> tuple[str, ...]:
         """The case modalities read, in channel order."""
         self.bundle  # noqa: B018 - resolves the channel names
-        return self.channel_names_
+        return self._channels
 
     def _channel_names(self, trained: list[str]) -> tuple[str, ...]:
         from .errors import ParamsError
@@ -359,5 +349,5 @@ class BundledModel:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state.pop("bundle_", None)
+        state.pop("_bundle", None)
         return state

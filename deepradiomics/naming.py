@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass
 
 DIAGNOSTICS_PREFIX = "diagnostics"
+#: row layouts: deepradiomics' own (input columns, diagnostics, features; indexed by ID), or exactly
+#: PyRadiomics' keys in its order (plus plugin features), as its command line writes them
+LAYOUTS = ("deepradiomics", "pyradiomics")
 ERROR_COLUMN = "diagnostics_Error"
 _TOKEN = re.compile(r"^[A-Za-z0-9\-\.]+$")
 

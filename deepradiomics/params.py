@@ -11,7 +11,8 @@ its settings::
 
 Which classes PyRadiomics computes is decided by where the registry found them (PyRadiomics itself),
 never by a class's ``family``. Relative paths in a plugin class's settings are relative to the params
-file's folder. Files are read with ``yaml.safe_load``; nothing in a params file executes code or
+file's folder. Files are read as PyRadiomics reads them, as YAML 1.2 with a safe loader
+(:mod:`deepradiomics.yamlio`; JSON for ``.json``); nothing in a params file executes code or
 imports by path. Everything is checked before any image is read, and errors name the file, the key and
 the closest valid name.
 """
@@ -19,37 +20,34 @@ the closest valid name.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import importlib.util
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ParamsError, did_you_mean
+from .yamlio import load_yaml, read_yaml
 
 TOP_LEVEL_KEYS = ("setting", "imageType", "featureClass", "voxelSetting")
-#: a number written without YAML 1.1's mandatory dot (``1e308``), which YAML reads as text
-_NUMBER_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 #: numeric settings beyond this magnitude overflow float64 in PyRadiomics' arithmetic (bin edges, ranges)
 MAX_SETTING_MAGNITUDE = 1e300
 #: PyRadiomics' image types (``radiomics.getImageTypes()``), listed here so checking needs no import.
 IMAGE_TYPES = ("Original", "Wavelet", "LoG", "Square", "SquareRoot", "Logarithm", "Exponential", "Gradient", "LBP2D", "LBP3D")
 
 
+@functools.cache  # read once per process: it is PyRadiomics' installed file (callers only read it)
 def _pyradiomics_schema() -> dict:
     """PyRadiomics' parameter schema (its ``schemas/paramSchema.yaml``), read without importing it."""
     spec = importlib.util.find_spec("radiomics")
     if spec is None or not spec.submodule_search_locations:
         raise ParamsError("PyRadiomics is not installed: run `make install` (see README)")
     schema_path = Path(list(spec.submodule_search_locations)[0]) / "schemas" / "paramSchema.yaml"
-    with open(schema_path) as handle:
-        return yaml.safe_load(handle)
+    return read_yaml(schema_path, "PyRadiomics' parameter schema")
 
 
 def _freeze(value: Any) -> Any:
@@ -90,6 +88,7 @@ class Params:
 
     @property
     def label(self) -> int:
+        """The label value of the region of interest (``setting.label``, default 1)."""
         return int(self.setting.get("label", 1))
 
     def to_pyradiomics(self) -> dict:
@@ -136,12 +135,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ParamsError(f"setting override {text!r} is not KEY=VALUE, e.g. -s binWidth=10")
     key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"setting override {text!r}: value {raw!r} is not valid YAML ({exc})") from exc
-    if isinstance(value, str) and _NUMBER_TEXT.match(value.strip()):
-        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; on a command line it means a number
+    value = load_yaml(raw, f"setting override {text!r}: value {raw!r}")
     return key.strip(), value
 
 
@@ -151,7 +145,8 @@ def load_params(source: str | Path | Mapping, *, name: str | None = None, base_d
     Parameters
     ----------
     source
-        Path of a YAML (or JSON) params file, or a mapping with the same layout.
+        Path of a YAML (or JSON) params file, the name of a shipped one (``"classical"``, see
+        ``deepradiomics params``), or a mapping with the same layout.
     name
         How to call the source in messages (default: the path, or ``"<dict>"``).
     base_dir
@@ -174,32 +169,43 @@ def load_params(source: str | Path | Mapping, *, name: str | None = None, base_d
     if isinstance(source, Mapping):
         data, where = copy.deepcopy(dict(source)), where or "<dict>"
     else:
-        path = Path(source)
-        where = where or str(path)
+        path, shipped_as = resolve_params_path(source)
+        where = where or shipped_as or str(path)
         data = _read_params_file(path)
         if base_dir is None:
             base_dir = path.resolve().parent
     return _validate(dict(data), where, None if base_dir is None else Path(base_dir))
 
 
+def resolve_params_path(source: str | Path) -> tuple[Path, str | None]:
+    """``(path, shipped name or None)`` of a params file given as a path or as the name of a shipped one.
+
+    An existing file wins; else a shipped name (``classical``, ``classical.yaml``) names the shipped file.
+    Anything else raises :class:`~deepradiomics.errors.ParamsFileNotFoundError` (also a FileNotFoundError,
+    as PyRadiomics raises IOError) listing the shipped names, with a did-you-mean.
+    """
+    import errno
+
+    from .data import shipped_params, shipped_params_file
+    from .errors import ParamsFileNotFoundError
+
+    path = Path(source)
+    if path.is_file():
+        return path, None
+    shipped = shipped_params_file(str(source)) if not path.is_dir() else None
+    if shipped is not None:
+        return shipped, f"{shipped.name} (shipped)"
+    names = shipped_params()
+    what = "is a folder" if path.is_dir() else "does not exist"
+    message = (
+        f"params file '{path}' {what} and is not a shipped params name.{did_you_mean(path.stem, names)} "
+        f"Give the path of a YAML file, or a shipped name: {', '.join(names) or 'none installed'} (`deepradiomics params` lists them)"
+    )
+    raise ParamsFileNotFoundError(errno.EISDIR if path.is_dir() else errno.ENOENT, message, str(path))
+
+
 def _read_params_file(path: Path) -> dict:
-    if not path.is_file():
-        import errno
-
-        from .errors import ParamsFileNotFoundError
-
-        what = "is a folder" if path.is_dir() else "does not exist"
-        message = f"params file '{path}' {what}: give the path of a YAML file such as params/classical.yaml"
-        # PyRadiomics raises IOError here: this error is both a ParamsError and a FileNotFoundError
-        raise ParamsFileNotFoundError(errno.EISDIR if path.is_dir() else errno.ENOENT, message, str(path))
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except yaml.YAMLError as exc:
-        first = " ".join(str(exc).split())
-        raise ParamsError(f"params file '{path}' is not valid YAML: {first}") from exc
-    except (UnicodeDecodeError, OSError) as exc:
-        raise ParamsError(f"params file '{path}' cannot be read as UTF-8 text ({type(exc).__name__}): give a YAML params file") from exc
+    data = read_params_data(path)
     if data is None:
         # PyRadiomics refuses an empty file too: an empty params set is almost always a wrong path or a truncated file
         raise ParamsError(
@@ -211,9 +217,23 @@ def _read_params_file(path: Path) -> dict:
     return dict(data)
 
 
-def _validate(data: dict, where: str, base_dir: Path | None = None) -> Params:
-    from .registry import get_registry
+def read_params_data(path: Path) -> Any:
+    """The data of a params file as PyRadiomics reads it (through pykwalify): JSON for ``.json``, else YAML 1.2.
 
+    In YAML 1.2 ``1e-4`` is a number and ``yes`` a string; PyYAML (YAML 1.1) reads them the other way round.
+    Reading as PyRadiomics does keeps its params files meaning what they meant.
+    """
+    if path.suffix.lower() == ".json":
+        import json
+
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ParamsError(f"params file '{path}' cannot be read as JSON: {' '.join(str(exc).split())}") from exc
+    return read_yaml(path, "params file")
+
+
+def _validate(data: dict, where: str, base_dir: Path | None = None) -> Params:
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise ParamsError(f"{where}: unknown section '{key}'.{did_you_mean(str(key), TOP_LEVEL_KEYS)} Valid sections: {', '.join(TOP_LEVEL_KEYS)}")
@@ -221,57 +241,10 @@ def _validate(data: dict, where: str, base_dir: Path | None = None) -> Params:
     image_types = data.get("imageType")
     image_types = {"Original": {}} if image_types is None else dict(image_types)
     voxel_setting = dict(data.get("voxelSetting") or {})
-    feature_classes = data.get("featureClass")
     if not isinstance(setting, dict) or not isinstance(image_types, dict):
         raise ParamsError(f"{where}: 'setting' and 'imageType' must be mappings")
-
-    schema = _pyradiomics_schema()["mapping"]
-    valid_settings = list(schema["setting"]["mapping"])
-    for key in setting:
-        if key not in valid_settings:
-            raise ParamsError(f"{where}: unknown setting 'setting.{key}'.{did_you_mean(str(key), valid_settings)} See PyRadiomics' parameter documentation for valid settings")
-    for key in voxel_setting:
-        valid = list(schema["voxelSetting"]["mapping"])
-        if key not in valid:
-            raise ParamsError(f"{where}: unknown setting 'voxelSetting.{key}'.{did_you_mean(str(key), valid)}")
-    _check_numbers(setting, schema["setting"]["mapping"], f"{where}: setting")
-    _check_numbers(voxel_setting, schema["voxelSetting"]["mapping"], f"{where}: voxelSetting")
-    for name, custom in image_types.items():
-        if name not in IMAGE_TYPES:
-            raise ParamsError(f"{where}: unknown image type 'imageType.{name}'.{did_you_mean(str(name), IMAGE_TYPES)} Valid types: {', '.join(IMAGE_TYPES)}")
-        if custom is not None and not isinstance(custom, dict):
-            raise ParamsError(f"{where}: imageType.{name} must be a mapping of settings (or {{}}), got {custom!r}")
-        for key in custom or {}:
-            if key not in valid_settings:
-                raise ParamsError(f"{where}: unknown setting 'imageType.{name}.{key}'.{did_you_mean(str(key), valid_settings)}")
-        _check_numbers(custom or {}, schema["setting"]["mapping"], f"{where}: imageType.{name}")
-
-    registry = get_registry()
-    if feature_classes is None:
-        # PyRadiomics' default: all of its classes (but shape2D) with all features.
-        feature_classes = {name: [] for name in registry.names() if registry.entry(name).computed_by_pyradiomics and name != "shape2D"}
-    if not isinstance(feature_classes, dict) or not feature_classes:
-        raise ParamsError(f"{where}: 'featureClass' must be a non-empty mapping of class name to features or settings")
-    pyradiomics: dict[str, list[str]] = {}
-    plugins: dict[str, dict] = {}
-    for name, value in feature_classes.items():
-        if name not in registry:
-            raise ParamsError(
-                f"{where}: unknown feature class 'featureClass.{name}'.{did_you_mean(str(name), registry.names())} "
-                f"Available: {', '.join(registry.names())} (`deepradiomics plugins` lists them with their source)"
-            )
-        entry = registry.entry(name)
-        if entry.computed_by_pyradiomics:
-            pyradiomics[name] = _pyradiomics_features(registry.get(name), value, f"{where}: featureClass.{name}")
-        else:
-            if value is not None and not isinstance(value, Mapping):
-                raise ParamsError(
-                    f"{where}: featureClass.{name} takes a mapping of its settings (e.g. {{{name}: {{}}}} for the defaults), got {value!r}"
-                )
-            settings = dict(value or {})
-            registry.get(name)(settings, where=f"{where}: featureClass.{name}", base_dir=base_dir)  # validates the settings
-            plugins[name] = settings
-
+    _check_settings(setting, voxel_setting, image_types, where)
+    feature_classes, pyradiomics, plugins = _split_classes(data.get("featureClass"), where, base_dir)
     params = Params(
         setting=_freeze(setting),
         image_types=_freeze(image_types),
@@ -288,31 +261,46 @@ def _validate(data: dict, where: str, base_dir: Path | None = None) -> Params:
     return params
 
 
-def _check_numbers(values: Mapping, schema: Mapping, where: str) -> None:
+#: numeric settings where PyRadiomics accepts NaN (as a number, ``.nan``, or the text ``nan`` it converts):
+#: the value given to voxels whose features cannot be computed is never computed with, so NaN is fine there
+NAN_SETTINGS = {"voxelSetting": ("initValue",)}
+
+
+def _check_numbers(values: dict, schema: Mapping, where: str, nan_allowed: tuple[str, ...] = ()) -> None:
     """Numeric settings (per PyRadiomics' schema) must be finite numbers of a sane magnitude, not text or booleans.
 
     PyRadiomics' schema check lets NaN, infinity, 1e308 and numeric text through, and PyRadiomics then fails
-    deep inside its binning with a traceback (or bins nothing): refuse them here, naming the key.
+    deep inside its binning with a traceback (or bins nothing): refuse them here, naming the key. Where
+    PyRadiomics accepts NaN (``nan_allowed``, e.g. ``voxelSetting.initValue``), NaN is kept and the text
+    ``nan`` (YAML 1.2 reads a bare ``nan`` as text; PyRadiomics converts it) becomes the number NaN in ``values``.
     """
-    for key, value in values.items():
+    for key, value in list(values.items()):
         rule = schema.get(key, {})
         kind = rule.get("seq", [{}])[0].get("type") if "seq" in rule else rule.get("type")
         if kind not in ("int", "float"):
             continue
+        if key in nan_allowed and isinstance(value, str) and value.strip().lower() == "nan":
+            values[key] = value = math.nan
         items = value if "seq" in rule and isinstance(value, (list, tuple)) else [value]
         for item in items:
-            if item is None:
-                continue
-            if isinstance(item, bool) or not isinstance(item, (int, float)):
-                hint = " (YAML reads a number without a dot, such as 1e5, as text: write 1.0e+5)" if isinstance(item, str) else ""
-                raise ParamsError(f"{where}.{key} is {item!r}, not a number{hint}: give a {kind} value")
-            if isinstance(item, float) and not math.isfinite(item):
-                raise ParamsError(f"{where}.{key} is {item}: give a finite number")
-            if abs(item) > MAX_SETTING_MAGNITUDE:
-                raise ParamsError(
-                    f"{where}.{key} is {item:g}, beyond {MAX_SETTING_MAGNITUDE:.0e}: float64 arithmetic on it overflows "
-                    "(bin edges, ranges); give a value in image units"
-                )
+            _check_number(item, kind, f"{where}.{key}", key in nan_allowed)
+
+
+def _check_number(item: Any, kind: str, where: str, nan_allowed: bool) -> None:
+    if item is None:
+        return
+    if isinstance(item, bool) or not isinstance(item, (int, float)):
+        hint = " (text in YAML: write the number without quotes; YAML 1.2 reads 1e5, 2.5 and .nan as numbers)" if isinstance(item, str) else ""
+        raise ParamsError(f"{where} is {item!r}, not a number{hint}: give a {kind} value")
+    if isinstance(item, float) and math.isnan(item) and nan_allowed:
+        return
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ParamsError(f"{where} is {item}: give a finite number")
+    if abs(item) > MAX_SETTING_MAGNITUDE:
+        raise ParamsError(
+            f"{where} is {item:g}, beyond {MAX_SETTING_MAGNITUDE:.0e}: float64 arithmetic on it overflows "
+            "(bin edges, ranges); give a value in image units"
+        )
 
 
 def _check_pyradiomics_rules(params: Params, where: str) -> None:
@@ -340,6 +328,63 @@ def _pyradiomics_features(cls: type, value: Any, where: str) -> list[str]:
         if feature not in valid:
             raise ParamsError(f"{where}: unknown feature '{feature}'.{did_you_mean(feature, valid)}")
     return features
+
+
+def _check_settings(setting: dict, voxel_setting: dict, image_types: dict, where: str) -> None:
+    """Known keys (per PyRadiomics' schema, with a did-you-mean) and sane numbers in every settings section."""
+    schema = _pyradiomics_schema()["mapping"]
+    valid_settings = list(schema["setting"]["mapping"])
+    for key in setting:
+        if key not in valid_settings:
+            raise ParamsError(f"{where}: unknown setting 'setting.{key}'.{did_you_mean(str(key), valid_settings)} See PyRadiomics' parameter documentation for valid settings")
+    valid_voxel = list(schema["voxelSetting"]["mapping"])
+    for key in voxel_setting:
+        if key not in valid_voxel:
+            raise ParamsError(f"{where}: unknown setting 'voxelSetting.{key}'.{did_you_mean(str(key), valid_voxel)}")
+    _check_numbers(setting, schema["setting"]["mapping"], f"{where}: setting")
+    _check_numbers(voxel_setting, schema["voxelSetting"]["mapping"], f"{where}: voxelSetting", NAN_SETTINGS["voxelSetting"])
+    for name, custom in image_types.items():
+        if name not in IMAGE_TYPES:
+            raise ParamsError(f"{where}: unknown image type 'imageType.{name}'.{did_you_mean(str(name), IMAGE_TYPES)} Valid types: {', '.join(IMAGE_TYPES)}")
+        if custom is not None and not isinstance(custom, dict):
+            raise ParamsError(f"{where}: imageType.{name} must be a mapping of settings (or {{}}), got {custom!r}")
+        for key in custom or {}:
+            if key not in valid_settings:
+                raise ParamsError(f"{where}: unknown setting 'imageType.{name}.{key}'.{did_you_mean(str(key), valid_settings)}")
+        _check_numbers(custom or {}, schema["setting"]["mapping"], f"{where}: imageType.{name}")
+
+
+def _split_classes(feature_classes, where: str, base_dir: Path | None) -> tuple[dict, dict[str, list[str]], dict[str, dict]]:
+    """``(featureClass section, PyRadiomics classes -> feature lists, plugin classes -> settings)``, each checked.
+
+    Which classes PyRadiomics computes is decided by where the registry found them; a plugin class's
+    settings are validated by building it once.
+    """
+    from .registry import get_registry
+
+    registry = get_registry()
+    if feature_classes is None:
+        # PyRadiomics' default: all of its classes (but shape2D) with all features.
+        feature_classes = {name: [] for name in registry.names() if registry.entry(name).computed_by_pyradiomics and name != "shape2D"}
+    if not isinstance(feature_classes, dict) or not feature_classes:
+        raise ParamsError(f"{where}: 'featureClass' must be a non-empty mapping of class name to features or settings")
+    pyradiomics: dict[str, list[str]] = {}
+    plugins: dict[str, dict] = {}
+    for name, value in feature_classes.items():
+        if name not in registry:
+            raise ParamsError(
+                f"{where}: unknown feature class 'featureClass.{name}'.{did_you_mean(str(name), registry.names())} "
+                f"Available: {', '.join(registry.names())} (`deepradiomics plugins` lists them with their source)"
+            )
+        if registry.entry(name).computed_by_pyradiomics:
+            pyradiomics[name] = _pyradiomics_features(registry.get(name), value, f"{where}: featureClass.{name}")
+            continue
+        if value is not None and not isinstance(value, Mapping):
+            raise ParamsError(f"{where}: featureClass.{name} takes a mapping of its settings (e.g. {{{name}: {{}}}} for the defaults), got {value!r}")
+        settings = dict(value or {})
+        registry.get(name)(settings, where=f"{where}: featureClass.{name}", base_dir=base_dir)  # validates the settings
+        plugins[name] = settings
+    return feature_classes, pyradiomics, plugins
 
 
 def _check_with_pyradiomics(params: Params, where: str) -> None:

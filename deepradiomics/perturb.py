@@ -86,6 +86,7 @@ class IntensityScale(_Perturbation):
     kind = "scale"
 
     def apply(self, raw: np.ndarray, where: str = "the image") -> np.ndarray:
+        """The perturbed voxels of ``raw`` (see the class docstring for the formula)."""
         if self.level == 0:
             return raw
         if self.region == "image":
@@ -103,6 +104,7 @@ class IntensityShift(_Perturbation):
     kind = "shift"
 
     def apply(self, raw: np.ndarray, where: str = "the image") -> np.ndarray:
+        """The perturbed voxels of ``raw`` (see the class docstring for the formula)."""
         if self.level == 0:
             return raw
         foreground, _, sd = _foreground_stats(raw, where)

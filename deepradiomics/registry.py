@@ -37,6 +37,7 @@ class RegistryEntry:
     _error: PluginError | None = field(default=None, repr=False)
 
     def load(self) -> type:
+        """The class of this entry (its entry point loaded and checked on first use)."""
         if self._cls is None:
             if self._error is not None:
                 raise self._error
@@ -54,6 +55,7 @@ class RegistryEntry:
 
     @property
     def family(self) -> str:
+        """The class's family (``classical`` or ``deep``), without loading a PyRadiomics class."""
         if self.family_hint:
             return self.family_hint
         return self.load().family
@@ -151,6 +153,7 @@ class FeatureRegistry:
         return names
 
     def entry(self, name: str) -> RegistryEntry:
+        """The :class:`RegistryEntry` of class ``name`` (PluginError with a did-you-mean when unknown)."""
         try:
             return self._entries[name]
         except KeyError:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 import pickle
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ModelError, NotFittedError, ParamsError
-from .featureclass import FeatureClass, contract_problems
+from .featureclass import ComputeResult, FeatureClass, contract_problems
 from .naming import check_token
 
 
@@ -44,6 +45,7 @@ def synthetic_case(size: int = 24, seed: int = 0, modalities=("Image",)):
 
 @dataclass
 class CheckResult:
+    """One conformance check: its name, whether it passed, and what it found or why it failed."""
     name: str
     passed: bool | None  # None: skipped (not applicable)
     detail: str = ""
@@ -58,6 +60,7 @@ class ConformanceReport:
 
     @property
     def failed(self) -> list[CheckResult]:
+        """The checks that failed."""
         return [r for r in self.results if r.passed is False]
 
     def __getitem__(self, name: str) -> CheckResult:
@@ -99,7 +102,9 @@ class _Context:
         return self.instance
 
 
-def _same(a: dict, b: dict) -> bool:
+def _same(a, b) -> bool:
+    """Same features (names, order, values; NaN equal to NaN), from mappings or ComputeResults."""
+    a, b = dict(ComputeResult.of(a).features), dict(ComputeResult.of(b).features)
     return list(a) == list(b) and all((x == y) or (math.isnan(x) and math.isnan(y)) for x, y in zip(a.values(), b.values()))
 
 
@@ -156,16 +161,24 @@ def check_names_valid(ctx: _Context) -> str:
 
 
 def check_computes(ctx: _Context) -> str:
-    """``compute()`` gives floats named as ``feature_names()``, in order; diagnostics keys are tokens."""
+    """``compute()`` gives floats named as ``feature_names()``, in order (a mapping, or a ComputeResult with the
+    case's diagnostics); diagnostics keys are tokens; nothing about the case is left on the instance."""
     instance = ctx.fitted()
-    values = instance.compute(ctx.case)
+    before = set(vars(instance))
+    result = instance.compute(ctx.case)
+    _require(isinstance(result, (Mapping, ComputeResult)), f"compute() returned {type(result).__name__}: return a mapping or a ComputeResult")
+    result = ComputeResult.of(result)
+    values = dict(result.features)
     _require(list(values) == instance.feature_names(), "compute() keys differ from feature_names() (same names, same order required)")
+    left = sorted(k for k in set(vars(instance)) - before if k.endswith("_") and not k.startswith("_"))
+    _require(not left, f"compute() left per-case values {left} on the instance: return them in a ComputeResult's diagnostics")
     for name, value in values.items():
         _require(isinstance(value, float), f"feature {name} is {type(value).__name__}, not float")
     _require(any(not math.isnan(v) for v in values.values()), "every feature is NaN")
     diagnostics = instance.diagnostics()
     _require(isinstance(diagnostics, dict), "diagnostics() must return a dict")
-    for key in [*diagnostics, *instance.artifacts()]:
+    _require(isinstance(result.diagnostics, Mapping), "ComputeResult.diagnostics must be a mapping")
+    for key in [*diagnostics, *result.diagnostics, *instance.artifacts()]:
         _valid_token(key, "diagnostics key")
     ctx.values = values
     return f"{len(values)} values"

@@ -77,10 +77,12 @@ class RadiomicsTransformer(TransformerMixin, BaseEstimator):
         return table.reindex(columns=list(self.feature_names_out_)).to_numpy(dtype=np.float64)
 
     def fit_transform(self, X, y=None, **fit_params):
+        """``fit(X)`` then ``transform(X)`` (the cases are extracted once)."""
         self.fit(X, y)
         table = self._fit_table
         del self._fit_table
         return table.reindex(columns=list(self.feature_names_out_)).to_numpy(dtype=np.float64)
 
     def get_feature_names_out(self, input_features=None):
+        """The feature column names, in the order of ``transform``'s columns."""
         return self.feature_names_out_.copy()

@@ -12,14 +12,20 @@ API
   ``diagnostics_*`` entries, then one map per feature, in PyRadiomics' order), from any configured
   ``radiomics.featureextractor.RadiomicsFeatureExtractor`` (the drop-in
   :class:`deepradiomics.compat.RadiomicsFeatureExtractor` included).
-- :func:`compute_maps` ``(params_or_extractor, case, jobs=1) -> {feature name: SimpleITK.Image}``: the
-  maps of a params set on a :class:`~deepradiomics.case.Case`: PyRadiomics' classes, then every plugin
-  class that provides maps (below). This is what ``extract --mode voxel`` and ``batch --mode voxel``
-  call, followed by:
+- :func:`compute_maps` ``(backend, classes, case, jobs=1)`` -> ``{feature name: SimpleITK.Image}``: the
+  maps of one case: the PyRadiomics backend's classes (``backend``: a
+  :class:`~deepradiomics.classical.PyRadiomicsBackend`, a configured PyRadiomics extractor, or None), then
+  every plugin class of ``classes`` that provides maps (below).
+  :meth:`deepradiomics.extractor.Extractor.compute_maps` calls it with its own backend and classes; this
+  is what ``extract --mode voxel`` and ``batch --mode voxel`` compute, followed by:
 - :func:`write_maps` ``(maps, out_dir, fmt="nrrd" | "nii.gz", case_id) -> pandas.DataFrame``: one file per
   map (``<out_dir>/<feature name>.<fmt>``, compressed) and a one-row table ``feature name -> path``
   (non-image entries such as diagnostics are copied into the row, as PyRadiomics' own CLI does).
-  Give each case its own ``out_dir``.
+  Give each case its own ``out_dir``. :class:`VoxelOutput` says where and how a batch writes each case's
+  maps (folder, format, grid) and turns a case's maps into its row (:meth:`VoxelOutput.write`).
+
+This module knows a backend and feature classes, never the Extractor; the batch engine knows rows,
+never maps.
 
 Identical values
 ----------------
@@ -66,7 +72,8 @@ divides that work between processes (``benchmarks/voxel_speed.py`` for wall time
 
 Maps from plugin classes (the contract)
 ---------------------------------------
-A feature class (deep or not) may provide maps through an optional method::
+A feature class (deep or not) may provide maps by overriding the optional
+:meth:`~deepradiomics.featureclass.FeatureClass.voxel_maps` (the base class returns None: no maps)::
 
     def voxel_maps(self, case) -> dict[str, SimpleITK.Image]:
         '''Feature token -> map on the case's grid (same size, spacing, origin, direction as its mask).'''
@@ -76,8 +83,8 @@ Tokens follow the naming grammar (letters, digits, ``-``, ``.``; no ``_``); the 
 Values are the class's business (a codeword index, an activation); voxels outside the region of
 interest may hold anything the class documents. :func:`compute_maps` calls ``voxel_maps`` for every plugin
 class of the params, in params order, after PyRadiomics' maps, checks each map's type and geometry
-(``FeatureError`` naming the class and token), and skips, with a warning, a class that has no such
-method. Maps of PyRadiomics' classes are on PyRadiomics' grid instead: the bounding box of the ROI padded
+(``FeatureError`` naming the class and token), and skips, with a warning, a class whose
+``voxel_maps`` returns None. Maps of PyRadiomics' classes are on PyRadiomics' grid instead: the bounding box of the ROI padded
 by ``kernelRadius`` (resampled when ``resampledPixelSpacing`` is set); every map carries its own geometry,
 and :func:`write_maps` writes any ``{name: SimpleITK.Image}``, whatever computed it.
 """
@@ -91,6 +98,7 @@ import os
 import sys
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +108,7 @@ from radiomics import featureextractor, getFeatureClasses
 from radiomics.firstorder import RadiomicsFirstOrder
 from radiomics.glcm import RadiomicsGLCM
 
+from .batch.cache import cache_file_name
 from .classical import PyRadiomicsBackend, pyradiomics_input
 from .errors import DeepRadiomicsError, FeatureError, ParamsError
 from .naming import format_name, is_feature
@@ -505,22 +514,21 @@ def compute_voxel_features(
 
 # -- maps of a params set on a case ----------------------------------------------------------------
 def plugin_maps(classes: Mapping[str, Any], case) -> OrderedDict:
-    """Maps of the plugin classes that provide ``voxel_maps`` (see the module docstring), checked, in order."""
+    """Maps of the plugin classes that provide them (``voxel_maps``; see the module docstring), checked, in order."""
     from .case import same_geometry
 
     out: OrderedDict = OrderedDict()
     reference = case.mask_image() if classes else None
     for name, feature_class in classes.items():
-        produce = getattr(feature_class, "voxel_maps", None)
-        if produce is None:
-            logger.warning("feature class '%s' provides no voxel maps (it has no voxel_maps method): skipped in voxel mode", name)
-            continue
         try:
-            produced = produce(case)
+            produced = feature_class.voxel_maps(case)
         except DeepRadiomicsError:
             raise
         except Exception as exc:
             raise FeatureError(f"feature class '{name}' failed to compute its voxel maps on case '{case.case_id}': {type(exc).__name__}: {exc}") from exc
+        if produced is None:
+            logger.warning("feature class '%s' provides no voxel maps: skipped in voxel mode", name)
+            continue
         for token, image in produced.items():
             try:
                 key = format_name(feature_class.image_type, name, token)
@@ -538,31 +546,18 @@ def plugin_maps(classes: Mapping[str, Any], case) -> OrderedDict:
     return out
 
 
-def _resolve(source) -> tuple[Any, dict, Any]:
-    """(PyRadiomics extractor or None, plugin classes, object with check_fitted or None) of ``source``."""
-    if isinstance(source, PyRadiomicsBackend):
-        return source.extractor, {}, None
-    if isinstance(source, featureextractor.RadiomicsFeatureExtractor):
-        return source, dict(getattr(source, "plugin_classes", {}) or {}), source
-    if not hasattr(source, "plugin_classes"):  # Params, a params mapping or a params file
-        from .extractor import Extractor
-
-        source = Extractor(source)
-    backend = source.backend
-    return (backend.extractor if backend is not None else None), dict(source.plugin_classes), source
-
-
-def compute_maps(source, case, jobs: int = 1, diagnostics: bool = False) -> OrderedDict:
-    """Feature maps of a params set on one case: ``{feature name: SimpleITK.Image}``.
+def compute_maps(backend, classes: Mapping[str, Any], case, jobs: int = 1, diagnostics: bool = False) -> OrderedDict:
+    """Feature maps of one case: ``{feature name: SimpleITK.Image}``.
 
     Parameters
     ----------
-    source
-        What to compute: a params file, mapping or :class:`~deepradiomics.params.Params`; an
-        :class:`~deepradiomics.extractor.Extractor` (its fitted classes included); a
-        :class:`~deepradiomics.classical.PyRadiomicsBackend`; or a PyRadiomics extractor (the drop-in
-        included). PyRadiomics' classes use the params' ``setting`` and ``voxelSetting`` (``kernelRadius``,
-        ``maskedKernel``, ``initValue``, ``voxelBatch``).
+    backend
+        What computes PyRadiomics' classes: a :class:`~deepradiomics.classical.PyRadiomicsBackend`, a
+        configured ``radiomics.featureextractor.RadiomicsFeatureExtractor`` (the drop-in included), or None
+        (no PyRadiomics class). Its ``setting`` and ``voxelSetting`` (``kernelRadius``, ``maskedKernel``,
+        ``initValue``, ``voxelBatch``) are used as they are.
+    classes
+        ``{name: FeatureClass}`` of the plugin classes, in params order (fitted ones already fitted).
     case
         The :class:`~deepradiomics.case.Case`: PyRadiomics' classes read its main image, mask and label.
     jobs
@@ -575,9 +570,7 @@ def compute_maps(source, case, jobs: int = 1, diagnostics: bool = False) -> Orde
     OrderedDict
         PyRadiomics' maps in PyRadiomics' order, then plugin classes' maps in params order.
     """
-    extractor, classes, checker = _resolve(source)
-    if checker is not None and hasattr(checker, "check_fitted"):
-        checker.check_fitted()
+    extractor = backend.extractor if isinstance(backend, PyRadiomicsBackend) else backend
     out: OrderedDict = OrderedDict()
     if extractor is not None and (extractor.enabledFeatures or diagnostics):
         image, mask = case.image(), case.mask_image()
@@ -666,3 +659,50 @@ def on_image_grid(maps: Mapping[str, Any], reference) -> OrderedDict:
         out[name] = resampler.Execute(value)
     return out
 
+
+GRIDS = ("image", "native")
+
+
+@dataclass(frozen=True)
+class VoxelOutput:
+    """Where and how ``--mode voxel`` writes a case's feature maps (``maps_dir/<case>/<feature>.<fmt>``).
+
+    ``grid="image"`` puts every map on the case's image grid (:func:`on_image_grid`); ``"native"`` keeps
+    PyRadiomics' own (the ROI's padded bounding box). ``jobs`` splits one case's PyRadiomics maps over
+    worker processes (identical values).
+    """
+
+    maps_dir: str
+    fmt: str = "nrrd"
+    grid: str = "image"
+    jobs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.fmt not in MAP_FORMATS:
+            raise ParamsError(f"map format '{self.fmt}' is not one of {', '.join(MAP_FORMATS)}")
+        if self.grid not in GRIDS:
+            raise ParamsError(f"map grid '{self.grid}' is not one of {', '.join(GRIDS)}")
+
+    def folder(self, case_id: str) -> Path:
+        """The folder of one case's maps."""
+        return Path(self.maps_dir) / cache_file_name(case_id)
+
+    def describe(self) -> dict:
+        """What the rows written by this output depend on (for the batch cache key)."""
+        return {"maps_dir": str(Path(self.maps_dir).resolve()), "fmt": self.fmt, "grid": self.grid}
+
+    def write(self, maps: Mapping[str, Any], case, folder: str | os.PathLike | None = None) -> dict:
+        """Write ``maps`` of ``case`` (to ``folder``, default :meth:`folder`, on the configured grid); return the row
+        ``feature name -> file path`` (other entries, such as PyRadiomics' diagnostics, copied as they are)."""
+        if self.grid == "image":
+            maps = on_image_grid(maps, case.image())
+        table = write_maps(maps, folder if folder is not None else self.folder(case.case_id), fmt=self.fmt, case_id=case.case_id)
+        return table.iloc[0].to_dict()
+
+
+def missing_map_files(row: Mapping[str, Any]) -> str | None:
+    """A stored voxel-mode row whose map files are gone is not reused (None when every file exists)."""
+    for key, value in row.items():
+        if is_feature(key) and not (isinstance(value, str) and Path(value).is_file()):
+            return f"map file of '{key}' is missing ({value})"
+    return None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepradiomics.featureclass import FeatureClass
+from deepradiomics.featureclass import ComputeResult, FeatureClass
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ class ModalityMeans(FeatureClass):
     Examples
     --------
     >>> from deepradiomics.testing import synthetic_case
-    >>> ModalityMeans().compute(synthetic_case())  # doctest: +ELLIPSIS
-    {'MeanImage': ...}
+    >>> result = ModalityMeans().compute(synthetic_case())
+    >>> list(result.features), list(result.diagnostics)
+    (['MeanImage'], ['RoiVoxels'])
     """
 
     name = "modalitymeans"
@@ -51,11 +52,16 @@ class ModalityMeans(FeatureClass):
     Settings = ModalityMeansSettings
 
     def feature_names(self) -> list[str]:
+        """``Mean<modality>`` per modality."""
         return [f"Mean{m}" for m in self.settings.modalities]
 
-    def compute(self, case) -> dict[str, float]:
+    def compute(self, case) -> ComputeResult:
+        """The mean of each modality in the ROI; the case's diagnostics: its ROI voxel count."""
+        # the features, and what is particular to this case (its diagnostics): nothing is left on the instance
         roi = case.mask_array()
-        return {f"Mean{m}": float(np.asarray(case.array(m), dtype=np.float64)[roi].mean()) for m in self.settings.modalities}
+        features = {f"Mean{m}": float(np.asarray(case.array(m), dtype=np.float64)[roi].mean()) for m in self.settings.modalities}
+        return ComputeResult(features, {"RoiVoxels": int(roi.sum())})
 
     def diagnostics(self) -> dict[str, object]:
+        """The modalities read."""
         return {"Modalities": ",".join(self.settings.modalities)}

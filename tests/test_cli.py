@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -23,21 +22,18 @@ def params_file(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["extract", "--help"], ["batch", "--help"]])
-def test_help_is_fast_and_imports_no_heavy_library(argv):
+def test_help_imports_no_heavy_library(argv):
+    # what makes --help fast is what it does not import (a state, not a clock: timings flake on a loaded machine)
     code = (
-        "import sys, time; t = time.perf_counter()\n"
+        "import sys\n"
         "from deepradiomics.cli import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('torch', 'radiomics', 'pandas', 'sklearn') if m in sys.modules]\n"
-        "print('HEAVY', heavy, time.perf_counter() - t)\n"
+        "heavy = [m for m in ('torch', 'radiomics', 'pandas', 'sklearn', 'SimpleITK', 'scipy') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
     )
-    started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    elapsed = time.perf_counter() - started
-    heavy, seconds = result.stdout.strip().splitlines()[-1].split("HEAVY ")[1].rsplit(" ", 1)
+    heavy = result.stdout.strip().splitlines()[-1].split("HEAVY ")[1]
     assert heavy == "[]"
-    assert float(seconds) < 0.5, f"--help took {seconds} s in-process"
-    assert elapsed < 3.0  # whole interpreter start included, generous for a loaded CI machine
     assert "Usage:" in result.stdout
 
 
@@ -72,7 +68,9 @@ def test_extract_output_formats(params_file, lgg_case, tmp_path, suffix):
     assert table["original_firstorder_Mean"].dtype == float and len(table) == 1
     if suffix == ".json":
         data = json.loads(out.read_text())
-        assert data["index"] == "ID" and "original_firstorder_Mean" in data["columns"] and list(data["rows"]) == ["flair"]
+        # pandas' orient="table" layout: the index is the schema's primary key
+        assert data["schema"]["primaryKey"] == ["ID"] and [row["ID"] for row in data["data"]] == ["flair"]
+        assert "original_firstorder_Mean" in {field["name"] for field in data["schema"]["fields"]}
 
 
 def test_bad_input_gives_one_clear_line(params_file, lgg_case, tmp_path):

@@ -313,7 +313,7 @@ def manifest2(manifest4, tmp_path) -> Path:
 
 def _run(extractor, manifest, out_dir) -> tuple[pd.DataFrame, BatchRun]:
     run = BatchRun()
-    table = batch.run_batch(extractor, manifest, out_dir=out_dir, run=run)
+    table = batch.run_batch(extractor.batch_task(), manifest, out_dir=out_dir, run=run)
     return table, run
 
 
@@ -371,7 +371,7 @@ def _rewrite_row(path: Path, change) -> None:
     """Edit a cached row and re-seal its checksum, as a row written by other code would look."""
     stored = json.loads(path.read_text())
     change(stored["row"])
-    stored["checksum"] = batch._digest(stored["row"])
+    stored["checksum"] = batch.digest(stored["row"])
     path.write_text(json.dumps(stored))
 
 

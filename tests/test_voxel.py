@@ -121,10 +121,12 @@ def breast1_case():
 def test_compute_maps_then_write_maps(roistats, breast1_case, tmp_path):
     import SimpleITK as sitk
 
-    from deepradiomics.voxel import compute_maps, write_maps
+    from deepradiomics import Extractor
+    from deepradiomics.voxel import write_maps
 
     params = {"featureClass": {"glcm": ["Contrast"], "roistats": {"scale": 2.0}}, "voxelSetting": {"kernelRadius": 1, "voxelBatch": 50}}
-    maps = compute_maps(params, breast1_case, jobs=2)
+    extractor = Extractor(params)
+    maps = extractor.compute_maps(breast1_case, jobs=2)
     assert list(maps) == ["original_glcm_Contrast", "original_roistats_Inside"]
     for fmt, suffix in (("nrrd", ".nrrd"), ("nii.gz", ".nii.gz")):
         row = write_maps(maps, tmp_path / fmt, fmt=fmt, case_id="breast1")
@@ -136,7 +138,7 @@ def test_compute_maps_then_write_maps(roistats, breast1_case, tmp_path):
             assert sitk.GetArrayFromImage(back).tobytes() == sitk.GetArrayFromImage(image).tobytes()
             assert np.allclose(back.GetOrigin(), image.GetOrigin()) and np.allclose(back.GetSpacing(), image.GetSpacing())
         assert not [p for p in (tmp_path / fmt).iterdir() if p.name.startswith(".")]  # no temporary file left
-    with_diagnostics = compute_maps(params, breast1_case, diagnostics=True)
+    with_diagnostics = extractor.compute_maps(breast1_case, diagnostics=True)
     assert list(with_diagnostics)[0] == "diagnostics_Versions_PyRadiomics"
     row = write_maps(with_diagnostics, tmp_path / "all")
     assert row.loc["case", "diagnostics_Versions_PyRadiomics"] == with_diagnostics["diagnostics_Versions_PyRadiomics"]

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("plugins", "List registered feature classes."),
     "fit": ("fit", "Fit the cohort-level classes of a params file and write a fitted params file."),
     "example": ("example", "Paths of a small real example case shipped in the package."),
+    "params": ("params", "List, show or copy the params files shipped with the package."),
     "train": ("train", "Train a segmentation network (VQ or DLR) and write a model bundle."),
     "segment": ("segment", "Tumour segmentation of a case by a trained bundle, on its own grid."),
     "study": ("study", "Compare feature families on a label with cross-validation."),
@@ -42,9 +43,11 @@ class LazyGroup(click.Group):
     """A click group that imports a subcommand's module only when that subcommand runs."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and plugin command names, sorted."""
         return sorted([*COMMANDS, *plugin_commands()])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, importing its module only when it runs (not for ``--help``)."""
         if cmd_name not in COMMANDS:
             entry = plugin_commands().get(cmd_name)
             if entry is None:
@@ -63,6 +66,7 @@ class LazyGroup(click.Group):
         return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's command list, with each command's short help read without importing it."""
         # While click renders the group's own --help it calls get_command for every name.
         ctx._listing_commands = True  # type: ignore[attr-defined]
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import load_extractor, report_errors, setup_logging, verbosity_options
+from .common import load_extractor, report_errors, setup_logging, verbosity_options
 
 
 @click.command("batch")
@@ -37,9 +37,10 @@ def command(params, manifest, output, jobs, out_dir, settings, scheduler, progre
       deepradiomics batch params/classical.yaml cases.csv --layout pyradiomics -o pyradiomics_style.csv
       deepradiomics batch params/voxel.yaml cases.csv --mode voxel --maps-dir maps/ -o maps.csv --out-dir cache/
     """
-    from ..batch import BatchRun, VoxelOutput, check_scheduler, read_manifest, run_batch
+    from ..batch import BatchRun, check_scheduler, read_manifest
     from ..errors import ParamsError
     from ..io import check_output, check_writable_folder, write_table
+    from ..voxel import VoxelOutput
 
     setup_logging(verbose, quiet)
     # everything that can be refused is refused before the first case runs
@@ -56,8 +57,8 @@ def command(params, manifest, output, jobs, out_dir, settings, scheduler, progre
     extractor = load_extractor(params, settings)
     read_manifest(manifest)  # a bad manifest fails before any worker starts
     run = BatchRun()
-    table = run_batch(
-        extractor, manifest, jobs=jobs, out_dir=out_dir, progress=progress and not quiet, scheduler=scheduler, run=run, layout=layout, voxel=voxel
+    table = extractor.execute_batch(
+        manifest, jobs=jobs, out_dir=out_dir, progress=progress and not quiet, scheduler=scheduler, run=run, layout=layout, voxel=voxel
     )
     write_table(table, output, index=layout == "deepradiomics")
     failed = run.failed

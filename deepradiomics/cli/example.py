@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import report_errors
+from .common import report_errors
 
 
 @click.command("example")

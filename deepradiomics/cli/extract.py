@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import load_extractor, parse_modalities, report_errors, setup_logging, verbosity_options
+from .common import load_extractor, parse_modalities, report_errors, setup_logging, verbosity_options
 
 
 @click.command("extract")
@@ -35,9 +35,10 @@ def command(params, image, mask, modalities, label, settings, case_id, output, m
     import logging
     from pathlib import Path
 
-    from ..batch import VoxelOutput, parse_label
+    from ..batch import parse_label
     from ..errors import DeepRadiomicsError, ParamsError
     from ..io import check_output, check_writable_folder, write_table
+    from ..voxel import VoxelOutput
 
     setup_logging(verbose, quiet)
     if mode == "voxel":
@@ -55,7 +56,7 @@ def command(params, image, mask, modalities, label, settings, case_id, output, m
     import pandas as pd
 
     if mode == "voxel":
-        row = voxel.write(extractor, case, layout, folder=output)
+        row = extractor.maps_row(case, voxel, layout, folder=output)
         table = pd.DataFrame([row], index=pd.Index([case_id], name="ID"))
         write_table(table, Path(output) / "maps.csv", index=layout == "deepradiomics")
         write_table(table, None, index=layout == "deepradiomics")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import load_extractor, report_errors, setup_logging, verbosity_options
+from .common import load_extractor, report_errors, setup_logging, verbosity_options
 
 
 @click.command("fit")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import parse_modalities, report_errors, setup_logging, verbosity_options
+from .common import parse_modalities, report_errors, setup_logging, verbosity_options
 
 
 @click.command("segment", context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import report_errors, setup_logging, verbosity_options
+from .common import report_errors, setup_logging, verbosity_options
 
 
 @click.command("study")
@@ -100,32 +100,7 @@ from ._common import report_errors, setup_logging, verbosity_options
 )
 @verbosity_options
 @report_errors
-def command(
-    features,
-    manifest,
-    params,
-    jobs,
-    cache_dir,
-    labels,
-    target,
-    positive,
-    groups,
-    models,
-    folds,
-    repeats,
-    seed,
-    test,
-    test_labels,
-    caveats,
-    caveats_file,
-    correction,
-    responsible,
-    n_boot,
-    id_column,
-    out_dir,
-    verbose,
-    quiet,
-):
+def command(**options):
     """Compare feature families of FEATURES (a table from `deepradiomics batch`) on a binary label.
 
     Each family (default: classical = PyRadiomics classes, each deep class, all) is evaluated by a
@@ -141,43 +116,31 @@ def command(
       deepradiomics study features.csv --labels cases.csv --target grade --positive G3 -o report/
       deepradiomics study --manifest cases.csv --params params/fisher.yaml --target idh_mutant --model dlr -o report/ -j 2
     """
+    from dataclasses import fields
     from pathlib import Path
 
     from ..io import check_writable_folder
-    from ..study import parse_groups, run_study
+    from ..study import StudySpec, parse_groups, run_study
 
-    setup_logging(verbose, quiet)
+    setup_logging(options["verbose"], options["quiet"])
+    features, manifest, params, out_dir = options["features"], options["manifest"], options["params"], options["out_dir"]
     if (manifest is None) != (params is None):
         raise click.UsageError("a study from images needs both --manifest and --params")
     if features is None and (manifest is None or params is None):
         raise click.UsageError("give FEATURES (a table from `deepradiomics batch`), or --manifest and --params to study the images")
     check_writable_folder(out_dir, "--out-dir (the report folder)")
-    caveat_list = list(caveats)
-    if caveats_file:
-        caveat_list += [line.strip() for line in Path(caveats_file).read_text().splitlines() if line.strip()]
-    result = run_study(
-        features,
-        labels=labels,
-        target=target,
-        positive=positive,
-        groups=parse_groups(groups) or None,
-        models=list(models) or ["logistic", "dlr"],
-        folds=folds,
-        repeats=repeats,
-        seed=seed,
-        test=test,
-        test_labels=test_labels,
-        caveats=caveat_list,
-        correction=correction,
-        responsible="auto" if responsible is None else responsible,
-        n_boot=n_boot,
-        id_column=id_column,
-        manifest=manifest,
-        params=params,
-        jobs=jobs,
-        cache_dir=cache_dir,
-        progress=not quiet,
+    caveats = list(options["caveats"])
+    if options["caveats_file"]:
+        caveats += [line.strip() for line in Path(options["caveats_file"]).read_text().splitlines() if line.strip()]
+    chosen = {f.name: options[f.name] for f in fields(StudySpec) if f.name in options}
+    chosen.update(
+        groups=parse_groups(options["groups"]) or None,
+        models=list(options["models"]) or ["logistic", "dlr"],
+        caveats=caveats,
+        responsible="auto" if options["responsible"] is None else options["responsible"],
+        progress=not options["quiet"],
     )
+    result = run_study(StudySpec(**chosen))
     report = result.write(out_dir)
     auc_rows = result.metrics[result.metrics["metric"] == "AUC"]
     for row in auc_rows.itertuples():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import report_errors, setup_logging, verbosity_options
+from .common import report_errors, setup_logging, verbosity_options
 
 
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"]})

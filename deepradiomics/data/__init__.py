@@ -61,3 +61,33 @@ def example_manifest(path: str | Path) -> Path:
         for name, files in cases.items():
             writer.writerow([name, files["Image"], files["Mask"], *[files.get(m, "") for m in modalities]])
     return path
+
+
+# ---------------------------------------------------------------------------------------------- params
+#: the shipped params files a command names by file name (training configs are for `train`, not extraction)
+PARAMS_SUFFIX = ".yaml"
+
+
+def params_dir() -> Path:
+    """The folder of the shipped params files: ``deepradiomics.data.params`` (the repository's ``params/``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("deepradiomics.data.params")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(__file__).resolve().parents[2] / "params"  # a source tree that was never installed
+
+
+def shipped_params() -> list[str]:
+    """Names of the shipped params files (``classical``, ``deep``, ...), sorted."""
+    folder = params_dir()
+    return sorted(p.stem for p in folder.glob(f"*{PARAMS_SUFFIX}")) if folder.is_dir() else []
+
+
+def shipped_params_file(name: str) -> Path | None:
+    """The shipped params file called ``name`` (``classical`` or ``classical.yaml``), or None."""
+    stem = name[: -len(PARAMS_SUFFIX)] if name.endswith(PARAMS_SUFFIX) else name
+    if not stem or "/" in stem or "\\" in stem:
+        return None
+    path = params_dir() / f"{stem}{PARAMS_SUFFIX}"
+    return path if path.is_file() else None

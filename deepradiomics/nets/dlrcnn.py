@@ -308,6 +308,7 @@ class DLRCNN(nn.Module):
         return self._background_logits
 
     def train(self, mode: bool = True) -> DLRCNN:
+        """Training or evaluation mode (as ``torch.nn.Module.train``), returning the network."""
         self._background_logits = None  # weights may change: forget the cached answer
         return super().train(mode)
 

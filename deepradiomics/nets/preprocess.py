@@ -132,6 +132,7 @@ class Preprocessing:
 
     @property
     def axis(self) -> int:
+        """The array axis (z, y, x order) along which slices are taken."""
         return ORIENTATIONS[self.orientation]
 
     def normalize(self, volume: np.ndarray) -> np.ndarray:

@@ -86,6 +86,7 @@ class PreActBlock(nn.Module):
         self.proj = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output for ``x``."""
         # in-place activation and sum: the same numbers with fewer full-resolution temporaries, which
         # matters on CPU where these memory-bound steps cost a third of the encoder's time
         h = self.conv1(F.leaky_relu(self.norm1(x), 0.2, inplace=True))
@@ -114,6 +115,7 @@ class PostActBlock(nn.Module):
         self.proj = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output for ``x``."""
         # in place on GroupNorm outputs (GroupNorm's backward needs its input, not its output): fewer
         # full-resolution temporaries, as in PreActBlock
         h = F.leaky_relu(self.norm1(self.conv1(x)), SLOPE, inplace=True)
@@ -134,6 +136,7 @@ class DownBlock(nn.Module):
         self.norm = nn.GroupNorm(_groups(channels, groups), channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output for ``x``."""
         return F.leaky_relu(self.norm(self.conv(x)), SLOPE, inplace=True)
 
 
@@ -154,6 +157,7 @@ class UpBlock(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output for ``x``."""
         return self.conv(self.up(x))
 
 
@@ -239,6 +243,7 @@ class Encoder(_Stem):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output for ``x``."""
         return self.head(self.stages(self.run_stem(x)))
 
 
@@ -286,6 +291,7 @@ class Decoder(_Stem):
             )
 
     def forward(self, z_q: torch.Tensor) -> torch.Tensor:
+        """The block's output for ``x``."""
         return self.head(self.stages(self.run_stem(z_q)))
 
 
@@ -389,6 +395,7 @@ class VQSegNet(nn.Module):
 
     # ------------------------------------------------------------------ training hooks
     def train(self, mode: bool = True) -> VQSegNet:
+        """Training or evaluation mode (as ``torch.nn.Module.train``), returning the network."""
         self._background_indices = None  # weights may change: forget the cached background answer
         super().train(mode)
         if self._codebook_frozen:

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import naming
-from ..errors import DeepRadiomicsError, ParamsError, did_you_mean
+from ..errors import ParamsError, StudyDataError
 from .classification import MODELS, FamilyCV, check_model, cross_validate, fit_and_score
-from .confounds import case_covariates, confound_table
+from .confounds import confound_table
+from .data import LabelledData, prepare_data
 from .families import feature_families
 from .statistics import (
     METRICS,
@@ -46,221 +48,6 @@ COMPARISON_COLUMNS = [
     "p_value",
     "p_adjusted",
 ]
-
-
-class StudyDataError(DeepRadiomicsError, ValueError):
-    """The features or labels table cannot be used for a study (missing column, no overlap, ...)."""
-
-
-# --------------------------------------------------------------------------------------------- data
-def read_table(table, what: str, index_col: int | None = 0, id_column: str | None = None) -> tuple[pd.DataFrame, str]:
-    """A DataFrame from a DataFrame or a table file (CSV, Parquet or JSON); returns (frame, name for messages).
-
-    Case IDs (the index column, or ``id_column``) are read as text, so that ``001`` stays ``001``.
-    Feature tables go through :func:`deepradiomics.io.read_table`, the reader of every command.
-    """
-    from .. import io
-
-    if isinstance(table, pd.DataFrame):
-        return table.copy(), f"the {what} DataFrame"
-    path = Path(table)
-    if not path.is_file():
-        raise StudyDataError(f"{what} file {str(path)!r} does not exist; check the path")
-    try:
-        if index_col is not None:
-            return io.read_table(path, what), str(path)
-        if path.suffix.lower() in (".parquet", ".json"):
-            return io.read_table(path, what).reset_index(), str(path)
-        header = pd.read_csv(path, nrows=0).columns
-        frame = pd.read_csv(path, dtype={id_column: str} if id_column in header else None)
-    except DeepRadiomicsError as exc:
-        raise StudyDataError(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise StudyDataError(f"cannot read {what} file {str(path)!r} as CSV: {exc}") from exc
-    return frame, str(path)
-
-
-def _fmt_value(value) -> str:
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def _is_blank(series: pd.Series) -> pd.Series:
-    return series.isna() | series.astype(str).str.strip().isin(["", "nan", "NaN", "None"])
-
-
-@dataclass
-class LabelledData:
-    """Features and 0/1 labels of the cases kept for analysis."""
-
-    features: pd.DataFrame  # feature columns only, float, indexed by case ID
-    y: np.ndarray
-    positive: str
-    negative: str
-    notes: list[str]
-    n_dropped_blank: int = 0
-    covariates: pd.DataFrame | None = None  # ROI volume / number of slices per kept case (study.confounds)
-
-
-def _labels_series(
-    features: pd.DataFrame, labels, target: str, id_column: str, features_name: str
-) -> tuple[pd.Series, str, np.ndarray]:
-    """The target values aligned to the feature rows, the labels' name, and which rows have no label row."""
-    if labels is None:
-        if target not in features.columns:
-            raise StudyDataError(
-                f"target column {target!r} is not in {features_name} and no labels table was given;"
-                f" pass --labels MANIFEST.csv or one of its columns: {_list(features.columns)}."
-                + did_you_mean(target, map(str, features.columns))
-            )
-        return features[target], features_name, np.zeros(len(features), bool)
-    table, name = read_table(labels, "labels", index_col=None, id_column=id_column)
-    if id_column not in table.columns:
-        if table.index.name == id_column:
-            table = table.reset_index()
-        else:
-            raise StudyDataError(
-                f"labels table {name} has no {id_column!r} column to join on (columns:"
-                f" {_list(table.columns)}); the features table is indexed by {id_column}."
-                + did_you_mean(id_column, map(str, table.columns))
-            )
-    if target not in table.columns:
-        raise StudyDataError(
-            f"target column {target!r} is not in labels table {name}; its columns are:"
-            f" {_list(table.columns)}." + did_you_mean(target, map(str, table.columns))
-        )
-    ids = table[id_column].astype(str).str.strip()
-    if ids.duplicated().any():
-        raise StudyDataError(
-            f"labels table {name} repeats IDs {ids[ids.duplicated()].unique()[:5].tolist()} in column"
-            f" {id_column!r}; keep one row per case"
-        )
-    values = pd.Series(table[target].to_numpy(), index=ids)
-    feature_ids = features.index.astype(str).str.strip()
-    missing = ~feature_ids.isin(values.index)
-    if missing.all():
-        raise StudyDataError(
-            f"no case ID of the features table (e.g. {feature_ids[:3].tolist()}) is in column"
-            f" {id_column!r} of labels table {name} (e.g. {ids[:3].tolist()}); the features CSV must be"
-            " indexed by the manifest's ID"
-        )
-    aligned = values.reindex(feature_ids)
-    aligned.index = features.index
-    return aligned, name, np.asarray(missing)
-
-
-def _list(columns, limit: int = 30) -> str:
-    cols = [str(c) for c in columns]
-    return ", ".join(cols[:limit]) + (f", ... ({len(cols)} in all)" if len(cols) > limit else "")
-
-
-def prepare_data(
-    features,
-    labels,
-    target: str,
-    positive=None,
-    id_column: str = "ID",
-    what: str = "features",
-    expected_classes: tuple[str, str] | None = None,
-) -> LabelledData:
-    """Join features and labels, drop unusable rows, encode the target as 0/1.
-
-    Rows dropped (each counted in ``notes`` and logged on stderr): batch error rows (non-empty
-    ``diagnostics_Error``), cases absent from the labels table, cases with a blank target.
-
-    The positive class is ``positive`` when given (other values form the negative class), else the
-    larger of exactly two distinct values in sorted order (``G3`` over ``G2``, ``1`` over ``0``).
-    """
-    frame, name = read_table(features, what)
-    if frame.index.duplicated().any():
-        raise StudyDataError(
-            f"{name} repeats case IDs {frame.index[frame.index.duplicated()].unique()[:5].tolist()}; keep one row per case"
-        )
-    notes: list[str] = []
-    if naming.ERROR_COLUMN in frame.columns:
-        failed = ~_is_blank(frame[naming.ERROR_COLUMN])
-        if failed.any() and failed.all():
-            first = frame.index[0]
-            raise StudyDataError(
-                f"every case of {name} ({len(frame)}) failed extraction ({naming.ERROR_COLUMN}); first: "
-                f"{first}: {' '.join(str(frame.loc[first, naming.ERROR_COLUMN]).split())[:300]}. Fix the inputs and run batch again"
-            )
-        if failed.any():
-            notes.append(f"dropped {int(failed.sum())} case(s) of {name} whose extraction failed ({naming.ERROR_COLUMN})")
-            frame = frame[~failed]
-    values, labels_name, absent = _labels_series(frame, labels, target, id_column, name)
-    n_absent = int(absent.sum())
-    if n_absent:
-        notes.append(f"dropped {n_absent} case(s) of {name} that have no row in {labels_name}")
-    blank = _is_blank(values)
-    n_blank = int(blank.sum()) - n_absent
-    if n_blank:
-        notes.append(f"dropped {n_blank} of {len(values) - n_absent} case(s) of {name} with a blank {target!r} in {labels_name}")
-    keep = ~blank
-    frame, values = frame[keep], values[keep]
-    if not len(frame):
-        raise StudyDataError(f"no case of {name} is left for the study of {target!r}: " + "; ".join(notes or ["the table has no row"]))
-    text = values.map(_fmt_value)
-    classes = sorted(text.unique())
-    if expected_classes is not None:  # a test set: classes are those of the training set
-        negative, pos = expected_classes
-        allowed = set(classes) if negative.startswith("not ") else {negative, pos}
-        stray = sorted(set(classes) - allowed)
-        if stray:
-            raise StudyDataError(
-                f"{target!r} in {labels_name} has values {stray} that the training set does not have"
-                f" ({negative} / {pos}); relabel or drop those cases"
-            )
-    elif positive is not None:
-        pos = _fmt_value(positive)
-        if pos not in classes:
-            raise StudyDataError(
-                f"--positive {positive!r} is not a value of {target!r} in {labels_name}; its values are:"
-                f" {', '.join(classes)}." + did_you_mean(pos, classes)
-            )
-        others = [c for c in classes if c != pos]
-        negative = others[0] if len(others) == 1 else "not " + pos
-        if len(others) > 1:
-            notes.append(f"{target!r} has {len(classes)} values; studying {pos} versus all others ({', '.join(others)})")
-    else:
-        if len(classes) != 2:
-            raise StudyDataError(
-                f"target {target!r} in {labels_name} has {len(classes)} distinct value(s)"
-                f" ({', '.join(classes[:10])}); a study needs two classes, or name the positive one with"
-                " --positive VALUE"
-            )
-        negative, pos = classes
-    y = (text == pos).to_numpy().astype(int)
-
-    feature_cols = naming.feature_columns([str(c) for c in frame.columns])
-    if not feature_cols:
-        raise StudyDataError(f"{name} has no feature column (<imageType>_<featureClass>_<Feature>): give a table written by `deepradiomics batch`")
-    X = frame[feature_cols].apply(pd.to_numeric, errors="coerce").astype(float)
-    infinite = np.isinf(X.to_numpy())
-    if infinite.any():
-        columns = [c for c, bad in zip(X.columns, infinite.any(axis=0)) if bad]
-        notes.append(
-            f"replaced {int(infinite.sum())} infinite value(s) by missing ones (imputed within each training fold) in"
-            f" {len(columns)} column(s): {_list(columns, 10)}"
-        )
-        X = X.replace([np.inf, -np.inf], np.nan)
-    # columns without information: all values missing, or one value for every case. The pipeline drops them in
-    # every fold (kept here: histogram columns keep their codeword positions); a table of nothing else would
-    # end in scikit-learn's ValueError, so it is refused here.
-    empty = [c for c in X.columns if X[c].isna().all()]
-    constant = [c for c in X.columns if c not in empty and X[c].nunique(dropna=True) <= 1]
-    if len(empty) + len(constant) == X.shape[1]:
-        raise StudyDataError(
-            f"no usable feature in {name}: of its {X.shape[1]} feature column(s), {len(empty)} are empty (all missing) and"
-            f" {len(constant)} are constant over the {len(X)} case(s) kept; check the extraction (diagnostics_Error, settings)"
-        )
-    if empty:
-        notes.append(f"{len(empty)} feature column(s) have no value (left out by the models): {_list(empty, 10)}")
-    for note in notes:
-        logger.warning(note)
-    covariates = case_covariates(frame)
-    return LabelledData(X, y, pos, negative, notes, n_blank, covariates if len(covariates.columns) else None)
 
 
 # -------------------------------------------------------------------------------------------- result
@@ -308,108 +95,133 @@ class StudyResult:
 
 
 # ---------------------------------------------------------------------------------------------- run
-def run_study(
-    features=None,
-    labels=None,
-    target: str = "label",
-    positive=None,
-    groups: Mapping[str, Sequence[str]] | None = None,
-    models: Sequence[str] = ("logistic", "dlr"),
-    folds: int = 5,
-    repeats: int = 5,
-    seed: int = 0,
-    test=None,
-    test_labels=None,
-    caveats: Sequence[str] = (),
-    correction: str = "holm",
-    responsible: bool | str = "auto",
-    n_boot: int = 2000,
-    id_column: str = "ID",
-    *,
-    manifest=None,
-    params=None,
-    jobs: int = 1,
-    cache_dir=None,
-    progress: bool = False,
-) -> StudyResult:
-    """Compare feature families on a binary label.
+@dataclass(frozen=True)
+class StudySpec:
+    """What a study compares, on which cases, and how (what :func:`run_study` takes).
 
-    The features come either from a table (``features``) or from images (``manifest`` + ``params``): then
-    the classes that need no fit are extracted once, and fitted classes (e.g. ``fisher``'s GMM) are fitted
-    inside every training fold on the training cases only and applied to the held-out fold, so that no
-    test patient informs them (see :mod:`.foldwise`).
-
-    Parameters
-    ----------
-    features
-        Features table (CSV path or DataFrame indexed by case ID), as written by ``deepradiomics batch``.
-        With ``manifest`` and ``params`` too, its columns join those extracted from the images (on the
-        case ID), e.g. a fixed table next to a fold-wise fitted class.
-    labels
-        Labels table with an ``id_column`` column (e.g. the batch manifest); None: ``target`` is a
-        column of the features table (of the manifest, for a study from images).
-    target
-        Label column. Rows where it is blank are dropped (logged on stderr).
-    positive
-        The positive class value; default: the larger of the two values.
-    groups
-        ``{family: [feature classes]}`` replacing the default families (see :mod:`.families`).
-    models
-        Any of ``"logistic"`` and ``"dlr"`` (repeated stratified k-fold) and ``"dlr-loo"`` (the DLR paper's
-        leave-one-out; see :mod:`.classification` for its downward bias on weak signals).
-    folds, repeats, seed
-        Repeated stratified k-fold settings; identical splits for every family (paired comparisons).
-    test, test_labels
-        External test set: each family's model is fitted on the whole first set and scored on it, with
-        exact Clopper-Pearson CIs for the proportions and stratified bootstrap CIs for AUC and MCC. ``test_labels`` defaults to ``labels``.
-    caveats
-        Free-text caveats about the data, printed in the report's caveats section.
-    correction
-        Multiple-testing correction for comparisons and responsible vectors (holm, fdr_bh, bonferroni, none).
-    responsible
-        ``"auto"``: find responsible vectors when a class of the table declares a histogram (class metadata
-        ``histograms``, e.g. codeword counts); True: require them; False: skip.
-    n_boot
-        Bootstrap replicates for the AUC and MCC CIs of leave-one-out and external results.
-    manifest, params
-        A study from images: the batch manifest of the cases and the params file (or Params / mapping) of
-        the classes to compare; ``test`` is then a manifest too (fitted classes fitted on every training case).
-    jobs, cache_dir, progress
-        Worker processes, the folder keeping per-case rows and descriptors (a re-run reuses them), and a
-        progress bar, for a study from images.
+    Data
+        ``features``: a features table (CSV/Parquet/JSON path or DataFrame indexed by case ID, as written by
+        ``deepradiomics batch``). ``labels``: a labels table with an ``id_column`` column (e.g. the batch
+        manifest); None: ``target`` is a column of the features table (of the manifest, for a study from
+        images). ``target``: the label column (rows where it is blank are dropped); ``positive``: the
+        positive class value (default: the larger of the two values).
+        ``manifest`` and ``params``: a study from images (the batch manifest and the params file, Params or
+        mapping of the classes to compare): the classes that need no fit are extracted once, and fitted
+        classes (e.g. ``fisher``'s GMM) are fitted inside every training fold on the training cases only
+        and applied to the held-out fold (see :mod:`.foldwise`); ``features`` then adds fixed columns
+        joined on the case ID. ``test`` / ``test_labels``: an external test set (a manifest for a study
+        from images): each family's model is fitted on the whole first set and scored on it, with exact
+        Clopper-Pearson CIs for the proportions and stratified bootstrap CIs for AUC and MCC;
+        ``test_labels`` defaults to ``labels`` (to the test manifest for a study from images).
+    Evaluation
+        ``groups``: ``{family: [feature classes]}`` replacing the default families (:mod:`.families`).
+        ``models``: any of ``"logistic"``, ``"dlr"`` (repeated stratified k-fold) and ``"dlr-loo"`` (the DLR
+        paper's leave-one-out; see :mod:`.classification`). ``folds``, ``repeats``, ``seed``: repeated
+        stratified k-fold with identical splits for every family (paired comparisons). ``correction``: the
+        multiple-testing correction of comparisons and responsible vectors (holm, fdr_bh, bonferroni, none).
+        ``responsible``: ``"auto"`` (responsible vectors when a class declares a histogram), True (required)
+        or False. ``n_boot``: bootstrap replicates for leave-one-out and external CIs. ``caveats``: free text
+        printed in the report.
+    Execution (a study from images)
+        ``jobs`` worker processes, ``cache_dir`` for per-case rows and descriptors (a re-run reuses them),
+        ``progress`` bars on stderr.
     """
-    models = [check_model(m) for m in models]
-    if not models:
-        raise ParamsError("no model to fit; pass at least one of " + ", ".join(MODELS))
-    if folds < 2 or repeats < 1:
-        raise ParamsError(f"--folds must be >= 2 and --repeats >= 1 (got {folds} and {repeats})")
-    adjust_pvalues([0.5], correction)  # validates the name early
-    from_images = manifest is not None or params is not None
-    if from_images:
-        from .foldwise import prepare_images
 
-        data, source = prepare_images(manifest, params, labels, target, positive, id_column, jobs, cache_dir, progress, features)
-    else:
-        from .foldwise import FixedFeatures
+    features: Any = None
+    labels: Any = None
+    target: str = "label"
+    positive: Any = None
+    id_column: str = "ID"
+    manifest: Any = None
+    params: Any = None
+    test: Any = None
+    test_labels: Any = None
+    groups: Mapping[str, Sequence[str]] | None = None
+    models: Sequence[str] = ("logistic", "dlr")
+    folds: int = 5
+    repeats: int = 5
+    seed: int = 0
+    correction: str = "holm"
+    responsible: bool | str = "auto"
+    n_boot: int = 2000
+    caveats: Sequence[str] = ()
+    jobs: int = 1
+    cache_dir: Any = None
+    progress: bool = False
 
-        if features is None:
+    @property
+    def from_images(self) -> bool:
+        """True for a study from images (a manifest and a params file)."""
+        return self.manifest is not None or self.params is not None
+
+    def check(self) -> None:
+        """Refuse, before any work, what depends on the specification alone (ParamsError naming the option)."""
+        for model in self.models:
+            check_model(model)
+        if not self.models:
+            raise ParamsError("no model to fit; pass at least one of " + ", ".join(MODELS))
+        if self.folds < 2 or self.repeats < 1:
+            raise ParamsError(f"--folds must be >= 2 and --repeats >= 1 (got {self.folds} and {self.repeats})")
+        adjust_pvalues([0.5], self.correction)  # validates the name
+        if not self.from_images and self.features is None:
             raise ParamsError("no features: give a features table (from `deepradiomics batch`), or a manifest and a params file")
-        data = prepare_data(features, labels, target, positive, id_column)
-        source = FixedFeatures(data.features)
-    families = feature_families(source.columns, groups)
-    n_pos, n_neg = int(data.y.sum()), int(len(data.y) - data.y.sum())
-    logger.info("study of %r: %d %s vs %d %s; families %s", target, n_pos, data.positive, n_neg, data.negative, list(families))
 
+
+def run_study(spec: StudySpec | Any = None, /, **options) -> StudyResult:
+    """Compare feature families on a binary label: ``run_study(StudySpec(...))``.
+
+    ``run_study(features, **options)`` and ``run_study(**options)`` build the :class:`StudySpec` from the
+    same fields (``options`` also override the fields of a given spec). See :class:`StudySpec` for what
+    each field means.
+    """
+    if isinstance(spec, StudySpec):
+        spec = replace(spec, **options) if options else spec
+    else:
+        spec = StudySpec(features=spec, **options) if spec is not None else StudySpec(**options)
+    spec = replace(spec, models=tuple(spec.models))
+    spec.check()
+    data, source = _study_data(spec)
+    families = feature_families(source.columns, spec.groups)
+    n_pos, n_neg = int(data.y.sum()), int(len(data.y) - data.y.sum())
+    logger.info("study of %r: %d %s vs %d %s; families %s", spec.target, n_pos, data.positive, n_neg, data.negative, list(families))
+    cv, metrics, fold_metrics, predictions = _cross_validate_families(spec, data, source, families)
+    comparisons = compare_families(cv, data.y, spec.correction)
+    external = external_predictions = None
+    if spec.test is not None:
+        external, external_predictions = _external_validation(spec, data, source, families)
+    rv, rv_group = _responsible(data, spec.responsible, spec.correction)
+    confounds = _confounds(data, families)
+    info = _info(spec, data, families, source, rv_group)
+    if confounds is not None:
+        info["confounds"] = confounds
+    if external_predictions is not None:
+        info["n_test"] = int(len(external_predictions))
+    caveats = [str(c) for c in spec.caveats if str(c).strip()]
+    return StudyResult(metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, caveats, cv)
+
+
+def _study_data(spec: StudySpec):
+    """(LabelledData, feature source) of a study: a fixed table, or images with fold-wise fitted classes."""
+    from .foldwise import FixedFeatures, prepare_images
+
+    if spec.from_images:
+        return prepare_images(
+            spec.manifest, spec.params, spec.labels, spec.target, spec.positive, spec.id_column, spec.jobs, spec.cache_dir, spec.progress, spec.features
+        )
+    data = prepare_data(spec.features, spec.labels, spec.target, spec.positive, spec.id_column)
+    return data, FixedFeatures(data.features)
+
+
+def _cross_validate_families(spec: StudySpec, data: LabelledData, source, families: Mapping[str, Sequence[str]]):
+    """Every (family, model) cross-validated on the same splits: (cv results, metrics, fold metrics, predictions)."""
     cv: dict[tuple[str, str], FamilyCV] = {}
     metric_rows, fold_frames, pred_cols = [], [], {}
-    for model in models:
+    for model in spec.models:
         for family, cols in families.items():
-            res = cross_validate(source.select(cols), data.y, model, family, folds, repeats, seed, n_boot)
+            res = cross_validate(source.select(cols), data.y, model, family, spec.folds, spec.repeats, spec.seed, spec.n_boot)
             cv[(family, model)] = res
             for metric, row in res.summary.iterrows():
-                metric_rows.append(
-                    {"family": family, "model": model, "metric": metric, **row.to_dict(), "validation": res.validation}
-                )
+                metric_rows.append({"family": family, "model": model, "metric": metric, **row.to_dict(), "validation": res.validation})
             if len(res.fold_metrics):
                 fold_frames.append(res.fold_metrics.assign(family=family, model=model))
             pred_cols[f"{family}:{model}"] = np.nanmean(res.scores, axis=0)
@@ -421,67 +233,58 @@ def run_study(
     )
     predictions = pd.DataFrame(pred_cols, index=data.features.index)
     predictions.insert(0, "label", np.where(data.y == 1, data.positive, data.negative))
+    return cv, metrics, fold_metrics, predictions
 
-    comparisons = compare_families(cv, data.y, correction)
 
-    external = external_predictions = None
-    if test is not None:
-        reference, test_table = data, test
-        if from_images:
-            from dataclasses import replace
+def _external_validation(spec: StudySpec, data: LabelledData, source, families):
+    """Metrics and scores of every (family, model) fitted on the study's cases and scored on the test set."""
+    reference, test_table, test_labels = data, spec.test, spec.test_labels
+    if spec.from_images:
+        from .foldwise import external_images
 
-            from .foldwise import external_images
+        # fitted classes fitted on every training case, applied to the test cases; labels from the test manifest
+        reference = replace(data, features=source.full_table())
+        test_table = external_images(source, spec.test, spec.params, spec.jobs, spec.cache_dir, spec.progress)
+        test_labels = test_labels if test_labels is not None else spec.test
+    labels = test_labels if test_labels is not None else spec.labels
+    return _external(reference, families, spec.models, test_table, labels, spec.target, spec.id_column, spec.seed, spec.n_boot)
 
-            # fitted classes fitted on every training case, applied to the test cases; labels from the test manifest
-            reference = replace(data, features=source.full_table())
-            test_table = external_images(source, test, params, jobs, cache_dir, progress)
-            test_labels = test_labels if test_labels is not None else test
-        external, external_predictions = _external(
-            reference,
-            families,
-            models,
-            test_table,
-            test_labels if test_labels is not None else labels,
-            target,
-            id_column,
-            seed,
-            n_boot,
-        )
 
-    rv, rv_group = _responsible(data, responsible, correction)
-    confounds = _confounds(data, families)
-
-    all_caveats = [str(c) for c in caveats if str(c).strip()]
+def _info(spec: StudySpec, data: LabelledData, families, source, rv_group) -> dict:
+    """The study's settings, counts, families and notes (study.json, the report)."""
+    n_pos = int(data.y.sum())
     info = {
-        "target": target,
+        "target": spec.target,
         "positive": data.positive,
         "negative": data.negative,
         "n_cases": len(data.y),
         "n_positive": n_pos,
-        "n_negative": n_neg,
+        "n_negative": int(len(data.y) - n_pos),
         "n_dropped_blank": data.n_dropped_blank,
         "families": {k: len(v) for k, v in families.items()},
         "family_classes": {k: sorted({naming.feature_class_of(c) for c in v}) for k, v in families.items()},
-        "models": list(models),
-        "folds": folds,
-        "repeats": repeats,
-        "seed": seed,
-        "correction": correction,
-        "n_boot": n_boot,
+        "models": list(spec.models),
+        "folds": spec.folds,
+        "repeats": spec.repeats,
+        "seed": spec.seed,
+        "correction": spec.correction,
+        "n_boot": spec.n_boot,
         "notes": list(data.notes),
-        "features_source": features if not isinstance(features, pd.DataFrame) else "DataFrame",
+        "features_source": _describe_source(spec.features, "DataFrame"),
         "responsible_histogram": rv_group,
     }
-    if from_images:
-        info["features_source"] = f"images of {manifest if not isinstance(manifest, pd.DataFrame) else 'a manifest DataFrame'} with {getattr(params, 'source', params)}"
-        if features is not None:
-            info["features_source"] += f", joined with {features if not isinstance(features, pd.DataFrame) else 'a features DataFrame'}"
+    if spec.from_images:
+        info["features_source"] = f"images of {_describe_source(spec.manifest, 'a manifest DataFrame')} with {getattr(spec.params, 'source', spec.params)}"
+        if spec.features is not None:
+            info["features_source"] += f", joined with {_describe_source(spec.features, 'a features DataFrame')}"
         info["foldwise"] = {"classes": [f.name for f in source.fitted], **source.stats.as_dict()}
-    if confounds is not None:
-        info["confounds"] = confounds
-    if test is not None:
-        info["n_test"] = int(len(external_predictions))
-    return StudyResult(metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, all_caveats, cv)
+    return info
+
+
+def _describe_source(value, frame_name: str):
+    if value is None:
+        return None
+    return frame_name if isinstance(value, pd.DataFrame) else value
 
 
 def _confounds(data: LabelledData, families: Mapping[str, Sequence[str]]) -> list[dict] | None:

@@ -5,7 +5,7 @@ extracted with a state fitted on every case, its held-out cases would have infor
 Here a study given images (a manifest and a params file) keeps that step inside cross-validation:
 
 1. the classes that need no fit are extracted once through the batch machinery (parallel, resumable);
-2. each fitted class describes every case once (:func:`deepradiomics.batch.describe_cases`: parallel,
+2. each fitted class describes every case once (:func:`deepradiomics.extractor.describe_cases`: parallel,
    cached as ``.npz`` keyed on the inputs);
 3. for each split, each fitted class is fitted on the descriptors of the training cases only, then
    encodes the training and the held-out cases; the encoded table is cached per training set, so every
@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .. import naming
+from ..featureclass import ComputeResult
 
 logger = logging.getLogger("deepradiomics.study")
 
@@ -54,13 +55,16 @@ class FixedFeatures:
 
     @property
     def index(self) -> pd.Index:
+        """The case IDs, in row order."""
         return self.frame.index
 
     @property
     def columns(self) -> list[str]:
+        """The feature columns, in order."""
         return [str(c) for c in self.frame.columns]
 
     def select(self, columns: Sequence[str]) -> FixedFeatures:
+        """The same features restricted to ``columns``."""
         return FixedFeatures(self.frame[list(columns)])
 
     def split(self, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +95,7 @@ class FoldStats:
     training_sets: list[tuple[str, ...]] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, float]:
+        """The counts and seconds, rounded, for the study's info."""
         return {
             "describe_seconds": round(self.describe_seconds, 3),
             "fits": self.fits,
@@ -134,7 +139,7 @@ class _FoldEncoder:
         names = feature_class.feature_names()
         rows = []
         for case_id in self.index:
-            values = feature_class.encode(entry.descriptors[str(case_id)])
+            values = ComputeResult.of(feature_class.encode(entry.descriptors[str(case_id)])).features
             rows.append([values[c] for c in names])
         self.stats.encode_seconds += time.perf_counter() - fitted_at
         table = np.asarray(rows, dtype=float)
@@ -168,10 +173,12 @@ class FoldwiseFeatures:
 
     @property
     def index(self) -> pd.Index:
+        """The case IDs, in row order."""
         return self.fixed.index
 
     @property
     def columns(self) -> list[str]:
+        """The feature columns, in order."""
         return list(self._columns)
 
     def select(self, columns: Sequence[str]) -> FoldwiseFeatures:
@@ -236,7 +243,8 @@ def split_params(params):
 
 def fitted_columns(extractor, names: Sequence[str], manifest, base, ids: Sequence[str], jobs: int = 1, cache_dir=None, progress: bool = False, stats: FoldStats | None = None) -> list[FittedColumns]:
     """Describe the cases ``ids`` of ``manifest`` once per fitted class (parallel, cached); return the sources."""
-    from ..batch import describe_cases, read_manifest
+    from ..batch import read_manifest
+    from ..extractor import describe_cases
 
     frame, base = read_manifest(manifest, base)
     frame = frame[frame["ID"].isin(set(map(str, ids)))]
@@ -282,8 +290,9 @@ def join_fixed_table(table: pd.DataFrame, features, classes: Sequence[str] = ())
     as it drops failed cases. Columns of a class in ``classes`` (those the params file extracts) are
     refused: which of the two would be meant is unknowable.
     """
+    from ..errors import StudyDataError
     from ..io import read_table
-    from .core import StudyDataError, _is_blank
+    from .data import is_blank
 
     name = "the features table" if isinstance(features, pd.DataFrame) else str(features)
     extra = features.copy() if isinstance(features, pd.DataFrame) else read_table(features)
@@ -291,7 +300,7 @@ def join_fixed_table(table: pd.DataFrame, features, classes: Sequence[str] = ())
         extra = extra.set_index("ID", drop=True)
     extra.index = extra.index.astype(str)
     if naming.ERROR_COLUMN in extra.columns:
-        extra = extra[_is_blank(extra[naming.ERROR_COLUMN])]
+        extra = extra[is_blank(extra[naming.ERROR_COLUMN])]
     columns = naming.feature_columns([str(c) for c in extra.columns])
     if not columns:
         raise StudyDataError(f"{name} has no feature columns (original_*, wavelet-*, ...); give a table written by `deepradiomics batch`")
@@ -340,7 +349,7 @@ def prepare_images(
     from ..errors import ParamsError
     from ..extractor import Extractor
     from ..params import Params, load_params
-    from .core import prepare_data
+    from .data import prepare_data
 
     if manifest is None or params is None:
         raise ParamsError("a study from images needs both a manifest (--manifest) and a params file (--params)")
@@ -352,15 +361,8 @@ def prepare_images(
         table = join_fixed_table(table, features, [*params.pyradiomics, *params.plugins])
     if labels is None:
         labels = manifest if not isinstance(manifest, pd.DataFrame) else frame
-    stand_in = None
-    if not naming.feature_columns([str(c) for c in table.columns]):
-        # only fitted classes: prepare_data (labels, dropped rows, positive class) refuses a table without
-        # features, so it gets the row number as a stand-in feature column, dropped right after
-        stand_in = naming.format_name("original", "study", "RowNumber")
-        table = table.assign(**{stand_in: np.arange(len(table), dtype=float)})
-    data = prepare_data(table, labels, target, positive, id_column)
-    if stand_in is not None:
-        data.features = data.features.drop(columns=[stand_in])
+    # with only fitted classes the table has no feature column yet: labels and dropped rows are still prepared
+    data = prepare_data(table, labels, target, positive, id_column, require_features=False)
     stats = FoldStats()
     extractor = Extractor(params)
     fitted = fitted_columns(extractor, fitted_names, frame, base, list(data.features.index.astype(str)), jobs, cache_dir, progress, stats)
@@ -381,7 +383,8 @@ def external_images(source: FoldwiseFeatures, test_manifest, params, jobs: int =
 
     Returns the test cases' table (the manifest's columns passed through, then the features).
     """
-    from ..batch import describe_cases, read_manifest
+    from ..batch import read_manifest
+    from ..extractor import describe_cases
     from ..params import Params, load_params
 
     params = params if isinstance(params, Params) else load_params(params)
@@ -395,7 +398,7 @@ def external_images(source: FoldwiseFeatures, test_manifest, params, jobs: int =
         names = feature_class.feature_names()
         rows = []
         for case_id in table.index:
-            values = feature_class.encode(descriptors[case_id])
+            values = ComputeResult.of(feature_class.encode(descriptors[case_id])).features
             rows.append([values[c] for c in names])
         table = pd.concat([table, pd.DataFrame(rows, index=table.index, columns=entry.columns)], axis=1)
     return table

@@ -359,104 +359,80 @@ def _methods(result) -> str:
     return "\n".join(text)
 
 
-def write_report(result, out_dir: str | Path) -> Path:
-    """Write the study's CSVs, PNGs and ``report.html`` into ``out_dir``; return the HTML path."""
+def _roc_curves(predictions: pd.DataFrame, positive, model: str) -> dict:
+    """``{family: (y, scores, AUC)}`` of one model's columns (``<family>:<model>``) of a predictions table."""
+    y = (predictions["label"] == positive).to_numpy().astype(int)
+    curves = {}
+    for col in predictions.columns[1:]:
+        family, m = col.rsplit(":", 1)
+        if m == model:
+            scores = predictions[col].to_numpy()
+            curves[family] = (y, scores, auc(y, scores))
+    return curves
+
+
+def _write_tables_and_figures(result, out: Path) -> tuple[list, list, list]:
+    """CSVs, study.json and PNGs of ``result``; returns the (path, caption) figures: cross-validation ROC,
+    external ROC, responsible vectors."""
     from .plots import plot_class_histograms, plot_roc
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     info = result.info
     result.metrics.to_csv(out / "metrics.csv", index=False)
     result.fold_metrics.to_csv(out / "fold_metrics.csv", index=False)
     result.comparisons.to_csv(out / "comparisons.csv", index=False)
     result.predictions.to_csv(out / "predictions.csv")
     (out / "study.json").write_text(json.dumps(info, indent=2, default=str))
-
-    figures: list[tuple[Path, str]] = []
-    y = (result.predictions["label"] == info["positive"]).to_numpy().astype(int)
+    cv_figures, external_figures, rv_figures = [], [], []
+    title = f"({class_name(info, 'positive')} vs {class_name(info, 'negative')})"
     for model in info["models"]:
-        curves = {}
-        for col in result.predictions.columns[1:]:
-            family, m = col.rsplit(":", 1)
-            if m == model:
-                scores = result.predictions[col].to_numpy()
-                curves[family] = (y, scores, auc(y, scores))
-        path = plot_roc(
-            curves,
-            out / f"roc_{model}.png",
-            f"{model}: out-of-fold ROC ({class_name(info, 'positive')} vs {class_name(info, 'negative')})",
+        path = plot_roc(_roc_curves(result.predictions, info["positive"], model), out / f"roc_{model}.png", f"{model}: out-of-fold ROC {title}")
+        how = (
+            "the pooled leave-one-out scores."
+            if MODELS[model][0] == "loo"
+            else "out-of-fold scores averaged over repeats; the AUC in the legend is of these pooled"
+            " scores and can differ slightly from the mean of the per-fold AUCs in the table."
         )
-        loo = MODELS[model][0] == "loo"
-        figures.append(
-            (
-                path,
-                f"ROC curves of the {model} model from "
-                + (
-                    "the pooled leave-one-out scores."
-                    if loo
-                    else "out-of-fold scores averaged over repeats; the AUC in the legend is of these pooled"
-                    " scores and can differ slightly from the mean of the per-fold AUCs in the table."
-                ),
-            )
-        )
+        cv_figures.append((path, f"ROC curves of the {model} model from " + how))
     if result.external is not None:
         result.external.to_csv(out / "external.csv", index=False)
         result.external_predictions.to_csv(out / "external_predictions.csv")
-        yt = (result.external_predictions["label"] == info["positive"]).to_numpy().astype(int)
         for model in info["models"]:
-            curves = {}
-            for col in result.external_predictions.columns[1:]:
-                family, m = col.rsplit(":", 1)
-                if m == model:
-                    s = result.external_predictions[col].to_numpy()
-                    curves[family] = (yt, s, auc(yt, s))
+            curves = _roc_curves(result.external_predictions, info["positive"], model)
             path = plot_roc(curves, out / f"roc_external_{model}.png", f"{model}: external test set ROC")
-            figures.append((path, f"ROC curves of the {model} model on the external test set."))
+            external_figures.append((path, f"ROC curves of the {model} model on the external test set."))
     rv = result.responsible
     if rv is not None:
         rv.table.to_csv(out / "responsible_vectors.csv", index=False)
         names = {str(info[w]): class_name(info, w) for w in ("positive", "negative")}
         means = rv.class_means.rename(index=lambda v: names.get(str(v), str(v)))
         marked = rv.responsible.assign(responsible_for=[names.get(str(v), str(v)) for v in rv.responsible["responsible_for"]])
-        n_resp = len(marked)
-        title = "Average codeword histogram per class" + ("" if n_resp else " (no responsible codeword)")
-        path = plot_class_histograms(means, marked, out / "responsible_vectors.png", title=title)
-        figures.append((path, "Average codeword histogram per group; dashed lines mark responsible codewords."))
+        heading = "Average codeword histogram per class" + ("" if len(marked) else " (no responsible codeword)")
+        path = plot_class_histograms(means, marked, out / "responsible_vectors.png", title=heading)
+        rv_figures.append((path, "Average codeword histogram per group; dashed lines mark responsible codewords."))
+    return cv_figures, external_figures, rv_figures
 
-    body = [
-        "<h1>Radiomics study: " + html.escape(f"{class_name(info, 'positive')} vs {class_name(info, 'negative')}") + "</h1>",
-        f"<p style='color:#666'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by deepradiomics "
-        f"from {html.escape(str(info.get('features_source')))}.</p>",
-        "<h2>Summary</h2>",
-        f"<div class='summary'>{_summary(result)}</div>",
-        "<h2>Caveats</h2>",
-        f"<div class='caveats'>{_caveats(result)}</div>",
-        "<h2>Performance (cross-validation)</h2>",
-        "<p>Mean [95% CI] of each metric.</p>",
-        _table_html(_metric_matrix(result.metrics)),
-    ]
+
+def _figure_html(figures) -> list[str]:
+    return [f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>" for path, caption in figures]
+
+
+def _sections(result, cv_figures, external_figures, rv_figures) -> list[str]:
+    """The report's HTML sections after the summary and caveats, in order."""
+    info, rv = result.info, result.responsible
+    body = ["<h2>Performance (cross-validation)</h2>", "<p>Mean [95% CI] of each metric.</p>", _table_html(_metric_matrix(result.metrics))]
     if (result.metrics["validation"] == "leave-one-out").any():
         body.append(
             "<p>Leave-one-out rows: the estimate on the pooled leave-one-out scores [95% CI]; intervals: "
             f"{html.escape(interval_note(info['n_boot']))} Cross-validated rows: mean over the test folds "
             "[95% CI from the Nadeau-Bengio corrected variance].</p>"
         )
-    for path, caption in figures[: len(info["models"])]:
-        body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+    body += _figure_html(cv_figures)
     body.append("<h2>Comparisons between feature families</h2>")
-    if len(result.comparisons):
-        body.append(_table_html(result.comparisons))
-    else:
-        body.append("<p>Only one family: nothing to compare.</p>")
-    rest = figures[len(info["models"]) :]
+    body.append(_table_html(result.comparisons) if len(result.comparisons) else "<p>Only one family: nothing to compare.</p>")
     if result.external is not None:
-        body.append(
-            f"<h2>External validation</h2><p>Estimate [95% CI]. Intervals: {html.escape(interval_note(info['n_boot']))}</p>"
-        )
+        body.append(f"<h2>External validation</h2><p>Estimate [95% CI]. Intervals: {html.escape(interval_note(info['n_boot']))}</p>")
         body.append(_table_html(_external_matrix(result.external)))
-        for path, caption in rest[: len(info["models"])]:
-            body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
-        rest = rest[len(info["models"]) :]
+        body += _figure_html(external_figures)
     if rv is not None:
         body.append("<h2>Responsible vectors</h2>")
         shown = rv.table[rv.table["in_model"] | rv.table["responsible"]]
@@ -465,15 +441,29 @@ def write_report(result, out_dir: str | Path) -> Path:
             "(all codewords are in <code>responsible_vectors.csv</code>):</p>"
         )
         body.append(_table_html(shown.drop(columns=["column"]), "{:.4g}"))
-        for path, caption in rest:
-            body.append(f"<figure>{_img(path)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+        body += _figure_html(rv_figures)
     if info.get("confounds") is not None:
-        body.append("<h2>Confounds</h2>")
-        body.append(_confounds_html(list(info["confounds"])))
-    body.append("<h2>Methods</h2>")
-    body.append(_methods(result))
-    body.append("<h2>All metrics (tidy)</h2>")
-    body.append(_table_html(result.metrics))
+        body += ["<h2>Confounds</h2>", _confounds_html(list(info["confounds"]))]
+    body += ["<h2>Methods</h2>", _methods(result), "<h2>All metrics (tidy)</h2>", _table_html(result.metrics)]
+    return body
+
+
+def write_report(result, out_dir: str | Path) -> Path:
+    """Write the study's CSVs, PNGs and ``report.html`` into ``out_dir``; return the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = result.info
+    figures = _write_tables_and_figures(result, out)
+    body = [
+        "<h1>Radiomics study: " + html.escape(f"{class_name(info, 'positive')} vs {class_name(info, 'negative')}") + "</h1>",
+        f"<p style='color:#666'>Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by deepradiomics "
+        f"from {html.escape(str(info.get('features_source')))}.</p>",
+        "<h2>Summary</h2>",
+        f"<div class='summary'>{_summary(result)}</div>",
+        "<h2>Caveats</h2>",
+        f"<div class='caveats'>{_caveats(result)}</div>",
+        *_sections(result, *figures),
+    ]
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>deepradiomics study: {html.escape(info['target'])}</title><style>{_CSS}</style></head><body>"

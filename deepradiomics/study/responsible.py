@@ -30,22 +30,27 @@ Procedure, on the whole cohort (this is explanation, not validation: nothing her
 
 A codeword is **responsible** when its corrected LRT p and its corrected Mann-Whitney p are both below
 ``alpha``; it is responsible for the class with the higher mean count.
+
+This is the project's procedure. The VQ paper (Methods, "Identification of responsible vectors") takes the
+codewords with significant coefficients by the effect likelihood-ratio test (p < 0.05) in a logistic
+model of the counts, then a Wilcoxon test of their frequency between grades (after Shapiro-Wilk rejected
+normality), p < 0.05, with no correction mentioned. ``procedure="paper"`` follows that description
+(:data:`PAPER_DIFFERENCES` lists where it differs from the default); the paper does not say how codewords
+entered the model, so there every codeword with an uncorrected univariate p < alpha enters it.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.special import expit
 
 from .. import naming
 from ..errors import ModelError, ParamsError
-from .statistics import adjust_pvalues
+from .statistics import adjust_pvalues, firth_logit, penalised_lr_statistics  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -102,206 +107,17 @@ def _logit_mle(X: np.ndarray, y: np.ndarray):
     return float(res.llf), ok
 
 
-def _penalised_derivatives(Xd: np.ndarray, y: np.ndarray, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """Firth-penalised log-likelihood ``l(b) + 0.5 log det I(b)``, its gradient, its Hessian and ``I(b)``.
+#: the procedures of :func:`responsible_vectors`: this project's (default) and the VQ paper's as described
+PROCEDURES = ("project", "paper")
 
-    With ``w = p (1 - p)``, ``a = w (1 - 2p)``, ``H = X I^-1 X'`` and ``h = w diag(H)`` (the hat values):
-    the gradient is the modified score ``X' (y - p + h (0.5 - p))`` (Firth 1993) and the Hessian is
-    ``-X'WX + 0.5 X' diag(h (1 - 6w)) X - 0.5 X' diag(a) (H * H) diag(a) X`` (``*`` elementwise), from
-    ``d log det I = tr(I^-1 dI)`` and ``d I^-1 = -I^-1 dI I^-1``. The value is ``-inf`` where ``I(b)`` is
-    singular.
-    """
-    eta = Xd @ beta
-    p = expit(eta)
-    w = p * (1 - p)
-    info = Xd.T @ (Xd * w[:, None])
-    sign, logdet = np.linalg.slogdet(info)
-    if sign <= 0 or not np.isfinite(logdet):
-        k = len(beta)
-        return -np.inf, np.zeros(k), np.zeros((k, k)), info
-    hat_kernel = Xd @ np.linalg.solve(info, Xd.T)
-    h = w * np.diag(hat_kernel)
-    a = w * (1 - 2 * p)
-    value = float(np.sum(y * eta - np.logaddexp(0, eta)) + 0.5 * logdet)
-    score = Xd.T @ (y - p + h * (0.5 - p))
-    weighted = Xd * a[:, None]
-    hessian = -info + 0.5 * (Xd.T @ (Xd * (h * (1 - 6 * w))[:, None]) - weighted.T @ (hat_kernel**2) @ weighted)
-    return value, score, hessian, info
-
-
-def _firth_ascent(
-    Xd: np.ndarray, y: np.ndarray, start: np.ndarray, free: np.ndarray, gtol: float, max_iter: int = 200, max_step: float = 5.0
-) -> tuple[np.ndarray, float]:
-    """Local maximum of the penalised likelihood reached from ``start`` (coefficients outside ``free`` at 0).
-
-    Newton steps with the exact Hessian where it is negative definite (fast near a maximum), else the
-    modified-score step ``I^-1 U*`` of Firth's original algorithm, which always points uphill; each step is
-    capped at ``max_step`` per coefficient (as ``logistf``'s ``maxstep``) and halved until the penalised
-    likelihood increases. Stops when every free component of the gradient is below ``gtol`` or when no
-    halving increases the value any more (the floating-point limit).
-    """
-    beta = np.where(free, start, 0.0).astype(float)
-    value, score, hessian, info = _penalised_derivatives(Xd, y, beta)
-    if not np.isfinite(value):
-        return beta, -np.inf
-    for _ in range(max_iter):
-        gradient = score[free]
-        if np.max(np.abs(gradient), initial=0.0) < gtol:
-            break
-        try:
-            np.linalg.cholesky(-hessian[np.ix_(free, free)])
-            direction = np.linalg.solve(-hessian[np.ix_(free, free)], gradient)
-        except np.linalg.LinAlgError:  # not negative definite here (the likelihood is not concave)
-            direction = np.linalg.lstsq(info[np.ix_(free, free)], gradient, rcond=None)[0]
-        largest = np.max(np.abs(direction))
-        if largest > max_step:
-            direction *= max_step / largest
-        for _halving in range(60):
-            candidate = beta.copy()
-            candidate[free] += direction
-            new = _penalised_derivatives(Xd, y, candidate)
-            if new[0] > value:
-                break
-            direction /= 2
-        else:
-            break
-        beta = candidate
-        value, score, hessian, info = new
-    return beta, float(value)
-
-
-def _ridge_path(Xd: np.ndarray, y: np.ndarray, free: np.ndarray, penalties=(1.0, 0.1, 0.01)) -> list[np.ndarray]:
-    """L2-penalised maximum-likelihood fits (intercept unpenalised), from strong to weak penalty.
-
-    They are starting points for the penalised-likelihood search: each solves a concave problem with one
-    maximum, and as the penalty weakens they move towards the directions in which the data (nearly)
-    separate, where a second maximum of Firth's non-concave likelihood may sit.
-    """
-    k = Xd.shape[1]
-    penalised = free.copy()
-    penalised[0] = False
-    beta = np.zeros(k)
-    path = []
-    for lam in penalties:
-        for _ in range(100):
-            p = expit(Xd @ beta)
-            w = p * (1 - p)
-            grad = Xd.T @ (y - p) - lam * penalised * beta
-            hess = Xd.T @ (Xd * w[:, None]) + lam * np.diag(penalised.astype(float))
-            step = np.zeros(k)
-            step[free] = np.linalg.lstsq(hess[np.ix_(free, free)], grad[free], rcond=None)[0]
-            beta = beta + step
-            if np.max(np.abs(step)) < 1e-10:
-                break
-        path.append(beta.copy())
-    return path
-
-
-def firth_logit(
-    X: np.ndarray,
-    y: np.ndarray,
-    zero: Sequence[int] = (),
-    starts: Sequence[np.ndarray] = (),
-    gtol: float = 1e-8,
-) -> tuple[np.ndarray, float]:
-    """Firth-penalised logistic regression (with intercept): the highest maximum found over several starts.
-
-    The penalised log-likelihood ``l(b) + 0.5 log det I(b)`` (Firth 1993; Heinze & Schemper 2002) is not
-    concave and can have several local maxima, so a single Newton run from zero may stop at a lower one.
-    It is therefore climbed (:func:`_firth_ascent`) from every start in: zero, three
-    L2-penalised maximum-likelihood fits (penalties 1, 0.1, 0.01) and ``starts``; the highest maximum
-    reached is returned. No local method can prove that maximum global; this search finds it in the
-    two-maxima example of the tests and in the LGG case where a single Newton run from zero did not.
-
-    Parameters
-    ----------
-    X
-        Covariates, one row per case (the intercept is added as coefficient 0).
-    y
-        0/1 labels.
-    zero
-        Coefficients held at 0 (positions in the returned vector: 0 = intercept, ``1 + j`` = column ``j`` of
-        ``X``). The design, and hence the penalty ``0.5 log det I(b)``, keeps every column: this is the
-        constrained model of the penalised likelihood-ratio test (Heinze & Schemper 2002; R's ``logistf``).
-    starts
-        Extra starting points (full-length coefficient vectors; held coefficients are set to 0).
-    gtol
-        Gradient tolerance of each local climb.
-
-    Returns
-    -------
-    (coefficients, penalised log-likelihood)
-    """
-    y = np.asarray(y, dtype=float)
-    Xd = np.column_stack([np.ones(len(y)), np.asarray(X, dtype=float).reshape(len(y), -1)])
-    k = Xd.shape[1]
-    free = np.ones(k, dtype=bool)
-    for index in zero:
-        if not 0 <= int(index) < k:
-            raise ParamsError(f"firth_logit: coefficient {index} cannot be held at 0; the model has coefficients 0..{k - 1}")
-        free[int(index)] = False
-    candidates = [np.zeros(k), *_ridge_path(Xd, y, free), *(np.asarray(s, dtype=float) for s in starts)]
-    best_beta, best_value = np.zeros(k), -np.inf
-    for start in candidates:
-        beta, value = _firth_ascent(Xd, y, start, free, gtol)
-        if value > best_value:
-            best_beta, best_value = beta, value
-    return best_beta, float(best_value)
-
-
-def penalised_lr_statistics(Z: np.ndarray, y: np.ndarray) -> tuple[float, dict[int, float]]:
-    """Penalised likelihood-ratio statistic of every column of a Firth logistic model.
-
-    The reduced model of column ``j`` holds its coefficient at 0 with the full design kept in the penalty
-    (Heinze & Schemper 2002; the test of R's ``logistf``), so it is a constrained version of the full model
-    and ``2 (llf_full - llf_j) >= 0`` at the maxima. Every constrained fit also starts from the full fit
-    with ``b_j`` set to 0, and the full fit is redone from any constrained maximum that beats it, so the
-    two searches cannot disagree about which maximum is higher. The statistics do not change when a column
-    is rescaled or shifted (the penalty changes by the same constant in both models).
-
-    Parameters
-    ----------
-    Z
-        Covariates (n cases x p columns); an intercept is added.
-    y
-        0/1 labels.
-
-    Returns
-    -------
-    (llf_full, {j: LR_j})
-        The maximised penalised log-likelihood of the full model and, for each column ``j``, the statistic
-        (chi-square with 1 degree of freedom under the null hypothesis ``b_j = 0``).
-
-    Raises
-    ------
-    ModelError
-        If a statistic is still negative beyond rounding after the mutual restarts (a bug, not a data
-        problem: it is never clipped silently).
-    """
-    p = Z.shape[1]
-    beta_full, llf_full = firth_logit(Z, y)
-    for _round in range(3):
-        reduced = {}
-        for j in range(p):
-            warm = beta_full.copy()
-            warm[j + 1] = 0.0
-            reduced[j] = firth_logit(Z, y, zero=[j + 1], starts=[warm])
-        better = [beta for beta, llf in reduced.values() if llf > llf_full]
-        if not better:
-            break
-        beta_full, llf_full = firth_logit(Z, y, starts=better)
-    statistics = {}
-    for j, (_, llf_j) in reduced.items():
-        lr = 2.0 * (llf_full - llf_j)
-        # each climb stops within rounding of its maximum: a statistic that close to 0 is 0, below is a bug
-        if lr < -1e-6 * max(1.0, abs(llf_full)):
-            raise ModelError(
-                f"penalised likelihood-ratio statistic of model column {j} is {lr:.3g} < 0: the constrained fit"
-                " beat the full fit after three rounds of mutual restarts; this is a bug in deepradiomics'"
-                " Firth fit, please report it with the counts table"
-            )
-        statistics[j] = max(lr, 0.0)
-    return float(llf_full), statistics
+#: where ``procedure="paper"`` differs from the default, as the report lists it
+PAPER_DIFFERENCES = (
+    "preselection: every codeword passing the usage filter with an uncorrected univariate p < alpha enters the model "
+    "(default: the max_codewords smallest p, for events per variable)",
+    "no multiple-testing correction of the likelihood-ratio or group tests (default: the chosen correction)",
+    "group test: the Wilcoxon rank-sum test (= Mann-Whitney U). The paper names the signed-rank test, which needs "
+    "paired samples; the two classes are independent patients, so the rank-sum form is the Wilcoxon test that applies",
+)
 
 
 def responsible_vectors(
@@ -312,6 +128,7 @@ def responsible_vectors(
     max_codewords: int | None = None,
     correction: str = "holm",
     alpha: float = 0.05,
+    procedure: str = "project",
 ) -> ResponsibleVectors:
     """Find responsible codewords of a binary label (see the module docstring for the procedure).
 
@@ -330,6 +147,9 @@ def responsible_vectors(
         the model) and to the Mann-Whitney p-values (over all codewords that passed the usage filter).
     alpha
         Significance level after correction.
+    procedure
+        ``"project"`` (default, above) or ``"paper"``: the VQ paper's procedure as it describes it
+        (:data:`PAPER_DIFFERENCES`: uncorrected p < alpha preselection, no correction, the rank-sum test).
 
     Examples
     --------
@@ -342,6 +162,58 @@ def responsible_vectors(
     >>> rv.responsible[["codeword", "responsible_for"]].values.tolist()
     [['Codeword003', 'G3']]
     """
+    if procedure not in PROCEDURES:
+        raise ParamsError(f"responsible-vector procedure '{procedure}' is not one of {', '.join(PROCEDURES)}")
+    if procedure == "paper":
+        correction = "none"
+    X, y = _checked_counts(counts, y)
+    n = len(y)
+    n_pos, n_neg = int(y.sum()), int(n - y.sum())
+    if min_cases is None:
+        min_cases = max(3, int(np.ceil(0.10 * n)))
+    if max_codewords is None:
+        max_codewords = int(max(1, min(10, min(n_pos, n_neg) // 10)))
+    used = (X > 0).sum(axis=0)
+    passed = used.index[used >= min_cases].tolist()
+    if not passed:
+        raise ParamsError(
+            f"no codeword is used in at least {min_cases} cases (the most used one appears in {int(used.max())}); lower min_cases"
+        )
+    neg, pos = X[y == 0], X[y == 1]
+    tests = _group_tests(neg, pos, passed, correction)
+    in_model, collinear = _preselect(X, passed, tests["mw_p"], max_codewords if procedure == "project" else None, alpha)
+    method, llf_full, lrt_stat, lrt_p = _likelihood_ratio_tests(X[in_model].to_numpy(), y, in_model)
+    tests["lrt_stat"], tests["lrt_p"] = lrt_stat, lrt_p
+    tests["lrt_adj"] = dict(zip(in_model, adjust_pvalues([lrt_p[c] for c in in_model], correction)))
+    status = {}
+    for col in X.columns:
+        if col not in passed:
+            status[col] = f"rare (used in {int(used[col])} < {min_cases} cases)"
+        elif col in in_model:
+            status[col] = "in model"
+        elif col in collinear:
+            status[col] = "not in model: its counts are a linear function of those of the codewords already in it"
+        elif procedure == "paper":
+            status[col] = f"not in model: univariate p >= {alpha}"
+        else:
+            status[col] = f"not in top {max_codewords} by Mann-Whitney p"
+    rows = [_row(col, X, neg, pos, used, status[col], in_model, method, tests, alpha, labels) for col in X.columns]
+    class_means = pd.DataFrame({labels[0]: neg.mean(axis=0), labels[1]: pos.mean(axis=0)}).T
+    settings = {
+        "procedure": procedure,
+        "min_cases": min_cases,
+        "max_codewords": max_codewords if procedure == "project" else None,
+        "correction": correction,
+        "alpha": alpha,
+        "labels": labels,
+        "n_codewords": X.shape[1],
+        "n_passed_usage_filter": len(passed),
+        "n_cases": n,
+    }
+    return ResponsibleVectors(pd.DataFrame(rows), class_means, method, float(llf_full), settings)
+
+
+def _checked_counts(counts: pd.DataFrame, y) -> tuple[pd.DataFrame, np.ndarray]:
     y = np.asarray(y).astype(int)
     X = counts.apply(pd.to_numeric, errors="coerce").astype(float)
     if X.isna().any().any():
@@ -355,21 +227,11 @@ def responsible_vectors(
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     if min(n_pos, n_neg) < 3:
         raise ParamsError(f"responsible vectors need at least 3 cases of each class (got {n_pos} positive, {n_neg} negative)")
-    n = len(y)
-    if min_cases is None:
-        min_cases = max(3, int(np.ceil(0.10 * n)))
-    if max_codewords is None:
-        max_codewords = int(max(1, min(10, min(n_pos, n_neg) // 10)))
+    return X, y
 
-    used = (X > 0).sum(axis=0)
-    passed = used.index[used >= min_cases].tolist()
-    if not passed:
-        raise ParamsError(
-            f"no codeword is used in at least {min_cases} cases (the most used one appears in {int(used.max())}); lower min_cases"
-        )
 
-    # Group comparisons on every codeword that passed the usage filter.
-    neg, pos = X[y == 0], X[y == 1]
+def _group_tests(neg: pd.DataFrame, pos: pd.DataFrame, passed: list, correction: str) -> dict:
+    """Mann-Whitney U (= Wilcoxon rank-sum) and Shapiro-Wilk of every codeword that passed the usage filter."""
     mw_u, mw_p, sw_neg, sw_pos = {}, {}, {}, {}
     for col in passed:
         a, b = neg[col].to_numpy(), pos[col].to_numpy()
@@ -381,20 +243,34 @@ def responsible_vectors(
         sw_neg[col] = float(stats.shapiro(a).pvalue) if np.ptp(a) > 0 else np.nan
         sw_pos[col] = float(stats.shapiro(b).pvalue) if np.ptp(b) > 0 else np.nan
     mw_adj = dict(zip(passed, adjust_pvalues([mw_p[c] for c in passed], correction)))
+    return {"mw_u": mw_u, "mw_p": mw_p, "sw_neg": sw_neg, "sw_pos": sw_pos, "mw_adj": mw_adj}
 
-    # Preselection for the multivariable model, skipping a codeword whose counts are a linear function of
-    # those already kept (e.g. two codewords used by the same cases in the same numbers, or a constant):
-    # its coefficient would not be identifiable and its likelihood-ratio test would be meaningless.
+
+def _preselect(X: pd.DataFrame, passed: list, mw_p: dict, max_codewords: int | None, alpha: float) -> tuple[list, list]:
+    """Codewords entering the model, by univariate p: the ``max_codewords`` smallest, or (None) every one below ``alpha``.
+
+    A codeword whose counts are a linear function of those already kept (e.g. two codewords used by the same
+    cases in the same numbers, or a constant) is skipped: its coefficient would not be identifiable and its
+    likelihood-ratio test meaningless.
+    """
+    n = len(X)
     ranked = sorted(passed, key=lambda c: (mw_p[c], passed.index(c)))
+    if max_codewords is None:
+        ranked = [c for c in ranked if mw_p[c] < alpha]
     in_model, collinear = [], []
     for col in ranked:
-        if len(in_model) == max_codewords:
+        if max_codewords is not None and len(in_model) == max_codewords:
             break
         design = np.column_stack([np.ones(n), X[[*in_model, col]].to_numpy()])
         (in_model if np.linalg.matrix_rank(design) == design.shape[1] else collinear).append(col)
-    Z = X[in_model].to_numpy()
-    Z = (Z - Z.mean(0)) / np.where(Z.std(0) > 0, Z.std(0), 1.0)
+    return in_model, collinear
 
+
+def _likelihood_ratio_tests(Z: np.ndarray, y: np.ndarray, in_model: list) -> tuple[str, float, dict, dict]:
+    """(fit method, log-likelihood of the full model, LR statistic and p per codeword) of the logistic model."""
+    if not in_model:
+        return "mle", _intercept_llf(y), {}, {}
+    Z = (Z - Z.mean(0)) / np.where(Z.std(0) > 0, Z.std(0), 1.0)
     llf_full, ok = _logit_mle(Z, y)
     method = "mle" if ok else "firth"
     lrt_stat, lrt_p = {}, {}
@@ -409,58 +285,36 @@ def responsible_vectors(
             lrt_stat[col] = _checked_lr(llf_full, llf_reduced, col)
     for col, stat in lrt_stat.items():
         lrt_p[col] = float(stats.chi2.sf(stat, 1)) if np.isfinite(stat) else float("nan")
-    lrt_adj = dict(zip(in_model, adjust_pvalues([lrt_p[c] for c in in_model], correction)))
+    return method, llf_full, lrt_stat, lrt_p
 
-    class_means = pd.DataFrame({labels[0]: neg.mean(axis=0), labels[1]: pos.mean(axis=0)}).T
-    rows = []
-    for col in X.columns:
-        try:
-            codeword = naming.FeatureName.parse(str(col)).feature
-        except ValueError:
-            codeword = str(col)
-        mean_neg, mean_pos = float(neg[col].mean()), float(pos[col].mean())
-        if col not in passed:
-            status = f"rare (used in {int(used[col])} < {min_cases} cases)"
-        elif col in in_model:
-            status = "in model"
-        elif col in collinear:
-            status = "not in model: its counts are a linear function of those of the codewords already in it"
-        else:
-            status = f"not in top {max_codewords} by Mann-Whitney p"
-        responsible = bool(col in in_model and lrt_adj[col] < alpha and mw_adj[col] < alpha and mean_neg != mean_pos)
-        rows.append(
-            {
-                "column": col,
-                "codeword": codeword,
-                "n_cases_used": int(used[col]),
-                "mean_negative": mean_neg,
-                "mean_positive": mean_pos,
-                "preselection": status,
-                "in_model": col in in_model,
-                "fit_method": method if col in in_model else "",
-                "lrt_statistic": lrt_stat.get(col, np.nan),
-                "lrt_p": lrt_p.get(col, np.nan),
-                "lrt_p_adjusted": lrt_adj.get(col, np.nan),
-                "shapiro_p_negative": sw_neg.get(col, np.nan),
-                "shapiro_p_positive": sw_pos.get(col, np.nan),
-                "mannwhitney_u": mw_u.get(col, np.nan),
-                "mannwhitney_p": mw_p.get(col, np.nan),
-                "mannwhitney_p_adjusted": mw_adj.get(col, np.nan),
-                "responsible": responsible,
-                "responsible_for": (labels[1] if mean_pos > mean_neg else labels[0]) if responsible else "",
-            }
-        )
-    settings = {
-        "min_cases": min_cases,
-        "max_codewords": max_codewords,
-        "correction": correction,
-        "alpha": alpha,
-        "labels": labels,
-        "n_codewords": X.shape[1],
-        "n_passed_usage_filter": len(passed),
-        "n_cases": n,
+
+def _row(col, X, neg, pos, used, status: str, in_model: list, method: str, tests: dict, alpha: float, labels) -> dict:
+    try:
+        codeword = naming.FeatureName.parse(str(col)).feature
+    except ValueError:
+        codeword = str(col)
+    mean_neg, mean_pos = float(neg[col].mean()), float(pos[col].mean())
+    responsible = bool(col in in_model and tests["lrt_adj"][col] < alpha and tests["mw_adj"][col] < alpha and mean_neg != mean_pos)
+    return {
+        "column": col,
+        "codeword": codeword,
+        "n_cases_used": int(used[col]),
+        "mean_negative": mean_neg,
+        "mean_positive": mean_pos,
+        "preselection": status,
+        "in_model": col in in_model,
+        "fit_method": method if col in in_model else "",
+        "lrt_statistic": tests["lrt_stat"].get(col, np.nan),
+        "lrt_p": tests["lrt_p"].get(col, np.nan),
+        "lrt_p_adjusted": tests["lrt_adj"].get(col, np.nan),
+        "shapiro_p_negative": tests["sw_neg"].get(col, np.nan),
+        "shapiro_p_positive": tests["sw_pos"].get(col, np.nan),
+        "mannwhitney_u": tests["mw_u"].get(col, np.nan),
+        "mannwhitney_p": tests["mw_p"].get(col, np.nan),
+        "mannwhitney_p_adjusted": tests["mw_adj"].get(col, np.nan),
+        "responsible": responsible,
+        "responsible_for": (labels[1] if mean_pos > mean_neg else labels[0]) if responsible else "",
     }
-    return ResponsibleVectors(pd.DataFrame(rows), class_means, method, float(llf_full), settings)
 
 
 def _intercept_llf(y: np.ndarray) -> float:

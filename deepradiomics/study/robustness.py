@@ -39,75 +39,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepRadiomicsError, ParamsError
+from ..errors import ParamsError, RobustnessDataError
 from ..perturb import DEFAULT_LEVELS, KINDS, REGIONS, parse_levels, perturbation
+from .statistics import icc, icc_many  # noqa: F401 (icc re-exported)
 
 logger = logging.getLogger("deepradiomics.study.robustness")
 
 #: column of the expanded manifest holding the original case ID
 CASE_COLUMN = "Case"
-
-
-class RobustnessDataError(DeepRadiomicsError, ValueError):
-    """The cases or labels cannot support the requested analysis (too few cases, one class, ...)."""
-
-
-# ---------------------------------------------------------------------------------------------- ICC
-def icc(ratings) -> dict[str, float]:
-    """Intraclass correlations of an (n targets x k raters) matrix from the two-way ANOVA.
-
-    With the mean squares between targets (BMS), between raters (JMS), residual (EMS) and within
-    targets (WMS)::
-
-        ICC(1,1) = (BMS - WMS) / (BMS + (k-1) WMS)
-        ICC(2,1) = (BMS - EMS) / (BMS + (k-1) EMS + k (JMS - EMS) / n)
-        ICC(3,1) = (BMS - EMS) / (BMS + (k-1) EMS)
-
-    Returns ``icc11``, ``icc21``, ``icc31`` and the mean squares; an ICC whose denominator is 0
-    (no variance at all) is NaN.
-
-    Examples
-    --------
-    >>> r = icc([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])
-    >>> round(r["icc21"], 2), round(r["icc31"], 2)  # Shrout & Fleiss (1979), Table 4
-    (0.29, 0.71)
-    """
-    values = np.asarray(ratings, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] < 2 or values.shape[1] < 2:
-        raise ValueError(f"ICC needs an (n targets x k raters) matrix with n, k >= 2; got shape {values.shape}")
-    out = icc_many(values[:, :, None])
-    return {key: float(value[0]) for key, value in out.items()}
-
-
-def icc_many(values: np.ndarray) -> dict[str, np.ndarray]:
-    """:func:`icc` for F features at once: ``values`` is (n targets, k raters, F)."""
-    y = np.asarray(values, dtype=np.float64)
-    n, k = y.shape[:2]
-    grand = y.mean(axis=(0, 1))
-    row_means = y.mean(axis=1)
-    col_means = y.mean(axis=0)
-    ss_rows = k * ((row_means - grand) ** 2).sum(0)
-    ss_cols = n * ((col_means - grand) ** 2).sum(0)
-    ss_total = ((y - grand) ** 2).sum(axis=(0, 1))
-    ss_err = np.maximum(ss_total - ss_rows - ss_cols, 0.0)
-    bms = ss_rows / (n - 1)
-    jms = ss_cols / (k - 1)
-    ems = ss_err / ((n - 1) * (k - 1))
-    wms = (ss_cols + ss_err) / (n * (k - 1))
-
-    def ratio(num, den):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-
-    return {
-        "icc11": ratio(bms - wms, bms + (k - 1) * wms),
-        "icc21": ratio(bms - ems, bms + (k - 1) * ems + k * (jms - ems) / n),
-        "icc31": ratio(bms - ems, bms + (k - 1) * ems),
-        "bms": bms,
-        "jms": jms,
-        "ems": ems,
-        "wms": wms,
-    }
 
 
 def histogram_ratio(h, h0) -> np.ndarray:
@@ -314,7 +253,7 @@ def _classification(table, cases, families, kinds, levels, labels, target, posit
     from sklearn.model_selection import StratifiedKFold
 
     from .classification import MODELS, check_model, decision_scores, make_pipeline
-    from .core import prepare_data
+    from .data import prepare_data
     from .statistics import METRICS, binary_metrics
 
     check_model(model)
@@ -408,7 +347,7 @@ def run_robustness(
     groups
         Study families to use instead of the defaults (see :func:`deepradiomics.study.feature_families`).
     jobs, scheduler, out_dir, progress
-        As for :func:`deepradiomics.batch.run_batch`: workers, Dask, resume folder, progress bar.
+        As for :func:`deepradiomics.batch.run_tasks`: workers, Dask, resume folder, progress bar.
     """
     from ..batch import failures, read_manifest, run_batch
     from ..extractor import Extractor
@@ -423,7 +362,7 @@ def run_robustness(
     levels = parse_levels(levels)
     if labels is not None and target is None:
         raise ParamsError("labels were given without a target column: name the label column with target (--target)")
-    extractor = params if isinstance(params, Extractor) else Extractor(params)
+    extractor = Extractor.of(params)
     frame, base = read_manifest(manifest)
     if limit is not None:
         if limit < 2:
@@ -432,7 +371,8 @@ def run_robustness(
     if len(frame) < 2:
         raise RobustnessDataError(f"the manifest holds {len(frame)} case(s): at least 2 are needed")
     expanded, transforms = _expanded_manifest(frame, kinds, levels, region)
-    table = run_batch(extractor, expanded, jobs=jobs, out_dir=out_dir, progress=progress, base_dir=base, scheduler=scheduler, transforms=transforms)
+    task = extractor.batch_task(transforms=transforms)
+    table = run_batch(task, expanded, jobs=jobs, out_dir=out_dir, progress=progress, base_dir=base, scheduler=scheduler)
     failed = failures(table)
     bad = sorted({table.loc[i, CASE_COLUMN] for i, _ in failed})
     cases = [c for c in frame["ID"] if c not in bad]

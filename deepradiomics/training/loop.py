@@ -114,20 +114,21 @@ def _merge(defaults: Mapping, values: Mapping, where: str) -> dict:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a training config (YAML, ``yaml.safe_load``), fill defaults, resolve the manifest path.
+    """Read a training config (YAML 1.2, :func:`deepradiomics.yamlio.read_yaml`), fill defaults, resolve the manifest path.
 
     A relative ``data.manifest`` is relative to the config file's folder; the text as written is kept
     in ``data.manifest_as_written`` (for the model card, which must not show this machine's paths).
     """
-    import yaml
+    from ..data import shipped_params_file
+    from ..yamlio import read_yaml
 
     path = Path(path)
     if not path.is_file():
-        raise ParamsError(f"training config '{path}' does not exist: see params/train_cpu.yaml for an example")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path} is not valid YAML ({' '.join(str(exc).split())})") from exc
+        shipped = shipped_params_file(str(path))
+        if shipped is None:
+            raise ParamsError(f"training config '{path}' does not exist: give a file, or a shipped config (train_cpu, train_dlr, train_paper)")
+        path = shipped
+    raw = read_yaml(path, "training config") or {}
     if not isinstance(raw, Mapping):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     config = _merge(DEFAULTS, raw, str(path))
@@ -323,70 +324,87 @@ def fit(
         ``last_epoch``, ``last_dice``, ``best_metrics``/``last_metrics`` (validation, with per-patient
         Dice) and ``kept`` (``best`` or ``last``: whose weights ``net`` holds on return).
     """
-    from tqdm import tqdm
+    loop = _TrainingLoop(net, train, val, _merge(DEFAULTS["train"], train_cfg, "train"), out_dir, progress)
+    if not loop.resume():
+        loop.initialise(data_init)
+    for epoch in range(loop.start_epoch, loop.epochs):
+        loop.run_epoch(epoch)
+    return loop.finish()
 
-    cfg = _merge(DEFAULTS["train"], train_cfg, "train")
-    device = str(cfg["device"])
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ParamsError(f"train.device is '{device}' but CUDA is not available: set train.device: cpu")
-    if cfg["num_threads"]:
-        torch.set_num_threads(int(cfg["num_threads"]))
-    _set_seed(int(cfg["seed"]))
-    generator = torch.Generator().manual_seed(int(cfg["seed"]))
-    sampler_name = _training_choice(cfg, net, "sampler", "slices")
-    loss_name = _training_choice(cfg, net, "loss", "dice+focal")
-    optimizer_name = _training_choice(cfg, net, "optimizer", "adam")
-    try:
-        loss_terms(loss_name)
-        sampler = make_sampler(sampler_name, train, cfg)
-    except ValueError as exc:
-        raise ParamsError(f"train: {exc}") from exc
-    if getattr(sampler, "tumour_fraction", None) == 0.0 and cfg["patches"]["tumour_fraction"]:
-        log.warning("the training slices hold no tumour pixel: every patch is centred on background")
-    memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
-    net.to(device).train()
-    net.to(memory_format=memory_format)
-    trainable = [p for p in net.parameters() if p.requires_grad]
-    if not trainable:
-        raise ParamsError("train: every parameter of the network is frozen: nothing to train")
-    try:
-        optimizer = make_optimizer(optimizer_name, trainable, float(cfg["lr"]), cfg["optimizer"])
-    except ValueError as exc:
-        raise ParamsError(f"train.optimizer: {exc}") from exc
-    use_amp, amp_dtype = amp_settings(device, cfg["amp"])
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    log.info(
-        "training %s: sampler %s, loss %s, optimizer %s (lr %g), %d trainable tensors, device %s%s",
-        type(net).__name__, sampler_name, loss_name, optimizer_name, float(cfg["lr"]), len(trainable), device,
-        f", autocast {amp_dtype}" if use_amp else "",
-    )
 
-    history: list[dict[str, Any]] = []
-    start_epoch, elapsed = 0, 0.0
-    best: dict[str, Any] = {"epoch": None, "dice": -1.0, "state": None, "metrics": None}
-    last_metrics: dict[str, Any] | None = None
-    checkpoint = Path(out_dir) / "checkpoint.pt" if out_dir else None
-    best_file = Path(out_dir) / "best.pt" if out_dir else None
-    if checkpoint:
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    if checkpoint and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+class _TrainingLoop:
+    """The state of one training run (:func:`fit`): set-up, resume, epochs, checkpoints, the kept weights."""
+
+    def __init__(self, net, train: SliceSet, val: SliceSet | None, cfg: dict, out_dir, progress: bool) -> None:
+        self.net, self.train, self.val, self.cfg, self.progress = net, train, val, cfg, progress
+        self.device = device = str(cfg["device"])
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParamsError(f"train.device is '{device}' but CUDA is not available: set train.device: cpu")
+        if cfg["num_threads"]:
+            torch.set_num_threads(int(cfg["num_threads"]))
+        _set_seed(int(cfg["seed"]))
+        self.generator = torch.Generator().manual_seed(int(cfg["seed"]))
+        self.sampler_name = _training_choice(cfg, net, "sampler", "slices")
+        self.loss_name = _training_choice(cfg, net, "loss", "dice+focal")
+        self.optimizer_name = _training_choice(cfg, net, "optimizer", "adam")
+        try:
+            loss_terms(self.loss_name)
+            self.sampler = make_sampler(self.sampler_name, train, cfg)
+        except ValueError as exc:
+            raise ParamsError(f"train: {exc}") from exc
+        if getattr(self.sampler, "tumour_fraction", None) == 0.0 and cfg["patches"]["tumour_fraction"]:
+            log.warning("the training slices hold no tumour pixel: every patch is centred on background")
+        self.memory_format = torch.channels_last if cfg["channels_last"] else torch.contiguous_format
+        net.to(device).train()
+        net.to(memory_format=self.memory_format)
+        trainable = [p for p in net.parameters() if p.requires_grad]
+        if not trainable:
+            raise ParamsError("train: every parameter of the network is frozen: nothing to train")
+        try:
+            self.optimizer = make_optimizer(self.optimizer_name, trainable, float(cfg["lr"]), cfg["optimizer"])
+        except ValueError as exc:
+            raise ParamsError(f"train.optimizer: {exc}") from exc
+        self.use_amp, self.amp_dtype = amp_settings(device, cfg["amp"])
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        log.info(
+            "training %s: sampler %s, loss %s, optimizer %s (lr %g), %d trainable tensors, device %s%s",
+            type(net).__name__, self.sampler_name, self.loss_name, self.optimizer_name, float(cfg["lr"]), len(trainable), device,
+            f", autocast {self.amp_dtype}" if self.use_amp else "",
+        )
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch, self.elapsed, self.epochs = 0, 0.0, int(cfg["epochs"])
+        self.best: dict[str, Any] = {"epoch": None, "dice": -1.0, "state": None, "metrics": None}
+        self.last_metrics: dict[str, Any] | None = None
+        self.checkpoint = Path(out_dir) / "checkpoint.pt" if out_dir else None
+        self.best_file = Path(out_dir) / "best.pt" if out_dir else None
+        if self.checkpoint:
+            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+
+    def resume(self) -> bool:
+        """Restore the state of ``checkpoint.pt`` (and ``best.pt``) when there is one; True when resumed."""
+        if not (self.checkpoint and self.checkpoint.is_file()):
+            return False
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        generator.set_state(state["generator"])
+            self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        history = json.loads(state["history"])
-        last_metrics = json.loads(state.get("last_metrics") or "null")
-        start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
-        if best_file.is_file():
-            saved = torch.load(best_file, map_location="cpu", weights_only=True)
-            best = {"epoch": int(saved["epoch"]), "dice": float(saved["dice"]), "state": saved["model"], "metrics": json.loads(saved["metrics"])}
-        log.info("resuming from %s at epoch %d", checkpoint, start_epoch)
-    else:
+        self.history = json.loads(state["history"])
+        self.last_metrics = json.loads(state.get("last_metrics") or "null")
+        self.start_epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
+        if self.best_file.is_file():
+            saved = torch.load(self.best_file, map_location="cpu", weights_only=True)
+            self.best = {"epoch": int(saved["epoch"]), "dice": float(saved["dice"]), "state": saved["model"], "metrics": json.loads(saved["metrics"])}
+        log.info("resuming from %s at epoch %d", self.checkpoint, self.start_epoch)
+        return True
+
+    def initialise(self, data_init: bool) -> None:
+        """Data-dependent set-up of a fresh run: input normalisation (patch networks), class priors."""
+        net, sampler = self.net, self.sampler
         if data_init and hasattr(net, "fit_input_normalization"):
-            net.fit_input_normalization(sampler.sample(4096, generator).to(device))
+            net.fit_input_normalization(sampler.sample(4096, self.generator).to(self.device))
             log.info("input normalisation from 4096 training samples: mean %s, std %s",
                      [round(float(v), 3) for v in net.input_mean], [round(float(v), 3) for v in net.input_std])
         if hasattr(net, "set_class_priors") and hasattr(sampler, "class_priors"):
@@ -395,29 +413,33 @@ def fit(
             net.set_class_priors(sampled, natural)
             log.info("class frequencies: sampled %s, natural %s", [round(float(v), 4) for v in sampled], [round(float(v), 4) for v in natural])
 
-    epochs = int(cfg["epochs"])
-    quantizer = getattr(net, "quantizer", None)
-    for epoch in range(start_epoch, epochs):
+    def _step(self, x, y) -> tuple[torch.Tensor, dict]:
+        with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.use_amp):
+            out = self.net(x)
+        out = out if isinstance(out, Mapping) else {"logits": out}
+        terms = segmentation_loss(self.loss_name, out["logits"], y, float(self.cfg["focal_gamma"]))
+        if "latent_loss" in out:
+            terms["latent"] = out["latent_loss"]
+        loss = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss, terms
+
+    def run_epoch(self, epoch: int) -> None:
+        """One epoch over the sampler's batches, then validation (every ``val_every``) and the checkpoint."""
+        from tqdm import tqdm
+
         t0 = time.perf_counter()
-        bar = tqdm(
-            sampler.batches(generator), total=len(sampler), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False
-        )
+        bar = tqdm(self.sampler.batches(self.generator), total=len(self.sampler), desc=f"epoch {epoch + 1}/{self.epochs}", disable=not self.progress, leave=False)
+        quantizer = getattr(self.net, "quantizer", None)
         sums: dict[str, float] = {}
         seen = 0
         for x, y in bar:
-            x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            y = y.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp):
-                out = net(x)
-            out = out if isinstance(out, Mapping) else {"logits": out}
-            terms = segmentation_loss(loss_name, out["logits"], y, float(cfg["focal_gamma"]))
-            if "latent_loss" in out:
-                terms["latent"] = out["latent_loss"]
-            loss = sum(terms.values())
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            y = y.to(self.device, non_blocking=True)
+            loss, terms = self._step(x, y)
             n = len(y)
             seen += n
             for key, value in (("loss", loss), *terms.items()):
@@ -430,59 +452,70 @@ def fit(
         entry: dict[str, Any] = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
         if "dice" in entry:
             entry["train_soft_dice"] = 1 - entry.pop("dice")
-        if val is not None and len(val) and ((epoch + 1) % int(cfg["val_every"]) == 0 or epoch + 1 == epochs):
-            metrics = evaluate(net, val, device)
-            entry.update({f"val_{k}": v for k, v in metrics.items() if k != "dice_per_case"})
-            last_metrics = {"epoch": epoch + 1, **metrics}
-            if metrics["dice_mean"] > best["dice"]:
-                best = {
-                    "epoch": epoch + 1,
-                    "dice": float(metrics["dice_mean"]),
-                    "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                    "metrics": last_metrics,
-                }
-                if best_file:
-                    _save_atomic({"model": best["state"], "epoch": best["epoch"], "dice": best["dice"], "metrics": json.dumps(last_metrics)}, best_file)
+        if self.val is not None and len(self.val) and ((epoch + 1) % int(self.cfg["val_every"]) == 0 or epoch + 1 == self.epochs):
+            self._validate(epoch, entry)
         entry["seconds"] = time.perf_counter() - t0
-        elapsed += entry["seconds"]
-        history.append(entry)
+        self.elapsed += entry["seconds"]
+        self.history.append(entry)
         log.info("epoch %s", json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()}))
-        if checkpoint:
-            _save_atomic(
-                {
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": json.dumps(history),
-                    "last_metrics": json.dumps(last_metrics),
-                    "epoch": epoch + 1,
-                    "elapsed": elapsed,
-                },
-                checkpoint,
-            )
-    kept = "last"
-    if cfg["keep"] == "best" and best["state"] is not None:
-        net.load_state_dict(best["state"])
-        kept = "best"
-    net.to(memory_format=torch.contiguous_format)
-    net.eval()
-    return {
-        "history": history,
-        "epochs": epochs,
-        "train_seconds": elapsed,
-        "best_epoch": best["epoch"],
-        "best_dice": best["dice"] if best["epoch"] is not None else None,
-        "best_metrics": best["metrics"],
-        "last_epoch": last_metrics["epoch"] if last_metrics else None,
-        "last_dice": last_metrics["dice_mean"] if last_metrics else None,
-        "last_metrics": last_metrics,
-        "kept": kept,
-        "sampler": sampler_name,
-        "loss": loss_name,
-        "optimizer": optimizer_name,
-    }
+        if self.checkpoint:
+            self._save_checkpoint(epoch)
+
+    def _validate(self, epoch: int, entry: dict) -> None:
+        metrics = evaluate(self.net, self.val, self.device)
+        entry.update({f"val_{k}": v for k, v in metrics.items() if k != "dice_per_case"})
+        self.last_metrics = {"epoch": epoch + 1, **metrics}
+        if metrics["dice_mean"] > self.best["dice"]:
+            self.best = {
+                "epoch": epoch + 1,
+                "dice": float(metrics["dice_mean"]),
+                "state": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
+                "metrics": self.last_metrics,
+            }
+            if self.best_file:
+                payload = {"model": self.best["state"], "epoch": self.best["epoch"], "dice": self.best["dice"], "metrics": json.dumps(self.last_metrics)}
+                _save_atomic(payload, self.best_file)
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        _save_atomic(
+            {
+                "model": self.net.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+                "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": json.dumps(self.history),
+                "last_metrics": json.dumps(self.last_metrics),
+                "epoch": epoch + 1,
+                "elapsed": self.elapsed,
+            },
+            self.checkpoint,
+        )
+
+    def finish(self) -> dict[str, Any]:
+        """Keep the best (or last) weights in the network and return what :func:`fit` returns."""
+        kept = "last"
+        if self.cfg["keep"] == "best" and self.best["state"] is not None:
+            self.net.load_state_dict(self.best["state"])
+            kept = "best"
+        self.net.to(memory_format=torch.contiguous_format)
+        self.net.eval()
+        best, last = self.best, self.last_metrics
+        return {
+            "history": self.history,
+            "epochs": self.epochs,
+            "train_seconds": self.elapsed,
+            "best_epoch": best["epoch"],
+            "best_dice": best["dice"] if best["epoch"] is not None else None,
+            "best_metrics": best["metrics"],
+            "last_epoch": last["epoch"] if last else None,
+            "last_dice": last["dice_mean"] if last else None,
+            "last_metrics": last,
+            "kept": kept,
+            "sampler": self.sampler_name,
+            "loss": self.loss_name,
+            "optimizer": self.optimizer_name,
+        }
 
 
 def hardware_description(device: str, num_threads: int | None) -> str:
@@ -514,6 +547,17 @@ def _bundle_reference(name_or_path: str | Path) -> str:
     return text if text in shipped_models() or text == "default" else portable_path(text)
 
 
+def _constructor_defaults(kind: str) -> dict[str, Any]:
+    """The keyword defaults of the network class of architecture ``kind`` (what a missing config key means)."""
+    from ..models import architecture_class
+
+    try:
+        parameters = inspect.signature(architecture_class(kind).__init__).parameters.values()
+    except (ModelError, TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
 def _init_architecture(config: Mapping[str, Any], bundle, where: str) -> dict[str, Any]:
     """The architecture of a fine-tuning run: the init bundle's, after checking that the config agrees with it."""
     arch = dict(bundle.config["architecture"])
@@ -523,10 +567,13 @@ def _init_architecture(config: Mapping[str, Any], bundle, where: str) -> dict[st
             f"{where}: model.type is '{wanted}' but the --init bundle '{bundle.name}' is a '{bundle.architecture}' network: "
             f"set model.type: {bundle.architecture} or start from a '{wanted}' bundle"
         )
+    defaults = _constructor_defaults(bundle.architecture)
     for key, value in config["model"].items():
-        if key != "type" and plain_data(value) != plain_data(arch.get(key)):
+        # a key the (older) bundle does not record means the network's default for it, e.g. block: preact
+        recorded = arch.get(key, defaults.get(key))
+        if key != "type" and plain_data(value) != plain_data(recorded):
             raise ParamsError(
-                f"{where}: model.{key} is {value!r} but the --init bundle '{bundle.name}' has {arch.get(key)!r}: "
+                f"{where}: model.{key} is {value!r} but the --init bundle '{bundle.name}' has {recorded!r}: "
                 f"remove model.{key} (fine-tuning keeps the bundle's architecture)"
             )
     channels = len(config["data"]["modalities"])
@@ -561,6 +608,40 @@ def _init_preprocessing(config: Mapping[str, Any], bundle, where: str) -> Prepro
         normalization=spec.normalization,
         input_size=spec.input_size,
     )
+
+
+def _training_metrics(net, result: dict, train_set, val_set, validation_cases: list, training_cases: int, train_cfg: Mapping) -> dict[str, Any]:
+    """The metrics of a finished training for ``metrics.json`` and the card."""
+    device = str(train_cfg["device"])
+    kept_metrics = result["best_metrics"] if result["kept"] == "best" else result["last_metrics"]
+    metrics: dict[str, Any] = {
+        "validation_dice_mean": kept_metrics["dice_mean"] if kept_metrics else None,
+        "validation_dice_per_case": kept_metrics["dice_per_case"] if kept_metrics else None,
+        "validation_dice_best": result["best_dice"],
+        "best_epoch": result["best_epoch"],
+        "validation_dice_last": result["last_dice"],
+        "last_epoch": result["last_epoch"],
+        "kept": result["kept"],
+        "validation_cases": validation_cases,
+        "training_cases": training_cases,
+        "training_slices": len(train_set),
+        "validation_slices": len(val_set),
+    }
+    if kept_metrics and "codebook_usage" in kept_metrics:
+        metrics["codebook_usage_validation"] = kept_metrics["codebook_usage"]
+        metrics["perplexity_validation"] = kept_metrics["perplexity"]
+    if train_cfg["train_metrics"]:
+        train_eval = evaluate(net, train_set, device)
+        metrics["train_dice_mean"] = train_eval["dice_mean"]
+        if "codebook_usage" in train_eval:
+            metrics["codebook_usage_train"] = train_eval["codebook_usage"]
+            metrics["perplexity_train"] = train_eval["perplexity"]
+    metrics.update(
+        epochs=result["epochs"],
+        train_seconds=round(result["train_seconds"], 1),
+        hardware=hardware_description(device, train_cfg["num_threads"]),
+    )
+    return metrics
 
 
 def train_from_config(
@@ -641,35 +722,7 @@ def train_from_config(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(net, train_set, val_set if len(val_set) else None, train_cfg, out_dir=out_dir, progress=progress, data_init=init_bundle is None)
-    device = str(train_cfg["device"])
-    kept_metrics = result["best_metrics"] if result["kept"] == "best" else result["last_metrics"]
-    metrics: dict[str, Any] = {
-        "validation_dice_mean": kept_metrics["dice_mean"] if kept_metrics else None,
-        "validation_dice_per_case": kept_metrics["dice_per_case"] if kept_metrics else None,
-        "validation_dice_best": result["best_dice"],
-        "best_epoch": result["best_epoch"],
-        "validation_dice_last": result["last_dice"],
-        "last_epoch": result["last_epoch"],
-        "kept": result["kept"],
-        "validation_cases": [case_ids[i] for i in val_cases],
-        "training_cases": len(train_cases),
-        "training_slices": len(train_set),
-        "validation_slices": len(val_set),
-    }
-    if kept_metrics and "codebook_usage" in kept_metrics:
-        metrics["codebook_usage_validation"] = kept_metrics["codebook_usage"]
-        metrics["perplexity_validation"] = kept_metrics["perplexity"]
-    if train_cfg["train_metrics"]:
-        train_eval = evaluate(net, train_set, device)
-        metrics["train_dice_mean"] = train_eval["dice_mean"]
-        if "codebook_usage" in train_eval:
-            metrics["codebook_usage_train"] = train_eval["codebook_usage"]
-            metrics["perplexity_train"] = train_eval["perplexity"]
-    metrics.update(
-        epochs=result["epochs"],
-        train_seconds=round(result["train_seconds"], 1),
-        hardware=hardware_description(device, train_cfg["num_threads"]),
-    )
+    metrics = _training_metrics(net, result, train_set, val_set, [case_ids[i] for i in val_cases], len(train_cases), train_cfg)
     init_info = None
     if init_bundle is not None:
         init_info = {"bundle": _bundle_reference(init), "name": init_bundle.name, "sha256": init_bundle.sha256, "freeze": freeze}

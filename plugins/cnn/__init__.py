@@ -107,7 +107,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from deepradiomics.errors import CaseError, ParamsError, did_you_mean
-from deepradiomics.featureclass import FeatureClass
+from deepradiomics.featureclass import ComputeResult, FeatureClass, lazy
 
 from .encoders import (
     ENCODER_DEFAULT_LAYERS,
@@ -316,20 +316,22 @@ class CNNFeatures(FeatureClass):
 
     def _layers(self) -> list[Layer]:
         """The tapped layers in settings order (for encoder-3d read from the bundle's config.yaml, once)."""
-        if getattr(self, "layers_", None) is None:
+        def build() -> list[Layer]:
             s = self.settings
             if s.network == "encoder-3d":
                 table, default = encoder_layers(self._bundle_config()["architecture"]), ENCODER_DEFAULT_LAYERS
             else:
                 table, default = vgg19_layers(), VGG19_DEFAULT_LAYERS
-            self.layers_ = [table[name] for name in (s.layers if s.layers is not None else default)]
-        return self.layers_
+            return [table[name] for name in (s.layers if s.layers is not None else default)]
+
+        return lazy(self, "_tapped_layers", build)
 
     # ------------------------------------------------------------------ names
     def _orientation_tokens(self) -> list[str]:
         return [ORIENTATION_TOKENS[o] for o in self.settings.orientations] if self.settings.mapped else [""]
 
     def feature_names(self) -> list[str]:
+        """``<Layer><Orientation>P<size><Pooling><channel>[-<modality>]`` for every tap, patch size, pooling and channel."""
         return [spec[0] for spec in self._feature_specs()]
 
     def _feature_specs(self):
@@ -405,23 +407,25 @@ class CNNFeatures(FeatureClass):
 
     # ------------------------------------------------------------------ network (lazy)
     def _encoder(self):
-        if getattr(self, "encoder_", None) is None:
-            from .encoders import build_inflated_encoder, build_mapped_vgg, build_random_vgg
+        """The 3D network (built on first use, once per instance, under a lock; not pickled)."""
+        return lazy(self, "_network", self._build_encoder)
 
-            s = self.settings
-            layers = self._layers()
-            if s.network == "encoder-3d":
-                self._bundle_config()  # the type check, with the setting's name in the message
-                encoder = build_inflated_encoder(s.weights, self._base_dir, s.orientations, layers, s.device)
-            elif s.weights == "random":
-                encoder = build_random_vgg(s.seed, s.initializer, s.pool_rounding, layers, s.device)
-            else:
-                path = str(self.resolve_path(s.weights))
-                encoder = build_mapped_vgg(path, s.weights_sha256, s.orientations, s.pool_rounding, layers, s.device, self._where)
-            self.encoder_ = encoder
-            if s.mapped:
-                self.weights_sha256_ = encoder.sha256
-        return self.encoder_
+    def _build_encoder(self):
+        from .encoders import build_inflated_encoder, build_mapped_vgg, build_random_vgg
+
+        s = self.settings
+        layers = self._layers()
+        if s.network == "encoder-3d":
+            self._bundle_config()  # the type check, with the setting's name in the message
+            encoder = build_inflated_encoder(s.weights, self._base_dir, s.orientations, layers, s.device)
+        elif s.weights == "random":
+            encoder = build_random_vgg(s.seed, s.initializer, s.pool_rounding, layers, s.device)
+        else:
+            path = str(self.resolve_path(s.weights))
+            encoder = build_mapped_vgg(path, s.weights_sha256, s.orientations, s.pool_rounding, layers, s.device, self._where)
+        if s.mapped:
+            self._weights_sha256 = encoder.sha256
+        return encoder
 
     def artifacts(self) -> dict[str, str]:
         """``{"Weights": sha256}`` of the weights file or bundle the features depend on (none for random weights)."""
@@ -430,16 +434,14 @@ class CNNFeatures(FeatureClass):
             return {}
         if s.network == "encoder-3d":
             return {"Weights": str(self._bundle_config()["model_sha256"])}
-        if getattr(self, "weights_sha256_", None) is None:
-            from deepradiomics.models import sha256_file
+        from deepradiomics.models import sha256_file
 
-            self.weights_sha256_ = sha256_file(self.resolve_path(s.weights))
-        return {"Weights": self.weights_sha256_}
+        return {"Weights": lazy(self, "_weights_sha256", lambda: sha256_file(self.resolve_path(s.weights)))}
 
     def __getstate__(self) -> dict[str, Any]:
         # batch workers receive the class pickled: send the settings, not the networks (rebuilt there)
         state = dict(self.__dict__)
-        state.pop("encoder_", None)
+        state.pop("_network", None)
         return state
 
     # ------------------------------------------------------------------ features
@@ -497,7 +499,8 @@ class CNNFeatures(FeatureClass):
                     parts.setdefault(key, []).append((means.cpu().numpy(), maxima.cpu().numpy()))
         return {key: (np.concatenate([m for m, _ in v]), np.concatenate([x for _, x in v])) for key, v in parts.items()}
 
-    def compute(self, case) -> dict[str, float]:
+    def compute(self, case) -> ComputeResult:
+        """Pooled activations of the case's ROI patches (see the module docstring); diagnostics: ROI voxels, resampling, patches."""
         from .patches import extract_patches, grid_volume, patch_centres
 
         s = self.settings
@@ -518,12 +521,13 @@ class CNNFeatures(FeatureClass):
                             prefix = f"{layer.token}{orientation}P{size}{POOLINGS[pooling]}"
                             for c, value in enumerate(summary[pooling].tolist()):
                                 values[f"{prefix}{c:0{width}d}{suffix}"] = float(value)
-        self.patches_ = {size: len(c) for size, c in centres.items()}
-        self.roi_voxels_ = int(grid.roi.sum())
-        self.resampled_ = grid.resampled
-        return values
+        diagnostics: dict[str, object] = {"RoiVoxels": int(grid.roi.sum()), "Resampled": grid.resampled}
+        for size in s.patch_sizes:
+            diagnostics[f"PatchesP{size}"] = len(centres[size])
+        return ComputeResult(values, diagnostics)
 
     def diagnostics(self) -> dict[str, object]:
+        """Network, weights and their sha256, initializer, seed, orientations, parameters, layers, pooling, spacing."""
         s = self.settings
         encoder = self._encoder()
         diagnostics: dict[str, object] = {
@@ -541,10 +545,5 @@ class CNNFeatures(FeatureClass):
             "Layers": ",".join(layer.name for layer in self._layers()),
             "PoolRounding": s.pool_rounding,
             "Spacing": float(s.spacing),
-            "RoiVoxels": getattr(self, "roi_voxels_", None),
-            "Resampled": getattr(self, "resampled_", None),
         }
-        patches = getattr(self, "patches_", {})
-        for size in s.patch_sizes:
-            diagnostics[f"PatchesP{size}"] = patches.get(size)
         return diagnostics

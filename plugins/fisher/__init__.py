@@ -64,7 +64,7 @@ from typing import Literal
 import numpy as np
 
 from deepradiomics.errors import CaseError, FeatureError, ModelError, ParamsError, did_you_mean
-from deepradiomics.featureclass import FeatureClass
+from deepradiomics.featureclass import BundleSettings, ComputeResult, FeatureClass, lazy
 from deepradiomics.models import BundledModel
 
 from . import descriptors as _descriptors
@@ -79,10 +79,12 @@ DEFAULT_LAYERS = {"dlrcnn": "conv6", "vqseg": "latent"}
 
 
 @dataclass(frozen=True)
-class FisherSettings:
-    model: str = "default"
+class FisherSettings(BundleSettings):
+    """Settings of :class:`FisherVector` (see the module docstring); ``model``, ``modalities`` and ``device``
+    come from :class:`~deepradiomics.featureclass.BundleSettings`. Literal settings are checked by the
+    generic settings check."""
+
     layer: str | None = None
-    modalities: tuple[str, ...] | None = None
     scales: int = 10
     min_scale: float = 0.5
     max_scale: float = 2.0
@@ -95,31 +97,21 @@ class FisherSettings:
     seed: int = 0
     on_small_roi: Literal["error", "warn"] = "error"
     encoder: str | None = None
-    device: str = "cpu"
     batch_size: int = 16
     channels_last: bool = True
 
     def __post_init__(self) -> None:
-        if self.modalities is not None and not self.modalities:
-            raise ValueError("modalities: give the case's modality names in the model's channel order, or leave it out")
+        super().__post_init__()
         if int(self.scales) < 1:
             raise ValueError(f"scales: {self.scales} must be >= 1")
         if not 0 < float(self.min_scale) <= float(self.max_scale):
             raise ValueError(f"min_scale {self.min_scale} and max_scale {self.max_scale} must satisfy 0 < min_scale <= max_scale")
-        if self.scale_spacing not in _descriptors.SPACINGS:
-            raise ValueError(f"scale_spacing: {self.scale_spacing!r} is not 'geometric' or 'linear'")
-        if self.region not in ("roi", "box"):
-            raise ValueError(f"region: {self.region!r} is not 'roi' or 'box'")
-        if self.context not in ("image", "masked"):
-            raise ValueError(f"context: {self.context!r} is not 'image' or 'masked'")
         if int(self.components) < 1:
             raise ValueError(f"components: {self.components} must be >= 1")
         if int(self.gmm_patients) < 1:
             raise ValueError(f"gmm_patients: {self.gmm_patients} must be >= 1")
         if self.max_descriptors is not None and int(self.max_descriptors) < 1:
             raise ValueError(f"max_descriptors: {self.max_descriptors} must be >= 1, or null for all")
-        if self.on_small_roi not in ("error", "warn"):
-            raise ValueError(f"on_small_roi: {self.on_small_roi!r} is not 'error' or 'warn'")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
 
@@ -157,13 +149,13 @@ class FisherVector(BundledModel, FeatureClass):
             import torch
 
             network.to(memory_format=torch.channels_last)
-        self.layer_ = layer
+        self._layer = layer
 
     @property
     def layer(self) -> str:
         """The descriptor layer (the setting, or the architecture's last convolutional layer)."""
         self.bundle  # noqa: B018 - resolves the layer
-        return self.layer_
+        return self._layer
 
     @property
     def scales(self) -> np.ndarray:
@@ -177,17 +169,19 @@ class FisherVector(BundledModel, FeatureClass):
         means = getattr(self, "means_", None)
         if means is not None:
             return int(means.shape[1])
-        if getattr(self, "probed_dimension_", None) is None:
-            import torch
+        return lazy(self, "_probed_dimension", self._probe_dimension)
 
-            network = self.bundle.model
-            size = self.bundle.preprocessing.input_size or 8
-            with torch.inference_mode():
-                probe = network.features(torch.zeros(1, len(self.modalities), size, size, device=self.settings.device), self.layer)
-            self.probed_dimension_ = int(probe.shape[1])
-        return self.probed_dimension_
+    def _probe_dimension(self) -> int:
+        import torch
+
+        network = self.bundle.model
+        size = self.bundle.preprocessing.input_size or 8
+        with torch.inference_mode():
+            probe = network.features(torch.zeros(1, len(self.modalities), size, size, device=self.settings.device), self.layer)
+        return int(probe.shape[1])
 
     def feature_names(self) -> list[str]:
+        """``Mu<k>d<j>`` then ``Sigma<k>d<j>``: the first- and second-order blocks of the Fisher vector."""
         k, d = int(self.settings.components), self.dimension
         wk, wd = max(2, len(str(k - 1))), max(3, len(str(d - 1)))
         return [f"{block}{i:0{wk}d}d{j:0{wd}d}" for block in ("Mu", "Sigma") for i in range(k) for j in range(d)]
@@ -294,11 +288,11 @@ class FisherVector(BundledModel, FeatureClass):
             raise FeatureError(f"{self._where}: {who}: descriptors have shape {array.shape}, expected (N, D): describe the case again")
         return array
 
-    def encode(self, descriptors) -> dict[str, float]:
-        """The improved Fisher vector of one case's descriptors, as ``{Feature: float}``."""
+    def encode(self, descriptors) -> ComputeResult:
+        """The improved Fisher vector of one case's descriptors (features ``{Feature: float}``; diagnostics: their count)."""
         return self._encode(descriptors, "these descriptors")
 
-    def _encode(self, descriptors, who: str) -> dict[str, float]:
+    def _encode(self, descriptors, who: str) -> ComputeResult:
         self.check_fitted()
         array = self._descriptor_array(descriptors, who)
         d = int(self.means_.shape[1])
@@ -311,13 +305,12 @@ class FisherVector(BundledModel, FeatureClass):
         if len(array) == 0:
             raise FeatureError(f"{who}: no descriptor to encode: the ROI gave no position of the network's layer")
         values = encoding.fisher_vector(array, self.weights_, self.means_, self.variances_)
-        return dict(zip(self.feature_names(), (float(v) for v in values)))
+        return ComputeResult(dict(zip(self.feature_names(), (float(v) for v in values))), {"Descriptors": int(len(array))})
 
-    def compute(self, case) -> dict[str, float]:
+    def compute(self, case) -> ComputeResult:
+        """The improved Fisher vector of the case's descriptors (fitted GMM needed); diagnostics: their count."""
         self.check_fitted()
-        descriptors = self.describe(case)
-        self.descriptor_count_ = int(len(descriptors["descriptors"]))
-        return self._encode(descriptors, f"case '{case.case_id}'")
+        return self._encode(self.describe(case), f"case '{case.case_id}'")
 
     # ------------------------------------------------------------------ fitted state
     def fitted_state(self) -> dict[str, np.ndarray] | None:
@@ -331,6 +324,7 @@ class FisherVector(BundledModel, FeatureClass):
         return state
 
     def set_fitted_state(self, arrays) -> None:
+        """Restore the GMM (weights, means, variances) and its record, checked (ModelError when invalid)."""
         missing = [k for k in ("weights", "means", "variances") if k not in arrays]
         if missing:
             raise ModelError(f"{self._where}: the fitted state lacks {', '.join(missing)}: re-run `deepradiomics fit`")
@@ -378,9 +372,11 @@ class FisherVector(BundledModel, FeatureClass):
 
     # ------------------------------------------------------------------ provenance
     def artifacts(self) -> dict[str, str]:
+        """The sha256 of the network and of the fitted GMM."""
         return {"Model": str(self._config()["model_sha256"]), **super().artifacts()}
 
     def diagnostics(self) -> dict[str, object]:
+        """Model, layer, modalities, scales, components, dimension and how many cases the GMM was fitted on."""
         bundle = self.bundle
         return {
             "Model": bundle.name,
@@ -390,6 +386,5 @@ class FisherVector(BundledModel, FeatureClass):
             "Components": int(self.settings.components),
             "Dimension": self.dimension,
             "GmmCases": int(len(getattr(self, "gmm_cases_", ()))),
-            "Descriptors": getattr(self, "descriptor_count_", None),
         }
 

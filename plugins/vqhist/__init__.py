@@ -44,7 +44,7 @@ Examples
 --------
 >>> from deepradiomics.case import Case
 >>> case = Case({"Image": "flair.nii.gz", "t1": "t1.nii.gz", "t1ce": "t1ce.nii.gz"}, "mask.nii.gz")  # doctest: +SKIP
->>> features = VQHistogram({"region": "volume"}).compute(case)  # doctest: +SKIP
+>>> features = VQHistogram({"region": "volume"}).compute(case).features  # doctest: +SKIP
 >>> sum(features.values()) == 64 * case.array("Image").shape[0]  # doctest: +SKIP
 True
 """
@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from deepradiomics.errors import CaseError, FeatureError, ParamsError
-from deepradiomics.featureclass import FeatureClass
+from deepradiomics.featureclass import BundleSettings, ComputeResult, FeatureClass
 from deepradiomics.models import BundledModel
 
 logger = logging.getLogger("deepradiomics_plugins.vqhist")
@@ -67,30 +67,24 @@ DEFAULT_MODEL = "vq-lgg-cpu"
 
 
 @dataclass(frozen=True)
-class VQHistogramSettings:
-    model: str = "default"
-    modalities: tuple[str, ...] | None = None
+class VQHistogramSettings(BundleSettings):
+    """Settings of :class:`VQHistogram` (see the module docstring); ``model``, ``modalities`` and ``device``
+    come from :class:`~deepradiomics.featureclass.BundleSettings`. Literal settings are checked by the
+    generic settings check."""
+
     region: Literal["volume", "roi"] = "volume"
     normalize: Literal["counts", "frequency", "both"] = "counts"
-    device: str = "cpu"
     batch_size: int = 1
     channels_last: bool = True
     max_upsampling: float = 4.0
     on_small_image: Literal["warn", "error"] = "warn"
 
     def __post_init__(self) -> None:
-        if self.modalities is not None and not self.modalities:
-            raise ValueError("modalities: give the case's modality names in the model's channel order, or leave it out")
-        if self.region not in ("volume", "roi"):
-            raise ValueError(f"region: {self.region!r} is not 'volume' or 'roi'")
-        if self.normalize not in ("counts", "frequency", "both"):
-            raise ValueError(f"normalize: {self.normalize!r} is not 'counts', 'frequency' or 'both'")
+        super().__post_init__()
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
         if not float(self.max_upsampling) >= 1:
             raise ValueError(f"max_upsampling: {self.max_upsampling} must be >= 1")
-        if self.on_small_image not in ("warn", "error"):
-            raise ValueError(f"on_small_image: {self.on_small_image!r} is not 'warn' or 'error'")
 
 
 class VQHistogram(BundledModel, FeatureClass):
@@ -111,9 +105,11 @@ class VQHistogram(BundledModel, FeatureClass):
 
     @property
     def num_embeddings(self) -> int:
+        """K, the size of the bundle's codebook."""
         return int(self._config()["architecture"]["num_embeddings"])
 
     def feature_names(self) -> list[str]:
+        """``CodewordK`` (counts) and/or ``FrequencyK`` (counts / their sum), K zero-padded."""
         k = self.num_embeddings
         width = max(3, len(str(k - 1)))
         prefixes = {"counts": ["Codeword"], "frequency": ["Frequency"], "both": ["Codeword", "Frequency"]}[self.settings.normalize]
@@ -200,16 +196,15 @@ class VQHistogram(BundledModel, FeatureClass):
             return int(recorded[0][0])
         return int(torch.bincount(self.bundle.model.background_indices().flatten().cpu()).argmax())
 
-    def compute(self, case) -> dict[str, float]:
+    def compute(self, case) -> ComputeResult:
+        """The codeword histogram of the case (see the module docstring); diagnostics: latent cells counted, perplexity."""
         from deepradiomics.nets.vq import perplexity
 
         counts = self.histogram(case)
         total = float(counts.sum())
-        self.latent_cells_ = int(total)
-        self.perplexity_ = perplexity(counts)
         values = {"counts": [counts], "frequency": [counts / total], "both": [counts, counts / total]}[self.settings.normalize]
         flat = [float(v) for block in values for v in block.tolist()]
-        return dict(zip(self.feature_names(), flat))
+        return ComputeResult(dict(zip(self.feature_names(), flat)), {"LatentCells": int(total), "Perplexity": perplexity(counts)})
 
     def voxel_maps(self, case) -> dict:
         """Maps on the case grid: ``CodewordIndex`` (each voxel's latent codeword, a label image) and
@@ -232,13 +227,10 @@ class VQHistogram(BundledModel, FeatureClass):
         return out
 
     def artifacts(self) -> dict[str, str]:
+        """The sha256 of the VQ bundle's weights."""
         return {"Model": str(self._config()["model_sha256"])}
 
     def diagnostics(self) -> dict[str, object]:
+        """The bundle's name and the modalities feeding its channels."""
         bundle = self.bundle
-        return {
-            "Model": bundle.name,
-            "Modalities": ",".join(self.modalities),
-            "LatentCells": getattr(self, "latent_cells_", None),
-            "Perplexity": getattr(self, "perplexity_", None),
-        }
+        return {"Model": bundle.name, "Modalities": ",".join(self.modalities)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from deepradiomics.cli._common import parse_modalities, report_errors, setup_logging, verbosity_options
+from deepradiomics.cli.common import parse_modalities, report_errors, setup_logging, verbosity_options
 
 
 def _parse_codewords(ctx, param, value):

@@ -37,15 +37,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from deepradiomics.batch import BatchTask
 from deepradiomics.errors import CaseError, ParamsError
+from deepradiomics.study.statistics import kruskal_dunn
 
 from . import VQHistogram
 
@@ -157,37 +158,6 @@ def ablate(indices, codewords: Sequence[int], background: int):
 
 
 # ---------------------------------------------------------------------------------------------- statistics
-def kruskal_dunn(groups: Mapping[str, np.ndarray], correction: str = "holm") -> tuple[dict, pd.DataFrame]:
-    """Kruskal-Wallis across ``groups`` and Dunn's pairwise test (joint ranking, ``correction``-adjusted p).
-
-    Returns ``({"statistic", "p_value", "n_groups"}, dunn table)``; NaN and an empty table when fewer than
-    two non-empty groups exist or every value is equal.
-    """
-    import scikit_posthocs as sp
-    from scipy import stats
-
-    groups = {k: np.asarray(v, dtype=np.float64) for k, v in groups.items() if np.asarray(v).size > 0}
-    kruskal = {"statistic": float("nan"), "p_value": float("nan"), "n_groups": len(groups)}
-    columns = ["group_a", "group_b", "mean_rank_a", "mean_rank_b", "median_a", "median_b", "p_adjusted"]
-    pooled = np.concatenate(list(groups.values())) if groups else np.array([])
-    if len(groups) < 2 or np.ptp(pooled) == 0:
-        return kruskal, pd.DataFrame(columns=columns)
-    h, p = stats.kruskal(*groups.values())
-    kruskal.update(statistic=float(h), p_value=float(p))
-    frame = pd.DataFrame({"value": pooled, "group": np.repeat(list(groups), [g.size for g in groups.values()])})
-    frame["rank"] = stats.rankdata(frame["value"])
-    mean_rank = frame.groupby("group", sort=False)["rank"].mean()
-    adjust = None if correction == "none" else correction
-    matrix = sp.posthoc_dunn(frame, val_col="value", group_col="group", p_adjust=adjust)
-    names = list(groups)
-    rows = [
-        [a, b, float(mean_rank[a]), float(mean_rank[b]), float(np.median(groups[a])), float(np.median(groups[b])), float(matrix.loc[a, b])]
-        for i, a in enumerate(names)
-        for b in names[i + 1 :]
-    ]
-    return kruskal, pd.DataFrame(rows, columns=columns)
-
-
 def label_statistics(
     response: np.ndarray,
     labels: np.ndarray,
@@ -509,22 +479,19 @@ def explain_codewords(
 
 # ---------------------------------------------------------------------------------------------- cohort
 @dataclass
-class _CohortTask:
-    """Per-case work of :func:`explain_cohort` (runs in batch workers): one row per label region."""
+class _CohortTask(BatchTask):
+    """Per-case work of :func:`explain_cohort` (a batch task, run in batch workers): one row per label region."""
 
     vq: VQHistogram
     codewords: tuple[int, ...]
     background: str | int
     include_outside: bool
     label_names: dict
-    default_label: int = 1
+    result_kind: ClassVar[str] = "any"
 
-    def __call__(self, row: dict, base: Path) -> list[dict]:
+    def compute(self, case) -> list[dict]:
         import SimpleITK as sitk
 
-        from deepradiomics.batch import case_from_row
-
-        case = case_from_row(row, base, self.default_label)
         result = explain_codewords(case, self.vq, self.codewords, background=self.background, per_codeword=False)
         regions = sitk.GetArrayFromImage(case.mask_image()).astype(np.int64)
         out = []
@@ -587,8 +554,7 @@ def explain_cohort(
     Kruskal-Wallis and Dunn's test (``correction``). Cases are processed in parallel over ``jobs`` workers;
     a failing case is reported and left out.
     """
-    from deepradiomics.batch import Guarded, error_row, map_cases, read_manifest
-    from deepradiomics.naming import ERROR_COLUMN
+    from deepradiomics.batch import BatchRun, run_tasks
     from deepradiomics.study.statistics import adjust_pvalues
 
     if statistic not in ("sum", "mean"):
@@ -596,16 +562,12 @@ def explain_cohort(
     adjust_pvalues([0.5], correction)  # validates the name before any work
     vq = vqhist_class(vq)
     chosen = check_codewords(codewords, vq.num_embeddings, f"model '{vq.bundle.name}'")
-    frame, base = read_manifest(manifest, base_dir)
     task = _CohortTask(vq, tuple(chosen), background, include_outside, {int(k): str(v) for k, v in (label_names or {}).items()})
-
-    rows, failed = [], []
-    with closing(map_cases(Guarded(task), frame.to_dict(orient="records"), base, jobs, on_error=error_row)) as finished:
-        for case_id, result in finished:
-            if isinstance(result, dict) and ERROR_COLUMN in result:
-                failed.append((case_id, result[ERROR_COLUMN]))
-            else:
-                rows.extend(result)
+    run = BatchRun()
+    frame, _, results = run_tasks(task, manifest, jobs=jobs, base_dir=base_dir, run=run, desc="explain")
+    failed = run.failed
+    errors = {case_id for case_id, _ in failed}
+    rows = [row for case_id in frame["ID"] if case_id not in errors for row in results[case_id]]
     per_patient = pd.DataFrame(rows, columns=["ID", "region", "n_voxels", "sum", "mean", "background_codeword"])
     order = list(dict.fromkeys(per_patient["region"]))
     groups = {name: per_patient.loc[per_patient["region"] == name, statistic].to_numpy() for name in order}

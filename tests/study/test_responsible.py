@@ -8,7 +8,8 @@ from scipy import stats
 
 from deepradiomics.errors import ModelError, ParamsError
 from deepradiomics.study import firth_logit, responsible_vectors
-from deepradiomics.study.responsible import _checked_lr, _penalised_derivatives, penalised_lr_statistics
+from deepradiomics.study.responsible import _checked_lr
+from deepradiomics.study.statistics import _penalised_derivatives, penalised_lr_statistics
 
 from ._synthetic import count_table
 

@@ -10,7 +10,8 @@ import pytest
 
 from deepradiomics.errors import ParamsError
 from deepradiomics.perturb import IntensityScale, IntensityShift, parse_levels, perturbation
-from deepradiomics.study.robustness import histogram_ratio, icc, icc_many, run_robustness
+from deepradiomics.study.robustness import histogram_ratio, run_robustness
+from deepradiomics.study.statistics import icc, icc_many
 from tests.conftest import DATA
 from tests.study._tiny_model import tiny_bundle
 
@@ -207,8 +208,8 @@ def test_run_robustness_end_to_end_with_labels_resume_and_a_failing_case(model, 
     assert {"vqhist-counts_ratio_mean", "classical_icc21_median", "vqhist_AUC", "classical_AUC"} <= set(combined.columns)
     # a second run resumes: only the failing case is tried again
     computed = []
-    real = batch.compute_row
-    monkeypatch.setattr(batch, "compute_row", lambda t, row, b: computed.append(row["ID"]) or real(t, row, b))
+    real = batch.BatchTask.__call__
+    monkeypatch.setattr(batch.BatchTask, "__call__", lambda t, row, b: computed.append(row["ID"]) or real(t, row, b))
     again = run_robustness(_params(tmp_path, model), path, levels=[0.0, 1.0], target="grade", positive="G3", out_dir=cache)
     assert computed and all(i.startswith("broken|") for i in computed)
     pd.testing.assert_frame_equal(again.icc, result.icc)

@@ -277,7 +277,7 @@ def test_vq_latent_as_descriptor_source(tmp_path):
     fisher = FisherVector({"model": str(vq), "modalities": ["Image"], **FAST})
     case = lgg(COHORT[0])
     fisher.fit([case, lgg(COHORT[1])])
-    values = fisher.compute(case)
+    values = fisher.compute(case).features
     assert fisher.layer == "latent" and fisher.dimension == 8 and len(values) == 2 * 2 * 8
     assert np.linalg.norm(list(values.values())) == pytest.approx(1.0)
     stage = FisherVector({"model": str(vq), "layer": "stage1", **FAST})
@@ -321,7 +321,7 @@ def test_small_roi_empty_roi_and_dimension_mismatch_name_the_case_and_the_fix(bu
     # a model retrained at the same path: refused by the network's sha256 recorded with the GMM
     model = tiny_dlr_bundle(tmp_path / "model")
     fitted.settings = FisherVector({"model": str(model), **FAST}).settings
-    fitted.config_ = None
+    fitted._bundle_config = None
     fitted.model_sha256_ = fitted._config()["model_sha256"]
     fitted.save_fitted(tmp_path / "fisher")
     shutil.rmtree(model)
@@ -394,4 +394,4 @@ def test_fit_command_then_extract_and_batch_next_to_classical_and_vqhist(bundle,
     extractor = Extractor.from_yaml(params).fit(manifest=cohort, cache_dir=cache)
     again = extractor.plugin_classes["fisher"]
     frame, base = read_manifest(cohort)
-    assert again.compute(case_from_row(frame.iloc[1].to_dict(), base)) == pytest.approx(dict(zip([c.split("_")[-1] for c in fisher_cols], table.loc[COHORT[1], fisher_cols])), abs=1e-6)
+    assert again.compute(case_from_row(frame.iloc[1].to_dict(), base)).features == pytest.approx(dict(zip([c.split("_")[-1] for c in fisher_cols], table.loc[COHORT[1], fisher_cols])), abs=1e-6)

@@ -65,7 +65,7 @@ def test_interrupted_batch_resumes_where_it_stopped(study, tmp_path, monkeypatch
     out_dir = tmp_path / "cache"
     extractor = Extractor(PARAMS)
     calls = []
-    real = batch.compute_row
+    real = batch.BatchTask.__call__
 
     def interrupted(task, row, base):
         if len(calls) == 2:
@@ -73,36 +73,36 @@ def test_interrupted_batch_resumes_where_it_stopped(study, tmp_path, monkeypatch
         calls.append(row["ID"])
         return real(task, row, base)
 
-    monkeypatch.setattr(batch, "compute_row", interrupted)
+    monkeypatch.setattr(batch.BatchTask, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
         extractor.execute_batch(manifest, out_dir=out_dir)
     stored = sorted(p.name for p in (out_dir / "cases").glob("*.json")) + sorted(p.name for p in (out_dir / "failed").glob("*.json"))
     assert stored == sorted(f"{batch.cache_file_name(i)}.json" for i in calls)
 
     resumed = []
-    monkeypatch.setattr(batch, "compute_row", lambda t, row, base: resumed.append(row["ID"]) or real(t, row, base))
+    monkeypatch.setattr(batch.BatchTask, "__call__", lambda t, row, base: resumed.append(row["ID"]) or real(t, row, base))
     table = extractor.execute_batch(manifest, out_dir=out_dir)
     finished = [i for i in calls if i in good_ids]
     assert set(resumed).isdisjoint(finished) and len(resumed) == 6 - len(finished)
     again = []
-    monkeypatch.setattr(batch, "compute_row", lambda t, row, base: again.append(row["ID"]) or real(t, row, base))
+    monkeypatch.setattr(batch.BatchTask, "__call__", lambda t, row, base: again.append(row["ID"]) or real(t, row, base))
     second = extractor.execute_batch(manifest, out_dir=out_dir)
     assert sorted(again) == ["emptymask", "missing", "shifted"]  # failed cases are retried, finished ones skipped
     pd.testing.assert_frame_equal(table, second)
     # other params: nothing is reused
     other = Extractor({**PARAMS, "setting": {"binWidth": 10}})
     fresh = []
-    monkeypatch.setattr(batch, "compute_row", lambda t, row, base: fresh.append(row["ID"]) or real(t, row, base))
+    monkeypatch.setattr(batch.BatchTask, "__call__", lambda t, row, base: fresh.append(row["ID"]) or real(t, row, base))
     other.execute_batch(manifest, out_dir=out_dir)
     assert len(fresh) == 6
 
 
 def _recomputed(extractor, manifest, out_dir, monkeypatch) -> list[str]:
     computed = []
-    real = batch.compute_row
-    monkeypatch.setattr(batch, "compute_row", lambda t, row, base: computed.append(row["ID"]) or real(t, row, base))
+    real = batch.BatchTask.__call__
+    monkeypatch.setattr(batch.BatchTask, "__call__", lambda t, row, base: computed.append(row["ID"]) or real(t, row, base))
     extractor.execute_batch(manifest, out_dir=out_dir)
-    monkeypatch.setattr(batch, "compute_row", real)
+    monkeypatch.setattr(batch.BatchTask, "__call__", real)
     return sorted(computed)
 
 
@@ -172,7 +172,7 @@ def test_dask_scheduler_equals_serial(study):
     pytest.importorskip("dask.distributed")
     manifest, _ = study
     extractor = Extractor(PARAMS)
-    pd.testing.assert_frame_equal(extractor.execute_batch(manifest), batch.run_batch(extractor, manifest, jobs=2, scheduler="dask"))
+    pd.testing.assert_frame_equal(extractor.execute_batch(manifest), batch.run_batch(extractor.batch_task(), manifest, jobs=2, scheduler="dask"))
 
 
 def test_manifest_errors(tmp_path):

@@ -20,7 +20,7 @@ from deepradiomics.nets.inflate import (
 )
 from deepradiomics.nets.vgg3d import VGG3D, vgg_layer_names
 
-from .conftest import require_data
+from tests.conftest import require_data
 
 NARROW = (4, 8, 8, 16, 16)
 #: torchvision.models.vgg19().features: the index of every convolution (written out, not derived)

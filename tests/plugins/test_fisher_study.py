@@ -19,7 +19,7 @@ from deepradiomics.study import cross_validate, run_study
 from deepradiomics.study.core import StudyDataError
 from deepradiomics.study.foldwise import FixedFeatures
 from tests.fitted_class import IntensityCodebook
-from tests.test_fisher import COHORT, FAST, tiny_dlr_bundle, write_manifest
+from tests.plugins.test_fisher import COHORT, FAST, tiny_dlr_bundle, write_manifest
 
 #: four more small-ROI LGG cases (2 wild-type, 2 mutant) for an external test set
 TEST_COHORT = ["TCGA_FG_7643_20021104", "TCGA_DU_6405_19851005", "TCGA_HT_7877_19980917", "TCGA_FG_6690_20020226"]

@@ -22,7 +22,7 @@ from deepradiomics.nets.vgg3d import VGG3D, init_seeded_
 from deepradiomics.registry import get_registry
 from deepradiomics.testing import check_feature_class, synthetic_case
 
-from .conftest import REPO, require_data
+from tests.conftest import REPO, require_data
 
 #: small settings for mechanics: two layers, two small patch sizes
 SMALL = {"layers": ["conv1_2", "conv3_1"], "patch_sizes": [6, 8]}
@@ -71,7 +71,7 @@ def test_default_names_grammar_and_subfamilies():
     families = {family: [n for n in names if re.fullmatch(regex, n)] for family, regex in CNNFeatures.subfamilies.items()}
     assert {k: len(v) for k, v in families.items()} == {"shallow": 512, "mid": 2048, "deep": 2048}
     assert families["shallow"][0].startswith("Conv22") and families["deep"][0].startswith("Conv54")
-    assert not hasattr(cnn, "encoder_")  # names come from the settings, no network was built
+    assert not hasattr(cnn, "_network")  # names come from the settings, no network was built
 
     encoder = CNNFeatures({"network": "encoder-3d", "weights": "vq-lgg-cpu", "modalities": ["Image", "t1ce"]})
     names = encoder.feature_names()
@@ -122,11 +122,11 @@ def test_bad_settings_are_params_errors_naming_the_key(settings, message):
 # ---------------------------------------------------------------------- features
 def test_random_network_is_reproducible_from_its_seed(small_cnn):
     case = synthetic_case()
-    first = small_cnn.compute(case)
-    again = CNNFeatures(SMALL).compute(case)
+    first = small_cnn.compute(case).features
+    again = CNNFeatures(SMALL).compute(case).features
     assert again == first  # a fresh network from the same seed: the same features
     other = CNNFeatures({**SMALL, "seed": 1})
-    assert other.compute(case) != first and other.diagnostics()["WeightsSha256"] != small_cnn.diagnostics()["WeightsSha256"]
+    assert other.compute(case).features != first and other.diagnostics()["WeightsSha256"] != small_cnn.diagnostics()["WeightsSha256"]
     values = np.array(list(first.values()))
     assert np.isfinite(values).all() and (values >= 0).all()  # ReLU activations
     for name, value in first.items():
@@ -138,8 +138,9 @@ def test_features_are_pooled_patch_activations_recomputed_by_hand():
     """A single 16-voxel patch (a stride larger than the ROI) on a real case, recomputed without the class."""
     case = lgg()
     cnn = CNNFeatures({"layers": ["conv2_2", "conv5_4"], "patch_sizes": [16], "stride": 1000})
-    features = cnn.compute(case)
-    assert cnn.diagnostics()["PatchesP16"] == 1
+    result = cnn.compute(case)
+    features = result.features
+    assert result.diagnostics["PatchesP16"] == 1
     flair = sitk.GetArrayFromImage(sitk.ReadImage(str(require_data("lgg", SMALLEST_LGG, "flair.nii.gz")))).astype(np.float64)
     roi = sitk.GetArrayFromImage(sitk.ReadImage(str(require_data("lgg", SMALLEST_LGG, "mask.nii.gz")))) == 1
     voxels = np.argwhere(roi)
@@ -150,7 +151,7 @@ def test_features_are_pooled_patch_activations_recomputed_by_hand():
     dst = [slice(s.start - a, s.stop - a) for s, a in zip(src, lo)]
     patch[tuple(dst)] = flair[tuple(src)]
     patch = (patch - patch.min()) / (patch.max() - patch.min()) * 255 - 127.5
-    net = cnn.encoder_.networks[""]
+    net = cnn._network.networks[""]
     with torch.inference_mode():
         maps = net.activations(torch.from_numpy(patch).float()[None, None], ["conv2_2", "conv5_4"])
     for layer, token in (("conv2_2", "Conv22"), ("conv5_4", "Conv54")):
@@ -167,8 +168,8 @@ def test_features_ignore_affine_intensity_changes(small_cnn):
     base = synthetic_case()
     array = sitk.GetArrayFromImage(base.image()).astype(np.float64)
     roi = base.mask_array()
-    first = small_cnn.compute(array_case(array, roi))
-    scaled = small_cnn.compute(array_case(array * 3.0 + 50.0, roi))  # each patch is scaled to [-127.5, 127.5]
+    first = small_cnn.compute(array_case(array, roi)).features
+    scaled = small_cnn.compute(array_case(array * 3.0 + 50.0, roi)).features  # each patch is scaled to [-127.5, 127.5]
     np.testing.assert_allclose(list(scaled.values()), list(first.values()), rtol=1e-4, atol=1e-4)
 
 
@@ -176,16 +177,19 @@ def test_resampling_to_isotropic_spacing(small_cnn):
     base = synthetic_case()
     array = sitk.GetArrayFromImage(base.image()).astype(np.float64)
     roi = base.mask_array()
-    copied = small_cnn.compute(array_case(array, roi))
-    assert small_cnn.diagnostics()["Resampled"] is False
+    result = small_cnn.compute(array_case(array, roi))
+    copied = result.features
+    assert result.diagnostics["Resampled"] is False
     # a spacing off by 1e-5 takes the interpolating path on an almost identical grid: almost the same features
-    nearly = small_cnn.compute(array_case(array, roi, spacing=(1.00001,) * 3))
-    assert small_cnn.diagnostics()["Resampled"] is True
+    result = small_cnn.compute(array_case(array, roi, spacing=(1.00001,) * 3))
+    nearly = result.features
+    assert result.diagnostics["Resampled"] is True
     np.testing.assert_allclose(list(nearly.values()), list(copied.values()), rtol=1e-3, atol=1e-3)
     # 2 mm slices on a 1 mm grid: twice as many ROI voxels along z
-    thick = small_cnn.compute(array_case(array, roi, spacing=(1.0, 1.0, 2.0)))
+    result = small_cnn.compute(array_case(array, roi, spacing=(1.0, 1.0, 2.0)))
+    thick = result.features
     assert np.isfinite(list(thick.values())).all()
-    assert 1.8 < small_cnn.diagnostics()["RoiVoxels"] / roi.sum() < 2.2
+    assert 1.8 < result.diagnostics["RoiVoxels"] / roi.sum() < 2.2
 
 
 def test_upsampling_keeps_every_patch_inside_the_grid(small_cnn):
@@ -195,10 +199,11 @@ def test_upsampling_keeps_every_patch_inside_the_grid(small_cnn):
     roi[4:7, 4:7, 4:7] = True  # 3 x 3 x 3 voxels of 2 mm = 6 mm = 12 voxels of 0.5 mm
     case = array_case(array, roi, spacing=(2.0, 2.0, 2.0))
     fine = CNNFeatures({**SMALL, "spacing": 0.5, "stride": 5})  # centres on the ROI's outer voxels
-    fine.encoder_ = small_cnn._encoder()  # same network: only the spacing differs
-    values = fine.compute(case)
+    fine._network = small_cnn._encoder()  # same network: only the spacing differs
+    result = fine.compute(case)
+    values = result.features
     assert np.isfinite(list(values.values())).all()
-    assert fine.diagnostics()["RoiVoxels"] == 12**3 and fine.diagnostics()["PatchesP8"] == 3**3
+    assert result.diagnostics["RoiVoxels"] == 12**3 and result.diagnostics["PatchesP8"] == 3**3
 
 
 def test_modalities_get_their_own_features(small_cnn):
@@ -206,10 +211,10 @@ def test_modalities_get_their_own_features(small_cnn):
     array = sitk.GetArrayFromImage(base.image()).astype(np.float64)
     case = array_case(array, base.mask_array(), t1=array[::-1].copy())
     two = CNNFeatures({**SMALL, "modalities": ["Image", "t1"]})
-    two.encoder_ = small_cnn._encoder()  # same settings apart from the modalities: reuse the built network
-    values = two.compute(case)
+    two._network = small_cnn._encoder()  # same settings apart from the modalities: reuse the built network
+    values = two.compute(case).features
     assert list(values) == two.feature_names()
-    image_only = small_cnn.compute(case)
+    image_only = small_cnn.compute(case).features
     assert {k: v for k, v in values.items() if not k.endswith("-t1")} == image_only
     assert [values[k + "-t1"] for k in image_only] != list(image_only.values())
 
@@ -232,7 +237,7 @@ def test_pickle_sends_settings_not_networks(small_cnn):
     small_cnn.compute(synthetic_case())
     data = pickle.dumps(small_cnn)
     assert len(data) < 100_000  # the 240 MB network stays behind; workers rebuild it from the seed
-    assert not hasattr(pickle.loads(data), "encoder_")
+    assert not hasattr(pickle.loads(data), "_network")
 
 
 # ---------------------------------------------------------------------- mapped and transferred networks
@@ -264,7 +269,7 @@ def test_mapped_2d_weights_file(tmp_path):
     names = cnn.feature_names()
     assert names[0] == "Conv11AxiP6Mean000" and "Conv21SagP6Max127" in names and len(names) == 2 * (64 + 128) * 2
     assert cnn.artifacts() == {"Weights": digest}
-    values = cnn.compute(synthetic_case())
+    values = cnn.compute(synthetic_case()).features
     assert list(values) == names and np.isfinite(list(values.values())).all()
     assert cnn.diagnostics()["WeightsSha256"] == digest and cnn.diagnostics()["Orientations"] == "axial,sagittal"
     axial = np.array([values[n] for n in names if "Axi" in n])
@@ -299,7 +304,8 @@ def test_weights_files_of_the_wrong_layout_are_refused(tmp_path):
 def test_transferred_vq_encoder_on_a_real_case():
     case = lgg()
     cnn = CNNFeatures({"network": "encoder-3d", "weights": "vq-lgg-cpu", "patch_sizes": [8]})
-    values = cnn.compute(case)
+    result = cnn.compute(case)
+    values = result.features
     assert list(values) == cnn.feature_names() and len(values) == 3 * (32 + 64 + 64) * 2
     array = np.array(list(values.values()))
     assert np.isfinite(array).all() and array.std() > 0
@@ -309,9 +315,9 @@ def test_transferred_vq_encoder_on_a_real_case():
     bundle_sha = load_bundle("vq-lgg-cpu").sha256
     assert cnn.artifacts() == {"Weights": bundle_sha} and cnn.diagnostics()["WeightsSha256"] == bundle_sha
     diagnostics = cnn.diagnostics()
-    assert diagnostics["Layers"] == "block1,block3,head" and diagnostics["PatchesP8"] == 9
+    assert diagnostics["Layers"] == "block1,block3,head" and result.diagnostics["PatchesP8"] == 9
     # each orientation's network is a 3D copy: its stem takes one channel, the bundle's 3 channels along its axis
-    stems = [net.stem.weight.shape for net in cnn.encoder_.networks.values()]
+    stems = [net.stem.weight.shape for net in cnn._network.networks.values()]
     assert stems == [(16, 1, 3, 3, 3)] * 3
     axial, coronal = (np.array([values[n] for n in values if t in n]) for t in ("Axi", "Cor"))
     assert not np.allclose(axial, coronal)
@@ -389,7 +395,8 @@ def test_voxel_maps_paint_each_patch_with_its_pooled_value(lgg_case):
     case = Case({"Image": lgg_case["flair"]}, lgg_case["mask"], case_id="lgg")
     settings = {"layers": ["conv1_2"], "patch_sizes": [8], "pooling": ["mean", "max"]}
     cnn = CNNFeatures({**settings, "map_features": ["Conv12P8Mean005", "Conv12P8Max005"]})
-    features = cnn.compute(case)
+    result = cnn.compute(case)
+    features = result.features
     maps = cnn.voxel_maps(case)
     mean_map = sitk.GetArrayFromImage(maps["Conv12P8Mean005"])
     assert maps["Conv12P8Mean005"].GetSize() == case.image().GetSize()
@@ -400,7 +407,7 @@ def test_voxel_maps_paint_each_patch_with_its_pooled_value(lgg_case):
     assert np.isfinite(mean_map[roi]).mean() > 0.8
     # the tiling patches do not overlap: each painted value is one patch's mean, and their average is the feature
     patch_values = np.unique(painted)
-    assert len(patch_values) == cnn.patches_[8]
+    assert len(patch_values) == result.diagnostics["PatchesP8"]
     assert np.mean(patch_values) == pytest.approx(features["Conv12P8Mean005"], rel=1e-5)
     max_map = sitk.GetArrayFromImage(maps["Conv12P8Max005"])
     assert np.nanmax(max_map) == pytest.approx(features["Conv12P8Max005"], rel=1e-6)

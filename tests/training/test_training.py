@@ -27,8 +27,8 @@ from deepradiomics.training.loop import amp_settings, architecture, fit, load_co
 from deepradiomics.training.losses import focal_loss, hard_dice, soft_dice_loss  # noqa: E402
 from deepradiomics.training.samplers import PatchSampler  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 MANIFEST = DATA / "lgg" / "cases.csv"
 COLUMNS = ["Image_t1", "Image", "Image_t1ce"]
 TINY = dict(

@@ -1,4 +1,5 @@
-"""Helpers shared by the subcommands: error reporting, one logging set-up, common options.
+"""Helpers shared by the subcommands and by plugin commands (a public module): error reporting, one logging
+set-up, common options.
 
 Logging: every command logs through the ``logging`` module to stderr (data goes to stdout or ``-o``).
 ``-q`` shows errors only, the default shows warnings, ``-v`` adds information (progress notes, notes

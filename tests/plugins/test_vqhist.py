@@ -20,7 +20,7 @@ from deepradiomics.testing import check_feature_class  # noqa: E402
 from deepradiomics.training.data import SliceSet, map_labels  # noqa: E402
 from deepradiomics.training.loop import fit  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 LGG_CASE = DATA / "lgg" / "TCGA_CS_4942_19970222"
 BRATS = DATA / "brats23"
 SIZE, K = 32, 16
@@ -62,7 +62,7 @@ def _train_tiny_bundle(folder: Path, arrays, mask, names, label_map, steps_epoch
         progress=False,
     )
     config = {"name": folder.name, "architecture": arch, "modalities": [{"name": n, "column": f"Image_{n}"} for n in names]}
-    save_bundle(net, config, folder, "# tiny test model trained in tests/test_vqhist.py\nsha256 {sha256}\n")
+    save_bundle(net, config, folder, "# tiny test model trained in tests/plugins/test_vqhist.py\nsha256 {sha256}\n")
     return folder
 
 
@@ -101,25 +101,27 @@ def test_volume_counts_sum_to_latent_cells_and_are_reproducible(lgg_bundle):
     case = _lgg_case()
     n_slices = case.array("Image").shape[0]
     first = VQHistogram(_settings(lgg_bundle))
-    counts = first.compute(case)
+    result = first.compute(case)
+    counts = result.features
     assert sum(counts.values()) == n_slices * 8 * 8
     assert all(float(v).is_integer() and v >= 0 for v in counts.values())
-    assert first.diagnostics()["LatentCells"] == n_slices * 64
-    assert 1.0 <= first.diagnostics()["Perplexity"] <= K
-    again = VQHistogram(_settings(lgg_bundle)).compute(_lgg_case())  # fresh instance, fresh case
+    assert result.diagnostics["LatentCells"] == n_slices * 64  # per case: returned, not left on the instance
+    assert 1.0 <= result.diagnostics["Perplexity"] <= K
+    assert "LatentCells" not in first.diagnostics()
+    again = VQHistogram(_settings(lgg_bundle)).compute(_lgg_case()).features  # fresh instance, fresh case
     assert again == counts
-    freq = VQHistogram(_settings(lgg_bundle, normalize="frequency")).compute(case)
+    freq = VQHistogram(_settings(lgg_bundle, normalize="frequency")).compute(case).features
     assert sum(freq.values()) == pytest.approx(1.0)
     assert freq == pytest.approx({k.replace("Codeword", "Frequency"): v / (n_slices * 64) for k, v in counts.items()})
-    both = VQHistogram(_settings(lgg_bundle, normalize="both")).compute(case)
+    both = VQHistogram(_settings(lgg_bundle, normalize="both")).compute(case).features
     assert both == {**counts, **freq}  # the two sub-families side by side
 
 
 def test_roi_counts_only_cells_touching_the_mask(lgg_bundle):
     case = _lgg_case()
-    volume = VQHistogram(_settings(lgg_bundle)).compute(case)
+    volume = VQHistogram(_settings(lgg_bundle)).compute(case).features
     roi_class = VQHistogram(_settings(lgg_bundle, region="roi"))
-    roi = roi_class.compute(case)
+    roi = roi_class.compute(case).features
     assert all(roi[k] <= volume[k] for k in volume)
     # the number of counted cells, from the mask directly: resize (nearest) and look at each 4x4 block
     mask = mask_to_slices(case.mask_array(), SIZE).numpy() > 0
@@ -181,20 +183,20 @@ def test_brats_four_channel_case_end_to_end(tmp_path):
     seg = sitk.GetArrayFromImage(case.mask_image())  # labels 1, 2, 3 -> classes 1, 2, 3
     bundle = _train_tiny_bundle(tmp_path / "tiny-brats", arrays, seg, list(names), {1: 1, 2: 2, 3: 3}, steps_epochs=1)
     settings = {"model": str(bundle), "modalities": list(names)}
-    volume = VQHistogram(settings).compute(case)
+    volume = VQHistogram(settings).compute(case).features
     assert sum(volume.values()) == 155 * 64
-    roi = VQHistogram({**settings, "region": "roi"}).compute(case)  # label 1 = necrotic core
+    roi = VQHistogram({**settings, "region": "roi"}).compute(case).features  # label 1 = necrotic core
     assert 0 < sum(roi.values()) < sum(volume.values())
     assert all(roi[k] <= volume[k] for k in volume)
     edema = Case(case.modalities, case.mask, label=2, case_id="edema")
-    roi_ed = VQHistogram({**settings, "region": "roi"}).compute(edema)
+    roi_ed = VQHistogram({**settings, "region": "roi"}).compute(edema).features
     assert sum(roi_ed.values()) > 0 and roi_ed != roi
 
 
 def test_params_files_name_vqhist_with_the_default_model():
     from deepradiomics.params import load_params
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     for name in ("deep.yaml", "combined.yaml"):
         params = load_params(repo / "params" / name)
         settings = params.plugins["vqhist"]
@@ -208,7 +210,7 @@ def test_extractor_with_deep_params_and_the_shipped_default_model():
     from deepradiomics.models import load_bundle
 
     folder = _need(LGG_CASE)
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     row = Extractor(repo / "params" / "deep.yaml").execute(
         folder / "flair.nii.gz",
         folder / "mask.nii.gz",
@@ -226,13 +228,13 @@ def test_modalities_default_to_the_bundle_and_a_permutation_is_mapped_by_name(lg
     case = _lgg_case()
     default = VQHistogram({"model": str(lgg_bundle)})
     assert default.modalities == ("t1", "Image", "t1ce")
-    reference = default.compute(case)
+    reference = default.compute(case).features
     shuffled = VQHistogram({"model": str(lgg_bundle), "modalities": ["t1ce", "t1", "Image"]})
     with caplog.at_level("WARNING"):
-        assert shuffled.compute(case) == reference  # the model's channels, mapped by name
+        assert shuffled.compute(case).features == reference  # the model's channels, mapped by name
     assert "mapped by name" in caplog.text
     renamed = Case({"Image": case.modalities["Image"], "T1": case.modalities["t1"], "T1CE": case.modalities["t1ce"]}, case.mask)
-    assert VQHistogram({"model": str(lgg_bundle), "modalities": ["T1", "Image", "T1CE"]}).compute(renamed) == reference  # other names: by position
+    assert VQHistogram({"model": str(lgg_bundle), "modalities": ["T1", "Image", "T1CE"]}).compute(renamed).features == reference  # other names: by position
 
 
 def test_small_images_warn_or_are_refused(lgg_bundle, caplog):
@@ -277,5 +279,5 @@ def test_voxel_maps_put_the_codewords_on_the_image_grid(lgg_bundle):
     assert set(np.unique(values)) == set(np.unique(codes))
     assert values[5, 0, 0] == codes[5, 0, 0] and values[5, -1, -1] == codes[5, -1, -1]  # corner cells
     counts = sitk.GetArrayFromImage(maps["CodewordCount"])
-    histogram = vq.compute(case)
+    histogram = vq.compute(case).features
     assert counts[5, 0, 0] == histogram[f"Codeword{codes[5, 0, 0]:03d}"]

@@ -27,9 +27,9 @@ from deepradiomics.nets.vqseg import BLOCKS, DownBlock, PostActBlock, PreActBloc
 from deepradiomics.training.data import SliceSet, load_manifest_slices  # noqa: E402
 from deepradiomics.training.loop import architecture, fit, load_config  # noqa: E402
 
-from .conftest import require_data  # noqa: E402
+from tests.conftest import require_data  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COLUMNS = ["Image_t1", "Image", "Image_t1ce"]
 #: model.pt of the shipped CPU bundle (config.yaml records the same; load_bundle checks it)
 VQ_LGG_CPU_SHA256 = "71f09bd43d9373d2f1e439235897bfe720d99159673427b27d4c005cbad4b772"
