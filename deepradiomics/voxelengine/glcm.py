@@ -76,6 +76,8 @@ EPS = np.spacing(1)
 CHUNK_PAIRS = 1_500_000
 #: matrices per numpy.linalg.eigvals call
 EIG_CHUNK = 2048
+#: matrices per padded block computation (HXY2)
+BLOCK_CHUNK = 4096
 #: dense (voxels x Ng x Ng) elements above which a batch that needs PyRadiomics' dense path is declined
 DENSE_LIMIT = 40_000_000
 
@@ -406,26 +408,28 @@ class _AngleValues:
 
     def hxy2(self, orders):
         """HXY2 = -sum p_x(i) p_y(j) log2(p_x(i) p_y(j) + eps) over the rows and columns present (the other
-        products are 0), in PyRadiomics' order."""
+        products are 0), added in PyRadiomics' order (row- or column-major)."""
         o = orders["hxy2"]
 
         def compute():
             c = self.c
             rows, px = self.rows()
             cols, py = self.cols()
-            row_seg, col_seg = rows.keys // c.ng, cols.keys // c.ng
-            outer_seg, inner_seg = (row_seg, col_seg) if o == "row" else (col_seg, row_seg)
-            outer_val, inner_val = (px, py) if o == "row" else (py, px)
-            inner_start = np.searchsorted(inner_seg, np.arange(c.nseg))
-            inner_count = np.bincount(inner_seg, minlength=c.nseg)
-            repeats = inner_count[outer_seg]
-            total = int(repeats.sum())
-            outer_of = np.repeat(np.arange(len(outer_seg)), repeats)
-            first = np.cumsum(repeats) - repeats
-            inner_of = inner_start[outer_seg][outer_of] + (np.arange(total) - first[outer_of])
-            pxpy = outer_val[outer_of] * inner_val[inner_of] if o == "row" else inner_val[inner_of] * outer_val[outer_of]
-            values = pxpy * np.log2(pxpy + EPS)
-            return (-1) * self._full(OrderedSum(outer_seg[outer_of], presorted=True), values)
+            out = np.zeros(c.nseg)
+            px_block, row_segs = _blocks(rows.keys // c.ng, px, c.nseg)
+            py_block, col_segs = _blocks(cols.keys // c.ng, py, c.nseg)
+            segs = np.intersect1d(row_segs, col_segs)
+            row_at = np.searchsorted(row_segs, segs)
+            col_at = np.searchsorted(col_segs, segs)
+            for begin in range(0, len(segs), BLOCK_CHUNK):
+                r, k = row_at[begin : begin + BLOCK_CHUNK], col_at[begin : begin + BLOCK_CHUNK]
+                pxpy = px_block[r][:, :, None] * py_block[k][:, None, :]  # zero where padded
+                if o == "col":
+                    pxpy = pxpy.transpose(0, 2, 1)
+                terms = np.ascontiguousarray(pxpy * np.log2(pxpy + EPS)).reshape(len(r), -1)
+                # sequential sum along each row (add.accumulate adds in order; padded zeros change nothing)
+                out[segs[begin : begin + BLOCK_CHUNK]] = np.add.accumulate(terms, axis=1)[:, -1]
+            return (-1) * out
 
         return self.cached(("hxy2", o), compute)
 
@@ -570,6 +574,16 @@ class _AngleValues:
         for k in range(m_c):
             q += (block[:, :, None, k] * block[:, None, :, k]) / (bpx[:, :, None] * bpy[:, k][:, None, None] + EPS)
         return q
+
+
+def _blocks(segments: np.ndarray, values: np.ndarray, nseg: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment values (sorted by segment) as a zero-padded (segments present, longest) array."""
+    present, starts = np.unique(segments, return_index=True)
+    counts = np.diff(np.append(starts, len(segments)))
+    block = np.zeros((len(present), int(counts.max()) if len(counts) else 0))
+    owner = np.repeat(np.arange(len(present)), counts)
+    block[owner, np.arange(len(segments)) - starts[owner]] = values
+    return block, present
 
 
 _DIFFERENCE = frozenset({"DifferenceAverage", "DifferenceEntropy", "DifferenceVariance", "Idm", "Idmn", "Id", "Idn", "InverseVariance"})
