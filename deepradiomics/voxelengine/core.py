@@ -38,6 +38,7 @@ class ClassVoxels:
 
     @property
     def supported(self) -> bool:
+        """Whether the engine computed the class (else see :attr:`reason`)."""
         return self.reason is None
 
 
@@ -127,7 +128,7 @@ def make_engine(instance) -> tuple[object | None, list[tuple[int, int]], str | N
     if reason is not None:
         return None, [], reason
     features = enabled_features(instance)
-    known = getattr(_module_of(engine_class), "FEATURES")
+    known = _module_of(engine_class).FEATURES
     unknown = [name for name in features if name not in known]
     if unknown:
         return None, [], f"feature(s) {', '.join(unknown)} not known to the engine"

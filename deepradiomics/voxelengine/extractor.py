@@ -108,6 +108,7 @@ class FastVoxelExtractor(featureextractor.RadiomicsFeatureExtractor):
         self._tasks: list[_ClassTask] = []
 
     def computeFeatures(self, image, mask, imageTypeName, **kwargs):  # noqa: N802, N803 (PyRadiomics' names)
+        """PyRadiomics' ``computeFeatures``; in voxel mode each class by the engine (pending maps, see :meth:`resolve`)."""
         if not kwargs.get("voxelBased", False):
             return super().computeFeatures(image, mask, imageTypeName, **kwargs)
         vector = OrderedDict()

@@ -150,6 +150,7 @@ class FirstOrderEngine:
         self.chunk = max(1, CHUNK_VALUES // self.offsets.shape[1])
 
     def unsupported(self, bounds) -> str | None:
+        """Why this engine cannot reproduce PyRadiomics here (None when it can)."""
         return None
 
     def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:

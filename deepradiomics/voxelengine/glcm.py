@@ -58,6 +58,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .common import call_features, layout_like, quiet_numpy
 from .kernels import Kernel, KernelSettings, generate_angles
 from .reduce import OrderedSum, run_starts
 
@@ -676,6 +677,7 @@ class GLCMEngine:
         self._totals = None
 
     def layout(self, empty_angles: tuple, voxels: int) -> Layout:
+        """The (cached) layout of PyRadiomics' arrays for a batch with these empty angles and voxels."""
         key = (empty_angles, min(voxels, 2))
         if key not in self._layouts:
             plan = self.plan
@@ -753,7 +755,7 @@ class GLCMEngine:
                 if key not in per_angle:
                     per_angle[key] = np.full((count, self.plan.na), False if array.dtype == bool else np.nan, dtype=array.dtype)
                 per_angle[key][s:e] = array
-        with np.errstate(divide="ignore", invalid="ignore"), _quiet_nanmean():
+        with quiet_numpy():
             for b in sparse:
                 self._finish_batch(per_angle, layouts.index(b.layout), b, totals, out)
 
@@ -803,8 +805,8 @@ class GLCMEngine:
         instance = self.instance
         instance.P_glcm = self.dense_matrix(b)
         instance._calculateCoefficients()
-        with np.errstate(divide="ignore", invalid="ignore"), _quiet_nanmean():
-            for name, success, value in _call_features(instance, self.features):
+        with quiet_numpy():
+            for name, success, value in call_features(instance, self.features):
                 if success:
                     out[name][b.start : b.stop] = value
 
@@ -831,8 +833,7 @@ class GLCMEngine:
             shape = (nb, ng, ng, len(kept))
             index = (v[keep], cells.i[keep], cells.j[keep], column[a[keep]])
             values = cells.count[keep]
-        axes = b.layout.axes
-        matrix = np.zeros([shape[k] for k in axes]).transpose(np.argsort(axes))
+        matrix = layout_like(shape, b.layout.axes)
         matrix[index] = values
         total = np.sum(matrix, (1, 2))
         total[total == 0] = np.nan
@@ -861,31 +862,3 @@ def _laid_out(values: np.ndarray, angle_inner: bool) -> np.ndarray:
     if angle_inner:
         return np.ascontiguousarray(values)
     return np.asfortranarray(values)
-
-
-def _call_features(instance, features):
-    """PyRadiomics' ``_calculateFeatures`` loop body: (feature, success, value) per enabled feature."""
-    import traceback
-
-    for name in features:
-        try:
-            yield name, True, getattr(instance, f"get{name}FeatureValue")()
-        except DeprecationWarning as exc:
-            instance.logger.debug("Feature %s is deprecated: %s", name, exc.args[0])
-        except Exception:
-            instance.logger.error("FAILED: %s", traceback.format_exc())
-            yield name, False, np.nan
-
-
-class _quiet_nanmean:
-    """Silence numpy's RuntimeWarnings of all-NaN averages (PyRadiomics' NaN, which numpy warns about there too)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._catch.__exit__(*exc)

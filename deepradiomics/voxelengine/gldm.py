@@ -83,6 +83,7 @@ class GLDMEngine:
         self.absent = absent_levels(instance)
 
     def unsupported(self, bounds) -> str | None:
+        """Why this engine cannot reproduce PyRadiomics here (None when it can)."""
         if self.na == 0:
             return "no GLDM angle for this image size and distances"
         return None

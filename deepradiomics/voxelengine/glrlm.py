@@ -131,11 +131,13 @@ class GLRLMEngine:
         self.absent = absent_levels(instance)
 
     def unsupported(self, bounds) -> str | None:
+        """Why this engine cannot reproduce PyRadiomics here (None when it can)."""
         if self.na == 0:
             return "no GLRLM angle for this image size"
         return None
 
     def runs(self, mapper=map) -> tuple[np.ndarray, ...]:
+        """The runs of every voxel's kernel, ``(voxel, angle, grey level, length)``, sorted by voxel."""
         count = self.kernel.count
         spans = [(s, min(s + self.chunk, count)) for s in range(0, count, self.chunk)]
         jobs = [(self.kernel.levels(s, e), self.lines, self.na) for s, e in spans]

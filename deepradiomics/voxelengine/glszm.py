@@ -91,9 +91,11 @@ class GLSZMEngine:
         self.absent = absent_levels(instance)
 
     def unsupported(self, bounds) -> str | None:
+        """Why this engine cannot reproduce PyRadiomics here (None when it can)."""
         return None
 
     def zones(self, mapper=map) -> tuple[np.ndarray, ...]:
+        """The zones of every voxel's kernel, ``(voxel, grey level, size)``, sorted by voxel."""
         count = self.kernel.count
         spans = [(s, min(s + self.chunk, count)) for s in range(0, count, self.chunk)]
         jobs = [(self.kernel.levels(s, e), self.kernel.shape) for s, e in spans]

@@ -35,6 +35,7 @@ class KernelSettings:
 
     @classmethod
     def from_settings(cls, settings: dict) -> KernelSettings:
+        """The kernel settings PyRadiomics' C code uses (``force2Ddimension`` only with ``force2D``)."""
         force2d = bool(settings.get("force2D", False))
         return cls(int(settings.get("kernelRadius", 1)), int(settings.get("force2Ddimension", 0)) if force2d else None)
 

@@ -68,11 +68,13 @@ class NGTDMEngine:
         self.chunk = max(64, CHUNK_PAIRS // max(1, len(self.first)))
 
     def unsupported(self, bounds) -> str | None:
+        """Why this engine cannot reproduce PyRadiomics here (None when it can)."""
         if len(self.angles) == 0:
             return "no NGTDM angle for this image size and distances"
         return None
 
     def differences(self, mapper=map) -> tuple[np.ndarray, np.ndarray]:
+        """(kernel levels, |i - mean of neighbours|), both (voxels, positions), all voxels."""
         count = self.kernel.count
         spans = [(s, min(s + self.chunk, count)) for s in range(0, count, self.chunk)]
         levels = [self.kernel.levels(s, e) for s, e in spans]
