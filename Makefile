@@ -33,9 +33,10 @@ $(VENV)/.installed: setup.py
 
 # The main job: classical (PyRadiomics) + deep features of one real case in one row: vqhist with the shipped
 # VQ model (codeword counts and frequencies) and cnn with the paper's seeded random VGG-19-3D.
+# Written under runs/ (ignored by git), so the checkout stays clean.
 run: install
-	$(VENV)/bin/deepradiomics extract params/lgg_example.yaml $(CASE_ARGS) -o features.csv
-	@echo "wrote features.csv"
+	$(VENV)/bin/deepradiomics extract params/lgg_example.yaml $(CASE_ARGS) -o runs/features.csv
+	@echo "wrote runs/features.csv"
 
 # The test suite (what CI runs).
 test: install

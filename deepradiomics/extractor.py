@@ -94,9 +94,10 @@ class Extractor:
             from .registry import get_registry
 
             registry = get_registry()
+            params = self.params
             self._classes = {
-                name: registry.get(name)(settings, where=f"{self.params.source}: featureClass.{name}", base_dir=self.params.base_dir)
-                for name, settings in self.params.plugins.items()
+                name: registry.get(params.class_of(name))(params.class_settings(name), where=f"{params.source}: featureClass.{name}", base_dir=params.base_dir)
+                for name in params.plugins
             }
         return self._classes
 
@@ -116,12 +117,12 @@ class Extractor:
         Each case is described once per fitted class (in parallel over ``jobs`` workers for a manifest,
         cached in ``cache_dir`` when given), then each class fits its cohort step on those descriptors.
         """
-        for feature_class in self.fitted_classes.values():
+        for name, feature_class in self.fitted_classes.items():
             if cases is not None:
                 cases = list(cases)
                 feature_class.fit(cases)
                 continue
-            descriptors = describe_cases(feature_class, manifest, jobs=jobs, cache_dir=cache_dir, progress=progress, label=self.params.label)
+            descriptors = describe_cases(feature_class, manifest, jobs=jobs, cache_dir=cache_dir, progress=progress, label=self.params.label, name=name)
             feature_class.fit_from_descriptors(list(descriptors.values()), list(descriptors))
         return self
 
@@ -203,7 +204,7 @@ class Extractor:
     def compute(self, case: Case, layout: str = "deepradiomics") -> dict[str, Any]:
         """Ordered ``{column: value}`` for one case (what :meth:`execute_case` wraps in a Series).
 
-        ``layout="deepradiomics"`` (default): deepradiomics' provenance and case diagnostics, PyRadiomics'
+        ``layout="deepradiomics"`` (default): PyRadiomics' diagnostics, deepradiomics' provenance and case
         diagnostics, each plugin class's diagnostics, then the features: PyRadiomics' block (in
         PyRadiomics' own order) where its first class stands in the params file, each plugin class where
         it stands. ``layout="pyradiomics"``: exactly PyRadiomics' keys in its order (its diagnostics, then
@@ -213,17 +214,21 @@ class Extractor:
             raise ParamsError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
         self.check_fitted()  # before reading any image: a missing fit is a set-up error, not a case error
         case.mask_image()  # fail early on a missing or empty mask, before any class runs
-        diagnostics: dict[str, Any] = self.provenance()
-        diagnostics.update(case.diagnostics())
+        # PyRadiomics' diagnostics first (as its own tables), then deepradiomics' provenance, the case's and the classes'
+        diagnostics: dict[str, Any] = {}
         blocks: dict[str, dict[str, float]] = {}
         result: dict[str, Any] = {}
+        warnings = None
         if self.backend is not None:
             block = blocks.setdefault(_PYRADIOMICS_BLOCK, {})
             with _CapturedWarnings("radiomics") as warnings:
                 result = self._execute_backend(case)
             for key, value in result.items():
                 (diagnostics if is_diagnostic(key) else block)[key] = value
-            problem = self.classical_columns_problem(block)
+        diagnostics.update(self.provenance())
+        diagnostics.update(case.diagnostics())
+        if self.backend is not None:
+            problem = self.classical_columns_problem(blocks[_PYRADIOMICS_BLOCK])
             if problem:
                 why = f"PyRadiomics warned: {warnings.messages[-1]}" if warnings.messages else "PyRadiomics skipped it"
                 raise FeatureError(
@@ -233,6 +238,8 @@ class Extractor:
         for name, feature_class in self.plugin_classes.items():
             computed = self._compute_class(name, feature_class, case)
             blocks[name] = {format_name(feature_class.image_type, name, k): float(v) for k, v in computed.features.items()}
+            if name != feature_class.name:  # a second configuration of a class: the table says which class
+                diagnostics[diagnostics_name(name, "Class")] = feature_class.name
             for key, value in {**feature_class.diagnostics(), **computed.diagnostics}.items():
                 diagnostics[diagnostics_name(name, key)] = value
         if layout == "pyradiomics":
@@ -304,7 +311,7 @@ class Extractor:
         versions = {"deepradiomics": __version__}
         registry = get_registry()
         sources = {"pyradiomics"} if self.params.pyradiomics else set()
-        sources |= {registry.entry(name).source for name in self.params.plugins}
+        sources |= {registry.entry(self.params.class_of(name)).source for name in self.params.plugins}
         for source in sorted(sources):
             try:
                 versions[source] = metadata.version(source)
@@ -465,18 +472,20 @@ def describe_cases(
     label: int = 1,
     base_dir: str | os.PathLike | None = None,
     scheduler: str = "processes",
+    name: str | None = None,
 ) -> dict[str, dict]:
     """``{ID: descriptors}`` of a fitted class for every case of ``manifest`` (parallel, cached), in manifest order.
 
     A failing case stops the fit with its message (a cohort-level encoder silently fitted on fewer cases
     than the user listed would be a hidden change of the study). With ``cache_dir`` the descriptors of
-    each case are kept as ``cache_dir/descriptors/<class>/<case>.npz`` (keyed like the batch cache) and
-    reused by later fits, e.g. the fold-wise refits of a study.
+    each case are kept as ``cache_dir/descriptors/<name>/<case>.npz`` (keyed like the batch cache; ``name``
+    is the class's entry in the params file, default the class's name) and reused by later fits, e.g. the
+    fold-wise refits of a study.
     """
     from .batch import BatchRun
 
     task = DescribeTask(feature_class, label=label)
-    folder = Path(cache_dir) / "descriptors" / feature_class.name if cache_dir is not None else None
+    folder = Path(cache_dir) / "descriptors" / (name or feature_class.name) if cache_dir is not None else None
     run = BatchRun()
     frame, _, results = run_tasks(
         task, manifest, jobs=jobs, out_dir=folder, progress=progress, base_dir=base_dir, scheduler=scheduler, run=run, desc=f"describe {feature_class.name}"

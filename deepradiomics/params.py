@@ -34,6 +34,8 @@ from .errors import ParamsError, did_you_mean
 from .yamlio import load_yaml, read_yaml
 
 TOP_LEVEL_KEYS = ("setting", "imageType", "featureClass", "voxelSetting")
+#: the key of a plugin entry's settings naming its class, for a second configuration of a class
+CLASS_KEY = "class"
 #: numeric settings beyond this magnitude overflow float64 in PyRadiomics' arithmetic (bin edges, ranges)
 MAX_SETTING_MAGNITUDE = 1e300
 #: PyRadiomics' image types (``radiomics.getImageTypes()``), listed here so checking needs no import.
@@ -70,6 +72,9 @@ class Params:
         Classes computed by PyRadiomics, in file order, each mapped to its feature list (empty = all).
     plugins
         Every other class (deep or hand-crafted plugins), in file order, each mapped to its settings mapping.
+        A key is the class's token in column names; an entry whose settings name another ``class``
+        (``cnnmapped: {class: cnn, network: encoder-3d}``) is a second configuration of that class with a
+        token of its own (:meth:`class_of`).
     source
         File the parameters came from (``"<dict>"`` for a mapping), used in messages.
     base_dir
@@ -85,6 +90,14 @@ class Params:
     source: str = "<dict>"
     class_order: tuple = ()
     base_dir: Path | None = None
+
+    def class_of(self, name: str) -> str:
+        """The registered class of the plugin entry ``name`` (its ``class`` setting, else the name itself)."""
+        return str(self.plugins[name].get(CLASS_KEY, name))
+
+    def class_settings(self, name: str) -> dict:
+        """The settings of the plugin entry ``name`` for its class (without the ``class`` key)."""
+        return {k: v for k, v in self.plugins[name].items() if k != CLASS_KEY}
 
     @property
     def label(self) -> int:
@@ -371,20 +384,51 @@ def _split_classes(feature_classes, where: str, base_dir: Path | None) -> tuple[
     pyradiomics: dict[str, list[str]] = {}
     plugins: dict[str, dict] = {}
     for name, value in feature_classes.items():
-        if name not in registry:
-            raise ParamsError(
-                f"{where}: unknown feature class 'featureClass.{name}'.{did_you_mean(str(name), registry.names())} "
-                f"Available: {', '.join(registry.names())} (`deepradiomics plugins` lists them with their source)"
-            )
-        if registry.entry(name).computed_by_pyradiomics:
+        cls_name = _entry_class(name, value, registry, where)
+        if registry.entry(cls_name).computed_by_pyradiomics:
             pyradiomics[name] = _pyradiomics_features(registry.get(name), value, f"{where}: featureClass.{name}")
             continue
         if value is not None and not isinstance(value, Mapping):
             raise ParamsError(f"{where}: featureClass.{name} takes a mapping of its settings (e.g. {{{name}: {{}}}} for the defaults), got {value!r}")
         settings = dict(value or {})
-        registry.get(name)(settings, where=f"{where}: featureClass.{name}", base_dir=base_dir)  # validates the settings
+        own = {k: v for k, v in settings.items() if k != CLASS_KEY}
+        registry.get(cls_name)(own, where=f"{where}: featureClass.{name}", base_dir=base_dir)  # validates the settings
         plugins[name] = settings
     return feature_classes, pyradiomics, plugins
+
+
+def _entry_class(name, value, registry, where: str) -> str:
+    """The registered class of the featureClass entry ``name``: itself, or the class its ``class`` setting names.
+
+    A second configuration of a plugin class takes a name of its own (a valid column token that no other
+    registered class has) and ``class: <the class>``; PyRadiomics' classes are computed once per params
+    file, so they cannot be configured twice.
+    """
+    from .naming import check_token
+
+    named = value.get(CLASS_KEY) if isinstance(value, Mapping) else None
+    if named is None:
+        if name not in registry:
+            raise ParamsError(
+                f"{where}: unknown feature class 'featureClass.{name}'.{did_you_mean(str(name), registry.names())} "
+                f"Available: {', '.join(registry.names())} (`deepradiomics plugins` lists them with their source); "
+                f"a second configuration of a class takes 'class: <class>' in its settings"
+            )
+        return str(name)
+    if str(named) not in registry:
+        raise ParamsError(
+            f"{where}: featureClass.{name}.class '{named}' is not a registered class.{did_you_mean(str(named), registry.names())} "
+            f"Available: {', '.join(registry.names())}"
+        )
+    if registry.entry(str(named)).computed_by_pyradiomics:
+        raise ParamsError(f"{where}: featureClass.{name}.class '{named}' is a PyRadiomics class, computed once per params file: it cannot be configured twice")
+    if name in registry and str(name) != str(named):
+        raise ParamsError(f"{where}: featureClass.{name} is the name of the registered class '{name}': give the configuration of '{named}' another name")
+    try:
+        check_token(str(name), "featureClass name")
+    except ValueError as exc:
+        raise ParamsError(f"{where}: featureClass.{name}: {exc}") from None
+    return str(named)
 
 
 def _check_with_pyradiomics(params: Params, where: str) -> None:

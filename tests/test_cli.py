@@ -49,7 +49,7 @@ def test_extract_real_case_csv_on_stdout_with_modalities_and_override(params_fil
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(pd.io.common.StringIO(result.stdout), index_col=0)
-    assert table.shape[0] == 1 and table.index[0] == "flair"
+    assert table.shape[0] == 1 and table.index[0] == "TCGA_CS_4942_19970222"  # flair.nii.gz names a modality: the folder names the case
     assert {"original_firstorder_Mean", "original_firstorder_Entropy", "diagnostics_Versions_deepradiomics", "diagnostics_Configuration_ParamsHash"} <= set(table.columns)
     overridden = CliRunner().invoke(main, args + ["-s", "binWidth=5", "--id", "case1"])
     other = pd.read_csv(pd.io.common.StringIO(overridden.stdout), index_col=0)
@@ -69,7 +69,7 @@ def test_extract_output_formats(params_file, lgg_case, tmp_path, suffix):
     if suffix == ".json":
         data = json.loads(out.read_text())
         # pandas' orient="table" layout: the index is the schema's primary key
-        assert data["schema"]["primaryKey"] == ["ID"] and [row["ID"] for row in data["data"]] == ["flair"]
+        assert data["schema"]["primaryKey"] == ["ID"] and [row["ID"] for row in data["data"]] == ["TCGA_CS_4942_19970222"]
         assert "original_firstorder_Mean" in {field["name"] for field in data["schema"]["fields"]}
 
 
@@ -99,7 +99,11 @@ def test_batch_command_records_failures_and_exits_zero(params_file, lgg_manifest
     out = tmp_path / "features.csv"
     result = CliRunner().invoke(main, ["batch", str(params_file), str(path), "-o", str(out), "--jobs", "2", "--out-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
-    assert "2 of 3 cases extracted" in result.stderr and "broken" in result.stderr and "gone.nii.gz" in result.stderr
+    assert "2 of 3 cases extracted: 2 computed, 0 read from --out-dir, 1 failed" in result.stderr
+    assert "broken" in result.stderr and "gone.nii.gz" in result.stderr
     table = pd.read_csv(out, index_col="ID")
     assert list(table.index) == list(manifest["ID"]) and table.loc["broken", "original_firstorder_Mean"] != table.loc["broken", "original_firstorder_Mean"]
     assert len(list((tmp_path / "cache" / "cases").glob("*.json"))) == 2
+    # a re-run says what it read from the cache and what it computed (the failed case is tried again)
+    again = CliRunner().invoke(main, ["batch", str(params_file), str(path), "-o", str(out), "--out-dir", str(tmp_path / "cache")])
+    assert "2 of 3 cases extracted: 0 computed, 2 read from --out-dir, 1 failed" in again.stderr

@@ -63,7 +63,13 @@ def command(params, manifest, output, jobs, out_dir, settings, scheduler, progre
     write_table(table, output, index=layout == "deepradiomics")
     failed = run.failed
     if not quiet:
-        click.echo(f"{len(table) - len(failed)} of {len(table)} cases extracted", err=True)
+        ok = len(table) - len(failed)
+        reused = len(run.reused)
+        click.echo(
+            f"{ok} of {len(table)} cases extracted: {len(run.computed) - len(failed)} computed, {reused} read from --out-dir"
+            + (f", {len(failed)} failed" if failed else ""),
+            err=True,
+        )
     if failed:
         click.echo(f"{len(failed)} failed:", err=True)
         for case_id, message in failed:

@@ -7,6 +7,22 @@ import click
 from .common import load_extractor, parse_modalities, report_errors, setup_logging, verbosity_options
 
 
+#: file stems that name an MR/CT sequence rather than a case (``<case>/flair.nii.gz``): the folder names the case
+MODALITY_STEMS = frozenset({"image", "flair", "t1", "t1ce", "t1gd", "t1c", "t2", "t2w", "t1w", "ct", "pet", "adc", "dwi", "mask", "seg", "label"})
+
+
+def default_case_id(image, modalities=()) -> str:
+    """The row's ID: the image file's stem, or its folder's name when the stem is a modality's name."""
+    from pathlib import Path
+
+    path = Path(image)
+    stem = path.name.split(".")[0]
+    if stem.lower() in MODALITY_STEMS or stem in set(modalities):
+        folder = path.resolve().parent.name
+        return folder or stem
+    return stem
+
+
 @click.command("extract")
 @click.argument("params", type=click.Path(dir_okay=False))
 @click.argument("image", type=click.Path())
@@ -14,7 +30,7 @@ from .common import load_extractor, parse_modalities, report_errors, setup_loggi
 @click.option("-m", "--modality", "modalities", multiple=True, metavar="NAME=PATH", help="Add a named modality for deep classes (repeatable), e.g. -m t1=t1.nii.gz.")
 @click.option("--label", type=str, default=None, help="Label value of the region of interest (default: params setting.label, else 1).")
 @click.option("-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE", help="Override a params setting (repeatable), e.g. -s binWidth=10 or -s kernelRadius=2.")
-@click.option("--id", "case_id", default=None, help="Case ID for the row index (default: the image file name).")
+@click.option("--id", "case_id", default=None, help="Case ID for the row index (default: the image file name, or its folder's name when the file is named after a modality, e.g. flair.nii.gz).")
 @click.option("-o", "--output", type=click.Path(), default=None, help="Output .csv, .json or .parquet (default: CSV on stdout); with --mode voxel, the folder for the maps.")
 @click.option("--mode", type=click.Choice(["features", "voxel"]), default="features", show_default=True, help="One value per feature, or one map per feature (PyRadiomics' voxel-based extraction, plus maps of deep classes).")
 @click.option("--layout", type=click.Choice(["deepradiomics", "pyradiomics"]), default="deepradiomics", show_default=True, help="pyradiomics: the columns PyRadiomics' CLI writes (Image, Mask, its keys in its order), no index; a failed case is written with Image and Mask only and exits 0, as PyRadiomics does.")
@@ -50,7 +66,7 @@ def command(params, image, mask, modalities, label, settings, case_id, output, m
         check_output(output)
     named = parse_modalities(modalities)
     extractor = load_extractor(params, settings)
-    case_id = case_id or Path(image).name.split(".")[0]
+    case_id = case_id or default_case_id(image, named)
     value = None if label is None else parse_label(label, "--label")
     case = extractor.make_case(image, mask, named, value, case_id)
     import pandas as pd

@@ -8,7 +8,7 @@ from .common import report_errors, setup_logging, verbosity_options
 
 
 @click.command("study")
-@click.argument("features", type=click.Path(dir_okay=False), required=False)
+@click.argument("features", type=click.Path(dir_okay=False), nargs=-1)
 @click.option(
     "--manifest",
     type=click.Path(dir_okay=False),
@@ -101,7 +101,7 @@ from .common import report_errors, setup_logging, verbosity_options
 @verbosity_options
 @report_errors
 def command(**options):
-    """Compare feature families of FEATURES (a table from `deepradiomics batch`) on a binary label.
+    """Compare feature families of FEATURES (one or more tables from `deepradiomics batch`, joined on the ID) on a binary label.
 
     Each family (default: classical = PyRadiomics classes, each deep class, all) is evaluated by a
     leakage-free pipeline; families are compared pairwise; a self-contained report.html is written.
@@ -123,7 +123,9 @@ def command(**options):
     from ..study import StudySpec, parse_groups, run_study
 
     setup_logging(options["verbose"], options["quiet"])
-    features, manifest, params, out_dir = options["features"], options["manifest"], options["params"], options["out_dir"]
+    manifest, params, out_dir = options["manifest"], options["params"], options["out_dir"]
+    # several FEATURES tables are joined on the case ID (one batch per params file, say)
+    features = None if not options["features"] else (options["features"][0] if len(options["features"]) == 1 else list(options["features"]))
     if (manifest is None) != (params is None):
         raise click.UsageError("a study from images needs both --manifest and --params")
     if features is None and (manifest is None or params is None):
@@ -134,6 +136,7 @@ def command(**options):
         caveats += [line.strip() for line in Path(options["caveats_file"]).read_text().splitlines() if line.strip()]
     chosen = {f.name: options[f.name] for f in fields(StudySpec) if f.name in options}
     chosen.update(
+        features=features,
         groups=parse_groups(options["groups"]) or None,
         models=list(options["models"]) or ["logistic", "dlr"],
         caveats=caveats,

@@ -181,7 +181,8 @@ def run_study(spec: StudySpec | Any = None, /, **options) -> StudyResult:
     spec = replace(spec, models=tuple(spec.models))
     spec.check()
     data, source = _study_data(spec)
-    families = feature_families(source.columns, spec.groups)
+    aliases = _aliases(spec, data)
+    families = feature_families(source.columns, spec.groups, aliases)
     n_pos, n_neg = int(data.y.sum()), int(len(data.y) - data.y.sum())
     logger.info("study of %r: %d %s vs %d %s; families %s", spec.target, n_pos, data.positive, n_neg, data.negative, list(families))
     cv, metrics, fold_metrics, predictions = _cross_validate_families(spec, data, source, families)
@@ -189,7 +190,7 @@ def run_study(spec: StudySpec | Any = None, /, **options) -> StudyResult:
     external = external_predictions = None
     if spec.test is not None:
         external, external_predictions = _external_validation(spec, data, source, families)
-    rv, rv_group = _responsible(data, spec.responsible, spec.correction)
+    rv, rv_group = _responsible(data, spec.responsible, spec.correction, aliases)
     confounds = _confounds(data, families)
     info = _info(spec, data, families, source, rv_group)
     if confounds is not None:
@@ -198,6 +199,19 @@ def run_study(spec: StudySpec | Any = None, /, **options) -> StudyResult:
         info["n_test"] = int(len(external_predictions))
     caveats = [str(c) for c in spec.caveats if str(c).strip()]
     return StudyResult(metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, caveats, cv)
+
+
+def _aliases(spec: StudySpec, data: LabelledData) -> dict[str, str]:
+    """``{token: class}`` of the table's configurations of another class (and the params' own, from images)."""
+    from .families import instance_classes
+
+    aliases = instance_classes(data.diagnostics) if data.diagnostics is not None else {}
+    if spec.from_images:
+        from ..params import Params, load_params
+
+        params = spec.params if isinstance(spec.params, Params) else load_params(spec.params)
+        aliases.update({name: params.class_of(name) for name in params.plugins if params.class_of(name) != name})
+    return aliases
 
 
 def _study_data(spec: StudySpec):
@@ -304,7 +318,7 @@ def _confounds(data: LabelledData, families: Mapping[str, Sequence[str]]) -> lis
     return confound_table(data.features, data.covariates, assessed).to_dict("records") if assessed else None
 
 
-def _responsible(data: LabelledData, responsible: bool | str, correction: str):
+def _responsible(data: LabelledData, responsible: bool | str, correction: str, aliases: Mapping[str, str] | None = None):
     """Responsible vectors of the table's histogram columns (classes' ``histograms`` metadata).
 
     With several histograms the frequency one is preferred (it does not grow with the number of slices),
@@ -312,7 +326,7 @@ def _responsible(data: LabelledData, responsible: bool | str, correction: str):
     """
     from .families import histogram_groups
 
-    groups = histogram_groups(data.features.columns)
+    groups = histogram_groups(data.features.columns, aliases)
     if responsible is True and not groups:
         raise StudyDataError("responsible vectors were requested but no class of the features table declares a histogram (e.g. codeword counts)")
     if not responsible or not groups:

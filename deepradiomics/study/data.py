@@ -49,6 +49,48 @@ def read_table(table, what: str, index_col: int | None = 0, id_column: str | Non
     return frame, str(path)
 
 
+def join_tables(tables, what: str = "features") -> tuple[pd.DataFrame, str]:
+    """Several features tables (paths or DataFrames) joined on the case ID; returns (table, name for messages).
+
+    The tables may hold different classes of the same cases (e.g. one batch per params file). A feature
+    column in two tables is refused (which one is meant is unknowable); other columns shared by the tables
+    (manifest columns, versions) keep the first table's values. A case absent from a table, or failed in
+    one, gets that table's reason in ``diagnostics_Error``, so a study drops it with a note as it drops a
+    failed case.
+    """
+    frames = [read_table(t, what) for t in tables]
+    if len(frames) == 1:
+        return frames[0]
+    frames = [(frame, f"{name} #{i + 1}" if name.startswith("the ") else name) for i, (frame, name) in enumerate(frames)]
+    names = [name for _, name in frames]
+    joined, first = frames[0][0].copy(), names[0]
+    joined.index = joined.index.astype(str)
+    owner = {c: first for c in naming.feature_columns([str(c) for c in joined.columns])}
+    cleaned = []
+    for position, (frame, name) in enumerate(frames):
+        frame = frame.copy()
+        frame.index = frame.index.astype(str)
+        if frame.index.duplicated().any():
+            raise StudyDataError(f"{name} repeats case IDs {frame.index[frame.index.duplicated()].unique()[:5].tolist()}; keep one row per case")
+        cleaned.append((frame, name))
+        if not position:
+            continue
+        for column in naming.feature_columns([str(c) for c in frame.columns]):
+            if column in owner:
+                raise StudyDataError(f"feature column '{column}' is in both {owner[column]} and {name}: give each class's columns in one table only")
+            owner[column] = name
+        added = [c for c in frame.columns if c not in joined.columns and c != naming.ERROR_COLUMN]
+        joined = joined.join(frame[added], how="outer")
+    errors = pd.Series("", index=joined.index, dtype=object)
+    for frame, name in cleaned:  # the first reason a case cannot be used, table by table
+        errors[~joined.index.isin(frame.index) & (errors == "")] = f"no row in {name}"
+        if naming.ERROR_COLUMN in frame.columns:
+            for case_id in frame.index[~is_blank(frame[naming.ERROR_COLUMN])]:
+                errors[case_id] = errors[case_id] or f"failed in {name}: {frame.loc[case_id, naming.ERROR_COLUMN]}"
+    joined[naming.ERROR_COLUMN] = errors.reindex(joined.index, fill_value="")
+    return joined, " + ".join(names)
+
+
 def format_label(value) -> str:
     """A label value as text, whole floats without their ``.0`` (``1.0`` -> ``"1"``)."""
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -225,10 +267,11 @@ def prepare_data(
     larger of exactly two distinct values in sorted order (``G3`` over ``G2``, ``1`` over ``0``).
     ``expected_classes`` (``(negative, positive)``) checks a test set against its training set's classes.
     ``require_features=False`` accepts a table without feature columns (``features`` then has none).
+    ``features`` may be a list of tables, joined on the case ID (:func:`join_tables`).
     """
     from .confounds import case_covariates
 
-    frame, name = read_table(features, what)
+    frame, name = join_tables(features, what) if isinstance(features, (list, tuple)) else read_table(features, what)
     if frame.index.duplicated().any():
         raise StudyDataError(f"{name} repeats case IDs {frame.index[frame.index.duplicated()].unique()[:5].tolist()}; keep one row per case")
     notes: list[str] = []

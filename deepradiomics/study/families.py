@@ -10,7 +10,10 @@ Default families:
   shallow / mid / deep layers of a network) when they split its columns;
 - ``all``: every feature column (when there is more than one family).
 
-A class the registry does not know (a table computed elsewhere) is its own family, with a note.
+A class the registry does not know (a table computed elsewhere) is its own family, with a note. A second
+configuration of a class in one params file (``cnnmapped: {class: cnn, ...}``) has a token of its own; its
+table records the class (``diagnostics_cnnmapped_Class``, read by :func:`instance_classes`), so it is a
+family of its own with the class's metadata (``cnnmapped``, ``cnnmapped-shallow``, ...).
 ``groups`` replaces these defaults: ``{"name": ["glcm", "glrlm"]}`` or CLI strings ``"name=glcm,glrlm"``;
 an item ``cls:REGEX`` takes only the columns of ``cls`` whose feature token matches ``REGEX``
 (``deep=cnn:Conv5.*``).
@@ -62,6 +65,25 @@ def class_metadata(name: str):
         return None
 
 
+def instance_classes(table) -> dict[str, str]:
+    """``{token: class}`` of the feature-class tokens that name a configuration of another class.
+
+    Read from the ``diagnostics_<token>_Class`` columns that the Extractor writes for such entries (the
+    first non-empty value; a table of a DataFrame or of column names only gives ``{}``).
+    """
+    columns = getattr(table, "columns", None)
+    if columns is None:
+        return {}
+    out = {}
+    for column in columns:
+        parts = str(column).split("_")
+        if len(parts) == 3 and parts[0] == naming.DIAGNOSTICS_PREFIX and parts[2] == "Class":
+            values = [v for v in table[column].tolist() if isinstance(v, str) and v.strip()]
+            if values:
+                out[parts[1]] = values[0]
+    return out
+
+
 def _match(columns: Sequence[str], cls: str, pattern: str | None, where: str) -> list[str]:
     if pattern is None:
         return [c for c in columns if naming.feature_class_of(c) == cls]
@@ -72,7 +94,9 @@ def _match(columns: Sequence[str], cls: str, pattern: str | None, where: str) ->
     return [c for c in columns if naming.feature_class_of(c) == cls and regex.fullmatch(naming.FeatureName.parse(c).feature)]
 
 
-def feature_families(columns: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+def feature_families(
+    columns: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None, classes: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
     """Map family name -> feature columns (in table order).
 
     Parameters
@@ -82,6 +106,8 @@ def feature_families(columns: Sequence[str], groups: Mapping[str, Sequence[str]]
     groups
         Optional ``{family: [class or class:REGEX, ...]}`` replacing the default families. A class that no
         column carries, or a pattern matching no column, is an error naming the classes present.
+    classes
+        ``{token: class}`` of tokens that are configurations of another class (:func:`instance_classes`).
 
     Returns
     -------
@@ -115,7 +141,8 @@ def feature_families(columns: Sequence[str], groups: Mapping[str, Sequence[str]]
             families[name] = [c for c in feature_cols if c in chosen]
         return families
 
-    classes = {cls: class_metadata(cls) for cls in present}
+    aliases = dict(classes or {})
+    classes = {cls: class_metadata(aliases.get(cls, cls)) for cls in present}
     unknown = [cls for cls, meta in classes.items() if meta is None]
     if unknown:
         logger.info("feature class(es) %s are not registered here: each is studied as a family of its own", ", ".join(unknown))
@@ -137,7 +164,7 @@ def feature_families(columns: Sequence[str], groups: Mapping[str, Sequence[str]]
     return families
 
 
-def histogram_groups(columns: Sequence[str]) -> dict[str, list[str]]:
+def histogram_groups(columns: Sequence[str], classes: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """``{"<class>-<histogram>": columns}`` of the histogram column groups declared by the classes present.
 
     A class declares its histograms in its ``histograms`` metadata (e.g. codeword counts); robustness
@@ -145,8 +172,9 @@ def histogram_groups(columns: Sequence[str]) -> dict[str, list[str]]:
     """
     feature_cols = naming.feature_columns([str(c) for c in columns])
     out = {}
+    aliases = dict(classes or {})
     for cls in dict.fromkeys(naming.feature_class_of(c) for c in feature_cols):
-        meta = class_metadata(cls)
+        meta = class_metadata(aliases.get(cls, cls))
         for name, pattern in (getattr(meta, "histograms", None) or {}).items():
             part = _match(feature_cols, cls, pattern, f"histogram {cls}-{name}")
             if part:

@@ -258,7 +258,7 @@ def fitted_columns(extractor, names: Sequence[str], manifest, base, ids: Sequenc
                 feature_class.fitted_path(),
             )
         start = time.perf_counter()
-        descriptors = describe_cases(feature_class, frame, jobs=jobs, cache_dir=cache_dir, progress=progress, label=extractor.params.label, base_dir=base)
+        descriptors = describe_cases(feature_class, frame, jobs=jobs, cache_dir=cache_dir, progress=progress, label=extractor.params.label, base_dir=base, name=name)
         if stats is not None:
             stats.describe_seconds += time.perf_counter() - start
         columns = [naming.format_name(feature_class.image_type, name, f) for f in feature_class.feature_names()]
@@ -294,8 +294,13 @@ def join_fixed_table(table: pd.DataFrame, features, classes: Sequence[str] = ())
     from ..io import read_table
     from .data import is_blank
 
-    name = "the features table" if isinstance(features, pd.DataFrame) else str(features)
-    extra = features.copy() if isinstance(features, pd.DataFrame) else read_table(features)
+    if isinstance(features, (list, tuple)):
+        from .data import join_tables
+
+        extra, name = join_tables(features)
+    else:
+        name = "the features table" if isinstance(features, pd.DataFrame) else str(features)
+        extra = features.copy() if isinstance(features, pd.DataFrame) else read_table(features)
     if "ID" in extra.columns:
         extra = extra.set_index("ID", drop=True)
     extra.index = extra.index.astype(str)
@@ -394,7 +399,7 @@ def external_images(source: FoldwiseFeatures, test_manifest, params, jobs: int =
     table.index = table.index.astype(str)
     for entry in source.fitted:
         feature_class = source.fitted_class(entry.name)
-        descriptors = describe_cases(feature_class, frame, jobs=jobs, cache_dir=cache_dir, progress=progress, label=params.label, base_dir=base)
+        descriptors = describe_cases(feature_class, frame, jobs=jobs, cache_dir=cache_dir, progress=progress, label=params.label, base_dir=base, name=entry.name)
         names = feature_class.feature_names()
         rows = []
         for case_id in table.index:
