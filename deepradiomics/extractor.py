@@ -18,6 +18,7 @@ its fitted params file can be used like any other::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,8 @@ from .voxel import VoxelOutput, compute_maps, missing_map_files
 
 #: file name of the fitted params file written by :meth:`Extractor.save_fitted`
 FITTED_PARAMS = "params.yaml"
+#: diagnostics key of a fitted class listing (as a JSON list) the case IDs its fitted state was fitted on
+FITTED_ON = "FittedOn"
 
 
 class Extractor:
@@ -201,7 +204,7 @@ class Extractor:
 
         return pd.Series(self.compute(case), name=case.case_id, dtype=object)
 
-    def compute(self, case: Case, layout: str = "deepradiomics") -> dict[str, Any]:
+    def compute(self, case: Case, layout: str = "deepradiomics", descriptors_dir: str | os.PathLike | None = None) -> dict[str, Any]:
         """Ordered ``{column: value}`` for one case (what :meth:`execute_case` wraps in a Series).
 
         ``layout="deepradiomics"`` (default): PyRadiomics' diagnostics, deepradiomics' provenance and case
@@ -209,6 +212,8 @@ class Extractor:
         PyRadiomics' own order) where its first class stands in the params file, each plugin class where
         it stands. ``layout="pyradiomics"``: exactly PyRadiomics' keys in its order (its diagnostics, then
         its features), then the plugin classes' features; no deepradiomics diagnostics.
+        ``descriptors_dir``: the ``--cache-dir`` of ``deepradiomics fit``: fitted classes encode the descriptors
+        cached there for this case (computed and cached when absent) instead of describing the case again.
         """
         if layout not in LAYOUTS:
             raise ParamsError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
@@ -236,10 +241,12 @@ class Extractor:
                     "or remove the class or image type"
                 )
         for name, feature_class in self.plugin_classes.items():
-            computed = self._compute_class(name, feature_class, case)
+            computed = self._compute_class(name, feature_class, case, descriptors_dir)
             blocks[name] = {format_name(feature_class.image_type, name, k): float(v) for k, v in computed.features.items()}
             if name != feature_class.name:  # a second configuration of a class: the table says which class
                 diagnostics[diagnostics_name(name, "Class")] = feature_class.name
+            if feature_class.requires_fit:  # which cases informed the fitted state (a study checks it for leakage)
+                diagnostics[diagnostics_name(name, FITTED_ON)] = json.dumps(list(getattr(feature_class, "fitted_on_", ())))
             for key, value in {**feature_class.diagnostics(), **computed.diagnostics}.items():
                 diagnostics[diagnostics_name(name, key)] = value
         if layout == "pyradiomics":
@@ -267,13 +274,15 @@ class Extractor:
                 f"label {case.label}) with the settings of {self.params.source}: {type(exc).__name__}: {message}"
             ) from exc
 
-    def _compute_class(self, name: str, feature_class, case: Case) -> ComputeResult:
+    def _compute_class(self, name: str, feature_class, case: Case, descriptors_dir=None) -> ComputeResult:
         expected = feature_class.feature_names()
         if not expected:
             raise FeatureError(
                 f"{self.params.source}: featureClass.{name} produces no feature with these settings: "
                 "check its settings (e.g. an empty selection) or remove the class"
             )
+        if feature_class.requires_fit and descriptors_dir is not None:
+            return run_compute(name, _CachedDescriptors(feature_class, name, Path(descriptors_dir)), case)
         return run_compute(name, feature_class, case)
 
     # -- what a complete row holds --------------------------------------------------------------
@@ -366,16 +375,20 @@ class Extractor:
         return row
 
     # -- many cases -----------------------------------------------------------------------------
-    def batch_task(self, layout: str = "deepradiomics", transforms=(), voxel: VoxelOutput | None = None) -> ExtractionTask:
+    def batch_task(
+        self, layout: str = "deepradiomics", transforms=(), voxel: VoxelOutput | None = None, descriptors_dir: str | os.PathLike | None = None
+    ) -> ExtractionTask:
         """The :class:`~deepradiomics.batch.BatchTask` extracting these params from one case: a row of features
         (``layout``), or with ``voxel`` the case's maps written to files and a row of their paths.
 
         ``transforms``: case transforms applied to every case, or ``{ID: transforms}`` per case.
+        ``descriptors_dir``: a ``deepradiomics fit --cache-dir`` whose descriptors the fitted classes reuse.
         """
         if layout not in LAYOUTS:
             raise ParamsError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}")
         transforms = transforms if isinstance(transforms, Mapping) else tuple(transforms)
-        return ExtractionTask(self, layout=layout, voxel=voxel, label=self.params.label, transforms=transforms)
+        descriptors = None if descriptors_dir is None else str(descriptors_dir)
+        return ExtractionTask(self, layout=layout, voxel=voxel, descriptors_dir=descriptors, label=self.params.label, transforms=transforms)
 
     def describe_task(self, name: str) -> DescribeTask:
         """The batch task computing the per-case descriptors of the fitted class ``name`` (what ``fit`` learns from)."""
@@ -392,6 +405,7 @@ class Extractor:
         layout: str = "deepradiomics",
         transforms=(),
         voxel: VoxelOutput | None = None,
+        descriptors_dir: str | os.PathLike | None = None,
         **options,
     ):
         """Features of every case of a manifest (path or DataFrame) as a DataFrame indexed by ID.
@@ -400,7 +414,7 @@ class Extractor:
         ``transforms`` and ``voxel`` are those of :meth:`batch_task`; the other options (``scheduler``,
         ``run``) those of :func:`deepradiomics.batch.run_tasks`.
         """
-        task = self.batch_task(layout=layout, transforms=transforms, voxel=voxel)
+        task = self.batch_task(layout=layout, transforms=transforms, voxel=voxel, descriptors_dir=descriptors_dir)
         return run_batch(task, manifest, jobs=jobs, out_dir=out_dir, progress=progress, base_dir=base_dir, **options)
 
 
@@ -412,6 +426,7 @@ class ExtractionTask(BatchTask):
     extractor: Extractor
     layout: str = "deepradiomics"
     voxel: VoxelOutput | None = None
+    descriptors_dir: str | None = None
 
     @property
     def numeric(self) -> bool:
@@ -433,7 +448,7 @@ class ExtractionTask(BatchTask):
         """The row of one case."""
         if self.voxel is not None:
             return self.extractor.maps_row(case, self.voxel, self.layout)
-        return self.extractor.compute(case, layout=self.layout)
+        return self.extractor.compute(case, layout=self.layout, descriptors_dir=self.descriptors_dir)
 
     def row_problem(self, row: dict) -> str | None:
         """A stored row is reused only when complete (feature columns, or the map files it names)."""
@@ -454,7 +469,8 @@ class DescribeTask(BatchTask):
         import dataclasses
 
         fc = self.feature_class
-        settings = {k: v for k, v in dataclasses.asdict(fc.settings).items() if k != fc.fitted_setting}
+        skipped = {fc.fitted_setting, *fc.artifact_settings}  # the artifacts' sha256 identify those
+        settings = {k: v for k, v in dataclasses.asdict(fc.settings).items() if k not in skipped}
         artifacts = {k: v for k, v in fc.artifacts().items() if k != "Fitted"}
         return {"class": fc.name, "settings": settings, "artifacts": artifacts}
 
@@ -497,6 +513,30 @@ def describe_cases(
             "Fix or remove those cases and fit again"
         )
     return {case_id: results[case_id] for case_id in frame["ID"]}
+
+
+class _CachedDescriptors:
+    """A fitted class computing from the descriptors cached under ``<cache>/descriptors/<name>/`` (as ``fit``
+    wrote them, keyed as :class:`DescribeTask` keys them), describing and caching a case that is not there."""
+
+    def __init__(self, feature_class, name: str, cache_dir: Path) -> None:
+        self.feature_class, self.name, self.cache_dir = feature_class, name, cache_dir
+
+    def feature_names(self) -> list[str]:
+        return self.feature_class.feature_names()
+
+    def compute(self, case: Case):
+        from .batch import ArrayCache
+
+        task = DescribeTask(self.feature_class, label=case.label)
+        cache = ArrayCache(self.cache_dir / "descriptors" / self.name)
+        key = task.cache_key(case)
+        descriptors = cache.load(case.case_id, key)
+        if descriptors is None:
+            descriptors = self.feature_class.describe(case)
+            cache.store(case.case_id, key, descriptors)
+        self.feature_class.check_fitted()
+        return self.feature_class.encode(descriptors)
 
 
 class _CapturedWarnings:

@@ -189,6 +189,13 @@ class FeatureClass:
         counts): robustness reports their difference ratio and the study looks for responsible vectors.
     ``subfamilies``
         ``{suffix: regex over the feature token}``: extra study families ``<name>-<suffix>`` (e.g. per layer).
+    ``network_input``
+        True for a class that applies the case's input transforms (``case.input_transforms``, e.g. the
+        input-domain perturbations of :mod:`deepradiomics.perturb`) to its own network input, at the one
+        point where it forms that input, through :func:`deepradiomics.perturb.perturb_input` (or the
+        ``input_transforms`` hook of :meth:`deepradiomics.nets.preprocess.Preprocessing.slices`). Robustness
+        perturbs such a class in the ``input`` domain (the VQ paper's); the others (False, the default) read
+        images and are perturbed in the ``image`` domain.
 
     **Fitted classes** (``requires_fit = True``) learn cohort-level state in three steps, so that the
     per-case work is done (and cached, and parallelised) once and only the cohort step is refitted::
@@ -211,8 +218,13 @@ class FeatureClass:
     fitted_setting: ClassVar[str] = "fitted"
     histograms: ClassVar[Mapping[str, str]] = {}
     subfamilies: ClassVar[Mapping[str, str]] = {}
+    #: optional capability: the class perturbs its own network input with ``case.input_transforms``
+    network_input: ClassVar[bool] = False
     #: image type token of the columns this class produces
     image_type: ClassVar[str] = "original"
+    #: settings naming a file whose identity ``artifacts()`` reports by sha256 (a model bundle): caches key on
+    #: the sha256, not on how the path is spelled (``deepradiomics fit`` rewrites relative paths)
+    artifact_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: Any = None, *, where: str | None = None, base_dir: str | os.PathLike | None = None) -> None:
         self.settings = build_settings(self.Settings, settings, where or f"featureClass.{self.name}")

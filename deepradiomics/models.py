@@ -302,6 +302,8 @@ class BundledModel:
     """
 
     default_model: str | None = None
+    #: the ``model`` setting is identified by the bundle's sha256 in ``artifacts()`` (see FeatureClass)
+    artifact_settings = ("model",)
 
     def _config(self) -> dict:
         """The bundle's config.yaml (no torch import)."""

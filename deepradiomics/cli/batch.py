@@ -13,6 +13,12 @@ from .common import load_extractor, report_errors, setup_logging, verbosity_opti
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output .csv, .json or .parquet (default: CSV on stdout).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel worker processes.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, help="Keep per-case results here; a re-run skips finished cases.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Fitted params: reuse the descriptors `deepradiomics fit --cache-dir` kept here (and keep those of new cases).",
+)
 @click.option("-s", "--setting", "settings", multiple=True, metavar="KEY=VALUE", help="Override a params setting (repeatable).")
 @click.option("--scheduler", default="processes", show_default=True, help="'processes', 'dask' (local Dask cluster with --jobs workers) or a Dask scheduler address tcp://HOST:PORT.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
@@ -23,7 +29,7 @@ from .common import load_extractor, report_errors, setup_logging, verbosity_opti
 @click.option("--layout", type=click.Choice(["deepradiomics", "pyradiomics"]), default="deepradiomics", show_default=True, help="pyradiomics: the table PyRadiomics' CLI writes (manifest columns, its keys in its order, no index, no deepradiomics diagnostics).")
 @verbosity_options
 @report_errors
-def command(params, manifest, output, jobs, out_dir, settings, scheduler, progress, mode, maps_dir, map_format, map_grid, layout, verbose, quiet):
+def command(params, manifest, output, jobs, out_dir, cache_dir, settings, scheduler, progress, mode, maps_dir, map_format, map_grid, layout, verbose, quiet):
     """Extract the features named in PARAMS for every case of MANIFEST.
 
     \b
@@ -47,6 +53,8 @@ def command(params, manifest, output, jobs, out_dir, settings, scheduler, progre
     check_output(output)
     if out_dir is not None:
         check_writable_folder(out_dir, f"--out-dir '{out_dir}'")
+    if cache_dir is not None:
+        check_writable_folder(cache_dir, f"--cache-dir '{cache_dir}'")
     voxel = None
     if mode == "voxel":
         if maps_dir is None:
@@ -58,7 +66,15 @@ def command(params, manifest, output, jobs, out_dir, settings, scheduler, progre
     read_manifest(manifest)  # a bad manifest fails before any worker starts
     run = BatchRun()
     table = extractor.execute_batch(
-        manifest, jobs=jobs, out_dir=out_dir, progress=progress and not quiet, scheduler=scheduler, run=run, layout=layout, voxel=voxel
+        manifest,
+        jobs=jobs,
+        out_dir=out_dir,
+        progress=progress and not quiet,
+        scheduler=scheduler,
+        run=run,
+        layout=layout,
+        voxel=voxel,
+        descriptors_dir=cache_dir,
     )
     write_table(table, output, index=layout == "deepradiomics")
     failed = run.failed

@@ -6,7 +6,6 @@ import click
 
 from .common import load_extractor, parse_modalities, report_errors, setup_logging, verbosity_options
 
-
 #: file stems that name an MR/CT sequence rather than a case (``<case>/flair.nii.gz``): the folder names the case
 MODALITY_STEMS = frozenset({"image", "flair", "t1", "t1ce", "t1gd", "t1c", "t2", "t2w", "t1w", "ct", "pet", "adc", "dwi", "mask", "seg", "label"})
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -181,6 +182,7 @@ def run_study(spec: StudySpec | Any = None, /, **options) -> StudyResult:
     spec = replace(spec, models=tuple(spec.models))
     spec.check()
     data, source = _study_data(spec)
+    leaks = fitted_on_study_cases(data)
     aliases = _aliases(spec, data)
     families = feature_families(source.columns, spec.groups, aliases)
     n_pos, n_neg = int(data.y.sum()), int(len(data.y) - data.y.sum())
@@ -198,7 +200,56 @@ def run_study(spec: StudySpec | Any = None, /, **options) -> StudyResult:
     if external_predictions is not None:
         info["n_test"] = int(len(external_predictions))
     caveats = [str(c) for c in spec.caveats if str(c).strip()]
+    if leaks:
+        info["leakage"] = leaks
+        caveats.insert(0, _leak_caveat(leaks, len(data.y)))
     return StudyResult(metrics, fold_metrics, comparisons, predictions, external, external_predictions, rv, info, caveats, cv)
+
+
+def fitted_on_study_cases(data: LabelledData) -> dict[str, list[str]]:
+    """``{class: [case IDs]}`` of the study's own cases that a fitted class of the table was fitted on.
+
+    A table extracted with a fitted class (``fisher``'s GMM) records the cases it was fitted on
+    (``diagnostics_<class>_FittedOn``). Evaluated as a fixed table, every such case informed its own features
+    (and its test fold's): the cross-validation is not leakage-free for that class. Each finding is also a
+    warning and a note.
+    """
+    from ..extractor import FITTED_ON
+
+    found: dict[str, list[str]] = {}
+    table = data.diagnostics
+    if table is None:
+        return found
+    study_ids = set(map(str, data.features.index))
+    for column in table.columns:
+        parts = str(column).split("_")
+        if len(parts) != 3 or parts[0] != naming.DIAGNOSTICS_PREFIX or parts[2] != FITTED_ON:
+            continue
+        fitted_on: set[str] = set()
+        for value in table[column].dropna().unique():
+            try:
+                fitted_on.update(map(str, json.loads(value)))
+            except (TypeError, ValueError):
+                continue
+        shared = sorted(study_ids & fitted_on)
+        if shared:
+            found[parts[1]] = shared
+            note = (
+                f"class '{parts[1]}' of the table was fitted on {len(shared)} of the study's {len(study_ids)} cases: its columns are "
+                "not leakage-free under cross-validation; study the images with --manifest --params to refit it inside every fold"
+            )
+            data.notes.append(note)
+            logger.warning(note)
+    return found
+
+
+def _leak_caveat(leaks: Mapping[str, Sequence[str]], n_cases: int) -> str:
+    parts = [f"{name} ({len(ids)} of {n_cases} cases)" for name, ids in leaks.items()]
+    return (
+        "NOT leakage-free: the table's fitted class(es) " + ", ".join(parts) + " were fitted on patients of this study, so their "
+        "held-out patients informed their own features; read their results as optimistic, and study the images with "
+        "--manifest --params, which refits them inside every training fold"
+    )
 
 
 def _aliases(spec: StudySpec, data: LabelledData) -> dict[str, str]:

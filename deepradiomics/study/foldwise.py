@@ -108,12 +108,27 @@ class FoldStats:
 class _FoldEncoder:
     """Fits each fitted class on a training set and encodes every case; caches the table per training set."""
 
-    def __init__(self, index: pd.Index, fitted: Sequence[FittedColumns], stats: FoldStats) -> None:
+    def __init__(self, index: pd.Index, fitted: Sequence[FittedColumns], stats: FoldStats, progress: bool = False) -> None:
         self.index = index
         self.fitted = {f.name: f for f in fitted}
         self.stats = stats
+        self.progress = progress
+        self._bars: dict[str, Any] = {}
         self._tables: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
         self._state: dict[str, tuple[str, ...]] = {}  # the training set each class instance is fitted on now
+
+    def _tick(self, name: str, seconds: float, n_train: int) -> None:
+        """One fit done: a count-up progress bar per class on stderr, and an INFO line with its time."""
+        if self.progress:
+            import sys
+
+            from tqdm.auto import tqdm
+
+            bar = self._bars.get(name)
+            if bar is None:
+                bar = self._bars[name] = tqdm(desc=f"{name} fold-wise fits", unit="fit", file=sys.stderr, dynamic_ncols=True)
+            bar.update(1)
+        logger.info("%s: fit %d on %d training cases in %.1f s", name, self.stats.fits, n_train, seconds)
 
     def fitted_class(self, name: str, train_ids: tuple[str, ...]):
         """The instance of class ``name`` fitted on the descriptors of ``train_ids`` (fitted now unless it already is)."""
@@ -121,10 +136,12 @@ class _FoldEncoder:
         if self._state.get(name) != train_ids:
             start = time.perf_counter()
             entry.feature_class.fit_from_descriptors([entry.descriptors[i] for i in train_ids], list(train_ids))
+            seconds = time.perf_counter() - start
             self.stats.fits += 1
-            self.stats.fit_seconds += time.perf_counter() - start
+            self.stats.fit_seconds += seconds
             self.stats.training_sets.append(train_ids)
             self._state[name] = train_ids
+            self._tick(name, seconds, len(train_ids))
         return entry.feature_class
 
     def table(self, name: str, train_ids: tuple[str, ...]) -> np.ndarray:
@@ -160,11 +177,13 @@ class FoldwiseFeatures:
         Filled with the number and cost of the fits.
     """
 
-    def __init__(self, fixed: pd.DataFrame, fitted: Sequence[FittedColumns], stats: FoldStats | None = None, *, _encoder=None, _columns=None) -> None:
+    def __init__(
+        self, fixed: pd.DataFrame, fitted: Sequence[FittedColumns], stats: FoldStats | None = None, *, progress: bool = False, _encoder=None, _columns=None
+    ) -> None:
         self.fixed = fixed
         self.fitted = list(fitted)
         self.stats = stats if stats is not None else FoldStats()
-        self._encoder = _encoder or _FoldEncoder(fixed.index, self.fitted, self.stats)
+        self._encoder = _encoder or _FoldEncoder(fixed.index, self.fitted, self.stats, progress)
         all_columns = [str(c) for c in fixed.columns] + [c for f in self.fitted for c in f.columns]
         self._columns = list(_columns) if _columns is not None else all_columns
         missing = [f for f in self.fitted for i in fixed.index if str(i) not in f.descriptors]
@@ -379,7 +398,7 @@ def prepare_images(
             f"fitted class(es) {', '.join(fitted_names)} refitted inside every training fold on the training cases only "
             "(descriptors computed once per case)"
         )
-    return data, FoldwiseFeatures(fixed, fitted, stats)
+    return data, FoldwiseFeatures(fixed, fitted, stats, progress=progress)
 
 
 def external_images(source: FoldwiseFeatures, test_manifest, params, jobs: int = 1, cache_dir=None, progress: bool = False) -> pd.DataFrame:

@@ -311,7 +311,13 @@ def _methods(result) -> str:
         f"<p>Feature families: {fams}.</p>",
         "<p>Every data-driven step (median imputation, removal of constant features, z-scoring, feature "
         "screening or selection, model fitting) was fitted on the training part of each split only "
-        "(scikit-learn Pipeline), so no information from the test patients leaked into the models.</p>",
+        "(scikit-learn Pipeline)"
+        + (
+            ", but the features of " + html.escape(", ".join(info["leakage"])) + " come from a state fitted on patients of this "
+            "study (see the caveats): for those families information from the test patients did reach the features.</p>"
+            if info.get("leakage")
+            else ", so no information from the test patients leaked into the models.</p>"
+        ),
     ]
     if "logistic" in info["models"]:
         text.append(

@@ -7,6 +7,7 @@ never shipped; real LGG cases for everything that runs the pipeline.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -349,7 +350,7 @@ def test_compute_before_fit_and_tampered_gmm_are_refused(bundle, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-def test_fit_command_then_extract_and_batch_next_to_classical_and_vqhist(bundle, cohort, tmp_path):
+def test_fit_command_then_extract_and_batch_next_to_classical_and_vqhist(bundle, cohort, tmp_path, monkeypatch):
     classes = {
         "firstorder": ["Mean"],
         "fisher": {"model": str(bundle), **FAST, "gmm_patients": 3},
@@ -390,6 +391,18 @@ def test_fit_command_then_extract_and_batch_next_to_classical_and_vqhist(bundle,
     # (other processes run torch on other thread counts: float32 sums may differ in the last bits)
     np.testing.assert_allclose(table.loc[COHORT[1], fisher_cols].to_numpy(float), single[fisher_cols].to_numpy(float)[0], atol=1e-6)
     assert table[fisher_cols].std().max() > 0.01
+    # the table records which cases the GMM was fitted on (a study of this table warns about leakage)
+    assert json.loads(table["diagnostics_fisher_FittedOn"].iloc[0]) == COHORT[:4]
+    # batch --cache-dir: the descriptors fit cached are encoded, no case is described again
+    described = []
+    real_describe = FisherVector.describe
+    monkeypatch.setattr(FisherVector, "describe", lambda self, case: described.append(case.case_id) or real_describe(self, case))
+    reused_path = tmp_path / "reused.csv"
+    reused = runner.invoke(main, ["batch", str(out / "params.yaml"), str(cohort), "-o", str(reused_path), "--cache-dir", str(cache), "--no-progress"])
+    assert reused.exit_code == 0, reused.output
+    assert described == []
+    pd.testing.assert_frame_equal(pd.read_csv(reused_path, index_col="ID")[fisher_cols], table[fisher_cols], rtol=0, atol=1e-6)
+    monkeypatch.undo()
     # the extractor fits from a manifest too, with the same cached descriptors and the same GMM
     extractor = Extractor.from_yaml(params).fit(manifest=cohort, cache_dir=cache)
     again = extractor.plugin_classes["fisher"]
