@@ -80,7 +80,14 @@ from .common import report_errors, setup_logging, verbosity_options
     help="Multiple-testing correction (comparisons, responsible vectors).",
 )
 @click.option(
-    "--responsible/--no-responsible", default=None, help="Find responsible codewords (default: when vqhist columns exist)."
+    "--responsible",
+    type=click.Choice(["auto", "project", "paper", "none"]),
+    default="auto",
+    show_default=True,
+    help="Responsible codewords: auto (the project's procedure when a class declares a histogram, e.g. vqhist), project, "
+    "paper (the VQ paper's: uncorrected p < 0.05 preselection and tests, on the raw counts), none.",
+)
+@click.option("--no-responsible", is_flag=True, help="Same as --responsible none."
 )
 @click.option(
     "--bootstrap",
@@ -140,7 +147,7 @@ def command(**options):
         groups=parse_groups(options["groups"]) or None,
         models=list(options["models"]) or ["logistic", "dlr"],
         caveats=caveats,
-        responsible="auto" if options["responsible"] is None else options["responsible"],
+        responsible="none" if options["no_responsible"] else options["responsible"],
         progress=not options["quiet"],
     )
     result = run_study(StudySpec(**chosen))

@@ -120,8 +120,8 @@ class StudySpec:
         paper's leave-one-out; see :mod:`.classification`). ``folds``, ``repeats``, ``seed``: repeated
         stratified k-fold with identical splits for every family (paired comparisons). ``correction``: the
         multiple-testing correction of comparisons and responsible vectors (holm, fdr_bh, bonferroni, none).
-        ``responsible``: ``"auto"`` (responsible vectors when a class declares a histogram), True (required)
-        or False. ``n_boot``: bootstrap replicates for leave-one-out and external CIs. ``caveats``: free text
+        ``responsible``: ``"auto"`` (responsible vectors when a class declares a histogram), ``"project"``
+        (required), ``"paper"`` (required, the VQ paper's procedure as it describes it) or ``"none"``. ``n_boot``: bootstrap replicates for leave-one-out and external CIs. ``caveats``: free text
         printed in the report.
     Execution (a study from images)
         ``jobs`` worker processes, ``cache_dir`` for per-case rows and descriptors (a re-run reuses them),
@@ -164,6 +164,8 @@ class StudySpec:
         if self.folds < 2 or self.repeats < 1:
             raise ParamsError(f"--folds must be >= 2 and --repeats >= 1 (got {self.folds} and {self.repeats})")
         adjust_pvalues([0.5], self.correction)  # validates the name
+        if self.responsible not in (True, False, *RESPONSIBLE_CHOICES):
+            raise ParamsError(f"--responsible {self.responsible!r} is not one of {', '.join(RESPONSIBLE_CHOICES)}")
         if not self.from_images and self.features is None:
             raise ParamsError("no features: give a features table (from `deepradiomics batch`), or a manifest and a params file")
 
@@ -369,28 +371,44 @@ def _confounds(data: LabelledData, families: Mapping[str, Sequence[str]]) -> lis
     return confound_table(data.features, data.covariates, assessed).to_dict("records") if assessed else None
 
 
+#: values of ``StudySpec.responsible``: when to look for responsible vectors, and by which procedure
+RESPONSIBLE_CHOICES = ("auto", "project", "paper", "none")
+
+
 def _responsible(data: LabelledData, responsible: bool | str, correction: str, aliases: Mapping[str, str] | None = None):
     """Responsible vectors of the table's histogram columns (classes' ``histograms`` metadata).
 
-    With several histograms the frequency one is preferred (it does not grow with the number of slices),
-    else the first; returns (ResponsibleVectors or None, the histogram group's name or None).
+    ``responsible``: ``"auto"`` (the project's procedure when a class declares a histogram), ``"project"`` or
+    True (required), ``"paper"`` (required, the VQ paper's procedure on the raw counts:
+    :data:`~deepradiomics.study.responsible.PAPER_DIFFERENCES`), ``"none"`` or False (skipped). With several
+    histograms the project's procedure prefers the frequency one (it does not grow with the number of
+    slices), the paper's the counts (the paper's histogram). Returns (ResponsibleVectors or None, the
+    histogram group's name or None).
     """
     from .families import histogram_groups
 
+    if responsible not in (True, False, *RESPONSIBLE_CHOICES):
+        raise ParamsError(f"--responsible {responsible!r} is not one of {', '.join(RESPONSIBLE_CHOICES)}")
+    required = responsible in (True, "project", "paper")
+    procedure = "paper" if responsible == "paper" else "project"
     groups = histogram_groups(data.features.columns, aliases)
-    if responsible is True and not groups:
+    if required and not groups:
         raise StudyDataError("responsible vectors were requested but no class of the features table declares a histogram (e.g. codeword counts)")
-    if not responsible or not groups:
+    if responsible in (False, "none") or not groups:
         return None, None
     from .responsible import responsible_vectors
 
-    name = next((g for g in groups if g.endswith("-frequency")), next(iter(groups)))
+    preferred = "-counts" if procedure == "paper" else "-frequency"
+    name = next((g for g in groups if g.endswith(preferred)), next(iter(groups)))
     if len(groups) > 1:
         data.notes.append(f"responsible vectors searched in histogram {name} (of {', '.join(groups)})")
     try:
-        return responsible_vectors(data.features[groups[name]], data.y, labels=(data.negative, data.positive), correction=correction), name
+        found = responsible_vectors(
+            data.features[groups[name]], data.y, labels=(data.negative, data.positive), correction=correction, procedure=procedure
+        )
+        return found, name
     except ParamsError as exc:
-        if responsible is True:
+        if required:
             raise
         # "auto": the classification results stand on their own; say why the explanation is missing
         data.notes.append(f"responsible vectors skipped: {exc}")

@@ -348,21 +348,34 @@ def _methods(result) -> str:
             f"the test set; 95% CIs: {html.escape(interval_note(info['n_boot']))}</p>"
         )
     if result.responsible is not None:
-        s = result.responsible.settings
-        text.append(
-            "<p>Responsible vectors (Kobayashi et al., Sci Rep 2021), on the whole cohort: codewords used in "
-            f"fewer than {s['min_cases']} patients were dropped ({s['n_passed_usage_filter']} of "
-            f"{s['n_codewords']} kept); the {s['max_codewords']} with the smallest Mann-Whitney p (skipping any whose counts are a "
-            "linear function of those already chosen) entered a "
-            f"logistic regression (fit: {result.responsible.fit_method}; Firth's penalised likelihood if the "
-            "maximum-likelihood fit separates); each codeword's likelihood-ratio test, chi-square 1 df (maximum "
-            "likelihood: refit without it; Firth: its coefficient held at 0 with the full design in the penalty, "
-            "the penalised likelihood-ratio test of Heinze &amp; Schemper 2002, each fit the highest of several "
-            "starts); Shapiro-Wilk normality per group and Mann-Whitney U between groups over all "
-            f"kept codewords; {html.escape(s['correction'])} correction; responsible when both corrected p &lt; "
-            f"{s['alpha']}, for the group with the higher mean count.</p>"
-        )
+        text.append(_responsible_methods(result.responsible))
     return "\n".join(text)
+
+
+def _responsible_methods(rv) -> str:
+    """The methods paragraph of the responsible vectors: what was done, and where it differs from the VQ paper."""
+    from .responsible import PAPER_DIFFERENCES
+
+    s = rv.settings
+    if s.get("procedure") == "paper":
+        entry = f"every kept codeword with an uncorrected Mann-Whitney (Wilcoxon rank-sum) p &lt; {s['alpha']}"
+    else:
+        entry = f"the {s['max_codewords']} with the smallest Mann-Whitney p"
+    paragraph = (
+        "<p>Responsible vectors (Kobayashi et al., Sci Rep 2021), on the whole cohort: codewords used in "
+        f"fewer than {s['min_cases']} patients were dropped ({s['n_passed_usage_filter']} of {s['n_codewords']} kept); "
+        f"{entry} (skipping any whose counts are a linear function of those already chosen) entered a "
+        f"logistic regression (fit: {rv.fit_method}; Firth's penalised likelihood if the maximum-likelihood fit separates); "
+        "each codeword's likelihood-ratio test, chi-square 1 df (maximum likelihood: refit without it; Firth: its coefficient "
+        "held at 0 with the full design in the penalty, the penalised likelihood-ratio test of Heinze &amp; Schemper 2002, "
+        "each fit the highest of several starts); Shapiro-Wilk normality per group and Mann-Whitney U between groups over "
+        f"all kept codewords; {html.escape(s['correction'])} correction; responsible when both p &lt; {s['alpha']}, for the "
+        "group with the higher mean count.</p>"
+    )
+    if s.get("procedure") == "paper":
+        return paragraph + "<p>This is the paper's procedure as it describes it (<code>--responsible paper</code>).</p>"
+    items = "".join(f"<li>{html.escape(d)}</li>" for d in PAPER_DIFFERENCES)
+    return paragraph + f"<p>Where this differs from the paper's procedure (<code>--responsible paper</code> follows the paper):</p><ul>{items}</ul>"
 
 
 def _roc_curves(predictions: pd.DataFrame, positive, model: str) -> dict:

@@ -149,6 +149,22 @@ def test_cli_end_to_end(files, tmp_path):
     metrics = pd.read_csv(out / "metrics.csv")
     assert set(metrics["family"]) == {"deep", "noise"} and set(metrics["model"]) == {"logistic"}
     assert (out / "responsible_vectors.csv").exists() and (out / "report.html").exists()
+    assert "Where this differs from the paper's procedure" in (out / "report.html").read_text()
+    # the paper's procedure on demand, and none at all
+    paper = CliRunner().invoke(
+        main, ["study", str(files / "features.csv"), "--labels", str(files / "cases.csv"), "--target", "grade", "--model", "logistic",
+               "--folds", "3", "--repeats", "1", "--responsible", "paper", "-o", str(tmp_path / "paper")],
+    )
+    assert paper.exit_code == 0, paper.output
+    assert "the paper's procedure as it describes it" in (tmp_path / "paper" / "report.html").read_text()
+    assert pd.read_csv(tmp_path / "paper" / "responsible_vectors.csv")["lrt_p_adjusted"].dropna().equals(
+        pd.read_csv(tmp_path / "paper" / "responsible_vectors.csv")["lrt_p"].dropna()
+    )
+    none = CliRunner().invoke(
+        main, ["study", str(files / "features.csv"), "--labels", str(files / "cases.csv"), "--target", "grade", "--model", "logistic",
+               "--folds", "3", "--repeats", "1", "--no-responsible", "-o", str(tmp_path / "none")],
+    )
+    assert none.exit_code == 0 and not (tmp_path / "none" / "responsible_vectors.csv").exists()
 
 
 def test_cli_bad_target_names_the_column(files, tmp_path):

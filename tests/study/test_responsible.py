@@ -78,6 +78,25 @@ def test_no_signal_finds_no_responsible_codeword():
     assert responsible_vectors(counts, y).responsible.empty
 
 
+def test_the_papers_procedure_preselects_by_uncorrected_p_and_does_not_correct(planted):
+    counts, y, project = planted
+    paper = responsible_vectors(counts, y, labels=("G2", "G3"), procedure="paper")
+    assert paper.settings["procedure"] == "paper" and paper.settings["correction"] == "none" and paper.settings["max_codewords"] is None
+    table = paper.table.set_index("codeword")
+    in_model = table[table["in_model"]]
+    # every codeword in the model passed the uncorrected univariate test, and every one that passed is in it (or collinear)
+    assert (in_model["mannwhitney_p"] < 0.05).all()
+    passed = table[(table["mannwhitney_p"] < 0.05) & ~table["preselection"].str.startswith("rare")]
+    assert set(passed.index) <= set(in_model.index) | set(table[table["preselection"].str.contains("linear function")].index)
+    np.testing.assert_array_equal(table["lrt_p_adjusted"].dropna(), table["lrt_p"].dropna())  # no correction
+    assert {"Codeword010", "Codeword030"} <= set(paper.responsible["codeword"])
+    # on pure noise, the uncorrected procedure keeps what the corrected one rejects more often, never less
+    noise, y0 = count_table(n=60, seed=1)
+    assert len(responsible_vectors(noise, y0, procedure="paper").table.query("in_model")) >= len(responsible_vectors(noise, y0).responsible)
+    with pytest.raises(ParamsError, match="procedure 'papers' is not one of project, paper"):
+        responsible_vectors(counts, y, procedure="papers")
+
+
 def test_separation_falls_back_to_firth():
     counts, y = count_table(n=40, seed=2)
     col = "original_vqhist_Codeword050"
