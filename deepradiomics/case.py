@@ -382,9 +382,14 @@ class Case:
     case_id
         Identifier used for batch rows and messages.
     transforms
-        Transforms applied, in order, to every modality image after it is read and checked (e.g. the
-        intensity perturbations of :mod:`deepradiomics.perturb`): callables ``t(image, case, name) ->
-        image`` with a ``describe()`` method whose text goes into the diagnostics and the batch cache key.
+        Everything done to the case, in order, each with a ``describe()`` method whose text goes into the
+        diagnostics and the batch cache key. Two kinds, told apart by the transform's ``network_input``
+        attribute: *image transforms* (:attr:`image_transforms`: callables ``t(image, case, name) -> image``,
+        e.g. the image-domain perturbations of :mod:`deepradiomics.perturb`) are applied to every modality
+        image after it is read and checked; *input transforms* (:attr:`input_transforms`, ``network_input``
+        true: the input-domain perturbations) leave the images alone and are applied by each class that
+        declares ``FeatureClass.network_input`` to the network input it forms. Both kinds live in this one
+        tuple so that the cache key and the diagnostics, which describe ``transforms``, cover both.
 
     Examples
     --------
@@ -453,14 +458,39 @@ class Case:
                     f"{name} image '{self.source(name)}' and mask '{self.source('mask')}' of case '{self.case_id}' "
                     f"differ in geometry ({mismatch}): resample the mask onto the image grid"
                 )
-            for transform in self.transforms:
+            for transform in self.image_transforms:
                 image = transform(image, self, name)
             self._images[name] = image
         return self._images[name]
 
+    @property
+    def image_transforms(self) -> tuple:
+        """The transforms applied to every modality image when it is read (those without ``network_input``)."""
+        return tuple(t for t in self.transforms if not _is_input_transform(t))
+
+    @property
+    def input_transforms(self) -> tuple:
+        """The transforms that classes declaring ``network_input`` apply to their own network input, in order
+        (through :func:`deepradiomics.perturb.perturb_input`); the images are left as they are."""
+        return tuple(t for t in self.transforms if _is_input_transform(t))
+
     def with_transforms(self, *transforms) -> Case:
         """A new case on the same files with ``transforms`` appended (nothing read or cached is shared)."""
         return Case(self.modalities, self.mask, self.label, self.case_id, tuple(self.transforms) + tuple(transforms))
+
+    def with_input_transforms(self, *transforms) -> Case:
+        """A new case with network-input ``transforms`` appended (e.g. ``perturbation("scale", 0.5, domain="input")``).
+
+        CaseError for a transform that does not act on a network input (give it to :meth:`with_transforms`).
+        """
+        for transform in transforms:
+            if not _is_input_transform(transform):
+                what = transform.describe() if hasattr(transform, "describe") else repr(transform)
+                raise CaseError(
+                    f"case '{self.case_id}': {what} is an image transform, not a network-input transform: "
+                    "give it to with_transforms, or build it with domain='input'"
+                )
+        return self.with_transforms(*transforms)
 
     def diagnostics(self) -> dict:
         """``diagnostics_Case_*``: ROI volume (mm^3), number of axial slices, and the transforms applied."""
@@ -491,6 +521,14 @@ class Case:
         self.mask_image()
         for name in names or self.modalities:
             self.image(name)
+
+
+def _is_input_transform(transform) -> bool:
+    """Whether a case transform acts on a class's network input (its ``network_input`` is true) rather than on images.
+
+    Transforms are plain callables of any type, so the attribute is optional (absent: an image transform).
+    """
+    return bool(getattr(transform, "network_input", False))
 
 
 def _check_label_values(array, where: str) -> None:

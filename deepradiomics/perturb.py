@@ -1,20 +1,43 @@
-"""Intensity perturbations of a Case (robustness studies), as small recorded transforms.
+"""Intensity perturbations for robustness studies, as small recorded transforms, in two domains.
 
 Kobayashi et al. (2021) perturb "the entire pixel value of input images" by scaling and shifting, with
-magnitudes s from 0.0 to 1.0 in steps of 0.1. As Case transforms (applied to every modality image when
-it is read, mask untouched; see :class:`deepradiomics.case.Case`):
+magnitudes s from 0.0 to 1.0 in steps of 0.1, and state that they did so "for pixel intensities that were
+standardized through Z-score normalization": the paper perturbs the network's input. A perturbation here
+acts in one of two domains:
 
-- :class:`IntensityScale` ``I' = (1 + s) I`` over the whole image (the paper's definition), or with
-  ``region="foreground"``, ``I' = mu + (1 + s)(I - mu)`` over the voxels > 0 only;
-- :class:`IntensityShift` ``I' = I + s * sd`` over the whole image, or over the voxels > 0 only.
+``domain="input"`` (the paper's definition)
+    Applied by a feature class to its own network input, where it forms that input (classes declaring
+    ``FeatureClass.network_input``; the case carries these transforms in ``Case.input_transforms``, and
+    each class calls :func:`perturb_input` once). For ``vqhist`` and ``fisher`` that input is the z-scored,
+    resized slices of the bundle's preprocessing; for ``cnn`` the patches scaled to [-127.5, 127.5].
+``domain="image"``
+    Applied to every modality image when it is read, mask untouched (what a classical study perturbs; see
+    :class:`deepradiomics.case.Case`). A class that normalises its input (a z-score, cnn's per-patch
+    min-max scaling) undoes a whole-image scale entirely, and turns a whole-image shift into one step
+    whatever s is (the background becomes foreground): this is the raw-image robustness, not the paper's.
 
-``mu`` and ``sd`` are the mean and standard deviation of the image's foreground (voxels > 0) *before* the
-perturbation, so the shift is expressed in units of the tissue's intensity spread and means the same on
-8-bit MRI and on CT (the paper does not state its unit; this choice is ours). Every perturbed image,
-level 0 included, is float32, so that every level takes the same PyRadiomics code path (on 8-bit images
-PyRadiomics 3.0.1 computes its top bin edge in the image's integer type and can overflow).
+The formulas are the same in both domains, on the image ``I`` or on the network input ``x``:
 
-Each transform has ``describe()`` (recorded in ``diagnostics_Case_Transforms`` and in the batch cache key).
+- :class:`IntensityScale` ``x' = (1 + s) x`` over the whole image/input (``region="image"``, the
+  paper's "entire pixel value"), or with ``region="foreground"``, ``x' = mu + (1 + s)(x - mu)`` over the
+  foreground only;
+- :class:`IntensityShift` ``x' = x + s * sd`` over the whole image/input, or over the foreground only.
+
+``mu`` and ``sd`` are the mean and standard deviation of the *unperturbed* foreground, so a shift is
+expressed in units of the tissue's intensity spread (the paper does not state its unit; this choice is
+the project's). Image domain: the foreground is the voxels > 0 of the image. Input domain: the values of
+the input that come from voxels > 0; ``mu`` and ``sd`` are those the class's input is standardised
+by, per unit it normalises independently: for the z-scored slices of ``vqhist`` and ``fisher`` 0 and 1 by
+construction (per channel), so the shift at level s adds exactly s, as in the paper's z-scored input;
+for ``cnn``, each patch's own foreground mean and standard deviation in its [-127.5, 127.5] units (a patch
+of uniformly spread values has sd 255 / sqrt(12) = 73.6), so the shift moves the patch by s of its own
+spread and the scale widens it to [-(1 + s) 127.5, (1 + s) 127.5] (about 0, the patch's mid-range).
+
+Every perturbed image, level 0 included, is float32, so that every level takes the same PyRadiomics code
+path (on 8-bit images PyRadiomics 3.0.1 computes its top bin edge in the image's integer type and can
+overflow). Each transform has ``describe()`` (recorded in ``diagnostics_Case_Transforms`` and in the batch
+cache key): ``scale(0.5, image)`` in the image domain, ``scale(0.5, image, input)`` in the input domain,
+so rows of different domains or levels never share a cached result.
 
 Examples
 --------
@@ -24,6 +47,10 @@ Examples
 [0.5, 2.5, 4.5]
 >>> sitk.GetArrayFromImage(IntensityScale(1.0, region="foreground")(image)).ravel().tolist()
 [0.0, 1.0, 5.0]
+>>> import torch
+>>> z = torch.tensor([[-1.0, 0.0, 2.0]])
+>>> perturb_input(z, [IntensityShift(0.5, domain="input")], mean=0.0, sd=1.0).tolist()
+[[-0.5, 0.5, 2.5]]
 """
 
 from __future__ import annotations
@@ -33,9 +60,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import CaseError, ParamsError
+from .nets.preprocess import perturb_input
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "DOMAINS",
+    "IntensityScale",
+    "IntensityShift",
+    "KINDS",
+    "REGIONS",
+    "parse_levels",
+    "perturb_input",
+    "perturbation",
+]
 
 REGIONS = ("image", "foreground")
 KINDS = ("scale", "shift")
+#: where a perturbation acts: the raw image, or the network input a class forms (the paper's)
+DOMAINS = ("image", "input")
 #: the paper's levels: 0.0 to 1.0 in steps of 0.1
 DEFAULT_LEVELS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -53,21 +95,35 @@ def _foreground_stats(raw: np.ndarray, where: str) -> tuple[np.ndarray, float, f
 class _Perturbation:
     level: float
     region: str = "image"
+    domain: str = "image"
 
     kind = "perturbation"
 
     def __post_init__(self) -> None:
         if self.region not in REGIONS:
             raise ParamsError(f"perturbation region '{self.region}' is not one of {', '.join(REGIONS)}")
+        if self.domain not in DOMAINS:
+            raise ParamsError(f"perturbation domain '{self.domain}' is not one of {', '.join(DOMAINS)}")
         if not np.isfinite(self.level) or self.level <= -1:
             raise ParamsError(f"perturbation level {self.level} must be a finite number > -1")
 
+    @property
+    def network_input(self) -> bool:
+        """True for the input domain: a class applies it to its network input (``Case.input_transforms``)."""
+        return self.domain == "input"
+
     def describe(self) -> str:
-        return f"{self.kind}({self.level:g}, {self.region})"
+        """``kind(level, region)``, with ``, input`` added in the input domain (diagnostics and cache keys)."""
+        suffix = ", input" if self.network_input else ""
+        return f"{self.kind}({self.level:g}, {self.region}{suffix})"
 
     def __call__(self, image, case=None, name: str = "image"):
         import SimpleITK as sitk
 
+        if self.network_input:
+            raise ParamsError(
+                f"{self.describe()} acts on a class's network input, not on an image: give it to Case.with_input_transforms"
+            )
         raw = sitk.GetArrayFromImage(image).astype(np.float64)
         where = f"image '{case.source(name)}' of case '{case.case_id}'" if case is not None else "the image"
         out = self.apply(raw, where)
@@ -76,7 +132,19 @@ class _Perturbation:
         return result
 
     def apply(self, raw: np.ndarray, where: str = "the image") -> np.ndarray:
+        """The perturbed voxels of the image ``raw`` (image domain; statistics of its voxels > 0)."""
         raise NotImplementedError
+
+    def apply_input(self, x, *, mean, sd, foreground):
+        """The perturbed network input ``x`` (a torch tensor; see :func:`perturb_input` for the arguments)."""
+        raise NotImplementedError
+
+
+def _select(condition, inside, outside):
+    """``inside`` where ``condition`` holds, else ``outside`` (torch tensors)."""
+    import torch
+
+    return torch.where(condition, inside, outside)
 
 
 @dataclass(frozen=True)
@@ -96,6 +164,14 @@ class IntensityScale(_Perturbation):
         out[foreground] = mean + (1.0 + self.level) * (raw[foreground] - mean)
         return out
 
+    def apply_input(self, x, *, mean, sd, foreground):
+        """``(1 + s) x`` (whole input) or ``mu + (1 + s)(x - mu)`` over ``foreground``."""
+        if self.level == 0:
+            return x
+        if self.region == "image":
+            return x * (1.0 + self.level)
+        return _select(foreground, mean + (1.0 + self.level) * (x - mean), x)
+
 
 @dataclass(frozen=True)
 class IntensityShift(_Perturbation):
@@ -114,15 +190,24 @@ class IntensityShift(_Perturbation):
         out[foreground] = raw[foreground] + self.level * sd
         return out
 
+    def apply_input(self, x, *, mean, sd, foreground):
+        """``x + s sd`` over the whole input, or over ``foreground`` only."""
+        if self.level == 0:
+            return x
+        if self.region == "image":
+            return x + self.level * sd
+        return _select(foreground, x + self.level * sd, x)
+
 
 PERTURBATIONS = {"scale": IntensityScale, "shift": IntensityShift}
 
 
-def perturbation(kind: str, level: float, region: str = "image") -> _Perturbation:
-    """The transform of ``kind`` (``scale`` or ``shift``) at ``level`` over ``region`` (``image`` or ``foreground``)."""
+def perturbation(kind: str, level: float, region: str = "image", domain: str = "image") -> _Perturbation:
+    """The transform of ``kind`` (``scale`` or ``shift``) at ``level`` over ``region`` (``image`` or
+    ``foreground``) in ``domain`` (``image``: the raw image; ``input``: a class's network input, the paper's)."""
     if kind not in PERTURBATIONS:
         raise ParamsError(f"perturbation '{kind}' is not one of {', '.join(PERTURBATIONS)}")
-    return PERTURBATIONS[kind](float(level), region)
+    return PERTURBATIONS[kind](float(level), region, domain)
 
 
 def parse_levels(text: str | list[float] | tuple[float, ...]) -> list[float]:

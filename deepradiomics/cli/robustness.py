@@ -16,7 +16,15 @@ from .common import load_extractor, report_errors, setup_logging, verbosity_opti
 @click.option("--model", type=click.Choice(["logistic", "dlr"]), default="logistic", show_default=True, help="Study model trained on unperturbed features.")
 @click.option("--kinds", default="scale,shift", show_default=True, help="Perturbations, comma-separated: scale, shift.")
 @click.option("--levels", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0", show_default=True, help="Perturbation levels s (comma-separated; 0 is always added).")
-@click.option("--region", type=click.Choice(["image", "foreground"]), default="image", show_default=True, help="Perturb the whole image (the paper's definition) or only voxels > 0.")
+@click.option("--region", type=click.Choice(["image", "foreground"]), default="image", show_default=True, help="Perturb the whole image/input (the paper's) or only its foreground (voxels > 0).")
+@click.option(
+    "--domain",
+    type=click.Choice(["auto", "input", "image"]),
+    default="auto",
+    show_default=True,
+    help="input: each class perturbs its own network input after its preprocessing (the paper's definition); "
+    "image: the raw image; auto: input where a class can, image for the others (classical classes).",
+)
 @click.option("--limit", type=int, default=None, help="Use only the first N cases of MANIFEST.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel worker processes.")
 @click.option("--scheduler", default="processes", show_default=True, help="'processes', 'dask' or a Dask scheduler address tcp://HOST:PORT.")
@@ -25,15 +33,19 @@ from .common import load_extractor, report_errors, setup_logging, verbosity_opti
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @verbosity_options
 @report_errors
-def command(params, manifest, labels, target, positive, model, kinds, levels, region, limit, jobs, scheduler, cache_dir, out_dir, progress, verbose, quiet):
+def command(params, manifest, labels, target, positive, model, kinds, levels, region, domain, limit, jobs, scheduler, cache_dir, out_dir, progress, verbose, quiet):
     """Sweep intensity scale and shift over the cases of MANIFEST for every class in PARAMS.
 
-    Level s: scale I' = (1 + s) I, shift I' = I + s sd (sd: the image's foreground standard deviation),
-    over the whole image (default, as in the paper) or over voxels > 0 (--region foreground). Every
-    (case, level) is extracted like a batch (--jobs, --scheduler, --cache-dir resume, error rows).
-    Writes robustness.csv (per level), icc.csv and icc_summary.csv (ICC(2,1)/(3,1) per feature and
-    family), histogram_ratios.csv (histogram classes), classification.csv (with --target),
-    robustness.png. Example:
+    Level s: scale x' = (1 + s) x, shift x' = x + s sd (sd: the foreground standard deviation), over the
+    whole image/input (default, as in the paper) or its foreground (--region foreground). --domain input
+    (the paper's definition) perturbs what each deep class feeds its network, after its own preprocessing
+    (vqhist, fisher: the z-scored slices, where sd = 1; cnn: the scaled patches, sd per patch); --domain
+    image perturbs the raw image (a z-scored input then undoes a scale); auto (default) uses input where a
+    class can and image for the classical classes. Every (case, level) is extracted like a batch (--jobs,
+    --scheduler, --cache-dir resume, error rows). Writes robustness.csv (per domain and level), domains.csv
+    (each class's domain), icc.csv and icc_summary.csv (ICC(2,1)/(3,1) per feature and family),
+    histogram_ratios.csv (histogram classes), classification.csv (with --target), robustness.png
+    (difference ratio and ICC against s). Example:
 
     \b
       deepradiomics robustness params/combined.yaml cases.csv --target grade --jobs 2 -o robustness_out/
@@ -50,6 +62,7 @@ def command(params, manifest, labels, target, positive, model, kinds, levels, re
         kinds=[k.strip() for k in kinds.split(",") if k.strip()],
         levels=levels,
         region=region,
+        domain=domain,
         limit=limit,
         labels=labels,
         target=target,

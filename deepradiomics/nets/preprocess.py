@@ -14,6 +14,15 @@ sets voxels <= 0 (background) to 0, so that a slice outside the head is exactly 
 inference answer it from a cache; ``zscore`` uses every voxel; ``none`` keeps the values. Each slice is
 then resized to S x S (bilinear, antialiased when shrinking).
 
+Network-input transforms (the robustness hook): :meth:`Preprocessing.slices` takes ``input_transforms``,
+objects with ``apply_input(x, *, mean, sd, foreground)`` (the input-domain perturbations of
+:mod:`deepradiomics.perturb`), and applies them through :func:`perturb_input` to the slices once they are
+formed (normalised and resized: exactly what the network consumes). Each channel's ``mean`` and ``sd`` are
+those of the values its normalisation standardised: 0 and 1 by construction for ``zscore-foreground`` and
+``zscore`` (so a shift at level s adds exactly s), the volume's foreground (voxels > 0) mean and standard
+deviation for ``none``; ``foreground`` marks the input pixels that come from voxels > 0 of the channel's
+volume (nearest-neighbour resized like a mask).
+
 Examples
 --------
 >>> import numpy as np
@@ -139,8 +148,12 @@ class Preprocessing:
         """One modality volume normalised as the network expects (float32, (z, y, x))."""
         return _NORMALIZERS[self.normalization](volume)
 
-    def slices(self, arrays: Sequence[np.ndarray], normalize: bool = True):
-        """Float32 tensor (N, C, S, S) of the slices of C co-registered (z, y, x) volumes (``channels`` order)."""
+    def slices(self, arrays: Sequence[np.ndarray], normalize: bool = True, input_transforms: Sequence = ()):
+        """Float32 tensor (N, C, S, S) of the slices of C co-registered (z, y, x) volumes (``channels`` order).
+
+        ``input_transforms`` (e.g. the case's ``Case.input_transforms``) are applied to the finished slices,
+        the network's input, with each channel's normalisation statistics (see the module docstring).
+        """
         import torch
 
         shapes = {tuple(np.shape(a)) for a in arrays}
@@ -150,9 +163,35 @@ class Preprocessing:
             raise ValueError(f"{len(arrays)} volumes given for {len(self.channels)} channels {list(self.channels)}")
         vols = [self.normalize(a) if normalize else np.asarray(a, dtype=np.float32) for a in arrays]
         stacked = torch.from_numpy(np.ascontiguousarray(np.stack([np.moveaxis(v, self.axis, 0) for v in vols], axis=1)))
-        if self.input_size is None:
-            return stacked.contiguous()
-        return resize_slices(stacked, int(self.input_size)).contiguous()
+        out = stacked if self.input_size is None else resize_slices(stacked, int(self.input_size))
+        if input_transforms:
+            mean, sd = self.input_statistics(arrays, normalize)
+            out = perturb_input(out, input_transforms, mean=mean, sd=sd, foreground=self.input_foreground(arrays))
+        return out.contiguous()
+
+    def input_statistics(self, arrays: Sequence[np.ndarray], normalize: bool = True):
+        """Per-channel ``(mean, sd)`` (float32 tensors (1, C, 1, 1)) of the values each channel's normalisation
+        standardised: 0 and 1 for the z-scorings (by construction, used exactly), the volume's foreground
+        (voxels > 0; every voxel when none is) mean and standard deviation for ``none`` (sd 0 -> 1)."""
+        import torch
+
+        if normalize and self.normalization in ("zscore-foreground", "zscore"):
+            return torch.zeros((1, len(arrays), 1, 1)), torch.ones((1, len(arrays), 1, 1))
+        means, sds = [], []
+        for array in arrays:
+            values = np.asarray(array, dtype=np.float32)
+            values = values[values > 0] if (values > 0).any() else values.ravel()
+            sd = float(values.std()) if values.size else 0.0
+            means.append(float(values.mean()) if values.size else 0.0)
+            sds.append(sd if sd > 0 else 1.0)
+        return torch.tensor(means, dtype=torch.float32).view(1, -1, 1, 1), torch.tensor(sds, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def input_foreground(self, arrays: Sequence[np.ndarray]):
+        """Boolean (N, C, S, S): the input pixels that come from voxels > 0 of each channel's volume
+        (the volume's foreground on the slice grid, nearest-neighbour resized like a mask)."""
+        import torch
+
+        return torch.stack([self.labels(np.asarray(a) > 0) > 0 for a in arrays], dim=1)
 
     def labels(self, mask: np.ndarray):
         """Label volume (z, y, x) -> int64 (N, S, S) slices by nearest-neighbour resizing."""
@@ -169,6 +208,63 @@ class Preprocessing:
         moved_shape.insert(0, moved_shape.pop(self.axis))
         volume = slices_to_volume(maps, moved_shape, mode)
         return np.moveaxis(volume, 0, self.axis)
+
+
+def perturb_input(x, transforms: Sequence, *, mean=None, sd=None, foreground=None, reduce_dims: Sequence[int] | None = None):
+    """The network input ``x`` after each of ``transforms`` in order (``x`` itself when there is none).
+
+    The one place where a class's network input is perturbed (robustness studies): every class that
+    declares ``network_input`` calls it where it forms that input.
+
+    Parameters
+    ----------
+    x
+        The values the network consumes (a torch tensor).
+    transforms
+        Objects with ``apply_input(x, *, mean, sd, foreground)``: the input-domain perturbations of
+        :mod:`deepradiomics.perturb` (``Case.input_transforms``).
+    mean, sd
+        The unperturbed input's foreground mean and standard deviation, broadcastable to ``x`` (one value
+        per independently normalised unit: a channel volume, a patch). When None they are computed from
+        ``x`` over ``foreground`` along ``reduce_dims`` (population sd; a unit without foreground uses all
+        its values; sd 0 becomes 1).
+    foreground
+        Boolean tensor of ``x``'s shape: the values that come from the image's foreground (voxels > 0);
+        None: every value.
+    reduce_dims
+        The dimensions that one unit's statistics run over (with ``mean``/``sd`` None); None: all.
+    """
+    if not transforms:
+        return x
+    if mean is None or sd is None:
+        mean, sd = unit_statistics(x, foreground, reduce_dims)
+    if foreground is None:
+        import torch
+
+        foreground = torch.ones_like(x, dtype=torch.bool)
+    for transform in transforms:
+        x = transform.apply_input(x, mean=mean, sd=sd, foreground=foreground)
+    return x
+
+
+def unit_statistics(x, foreground=None, reduce_dims: Sequence[int] | None = None):
+    """``(mean, sd)`` of ``x`` over ``foreground`` along ``reduce_dims`` (kept as size-1 dimensions), in ``x``'s dtype.
+
+    Population standard deviation, computed in float64; a unit without any foreground value uses all its
+    values; a standard deviation of 0 becomes 1 (as the image-domain perturbations do).
+    """
+    import torch
+
+    dims = tuple(range(x.dim())) if reduce_dims is None else tuple(reduce_dims)
+    values = x.double()
+    weights = torch.ones_like(values) if foreground is None else foreground.to(torch.float64).expand_as(values)
+    counts = weights.sum(dims, keepdim=True)
+    weights = torch.where(counts > 0, weights, torch.ones_like(weights))
+    counts = weights.sum(dims, keepdim=True)
+    mean = (values * weights).sum(dims, keepdim=True) / counts
+    sd = (((values - mean) ** 2) * weights).sum(dims, keepdim=True).div(counts).sqrt()
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+    return mean.to(x.dtype), sd.to(x.dtype)
 
 
 def resize_slices(slices, size: int, mode: str = "bilinear"):

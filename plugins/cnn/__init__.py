@@ -254,6 +254,7 @@ class CNNFeatures(FeatureClass):
     name = "cnn"
     family = "deep"
     Settings = CNNSettings
+    network_input = True  # encode_patches() applies case.input_transforms to the scaled patches fed to the network
     #: sub-families by layer resolution (regular expressions over the feature token, for ``re.fullmatch``):
     #: shallow = full and 1/2 resolution (VGG blocks 1-2; encoder stem, blocks 0-1), mid = 1/4 and 1/8
     #: (VGG blocks 3-4; blocks 2-3), deep = 1/16 (VGG block 5; blocks 4 and deeper, head)
@@ -374,7 +375,7 @@ class CNNFeatures(FeatureClass):
             _, modality, layer, orientation, size, pooling, channel = specs[token]
             if (modality, size) not in pooled:
                 volume = grid_volume(case.image(modality), grid)
-                pooled[(modality, size)] = self.encode_patches(extract_patches(volume, centres[size], size))
+                pooled[(modality, size)] = self.encode_patches(extract_patches(volume, centres[size], size), case.input_transforms)
             means, maxima = pooled[(modality, size)][(layer, orientation)]
             values = (means if pooling == "mean" else maxima)[:, channel]
             total, count = np.zeros(grid.roi.shape), np.zeros(grid.roi.shape)
@@ -476,14 +477,19 @@ class CNNFeatures(FeatureClass):
             )
         return grid
 
-    def encode_patches(self, patches) -> dict[tuple[str, str], tuple]:
+    def encode_patches(self, patches, input_transforms=()) -> dict[tuple[str, str], tuple]:
         """Per-patch channel means and maxima of every tap for raw patches (n, p, p, p) float32 numpy.
+
+        ``input_transforms`` (a case's ``input_transforms``) perturb each scaled patch, the network input, with
+        that patch's own mean and sd over its voxels > 0 (:func:`deepradiomics.perturb.perturb_input`).
 
         Returns ``{(layer, orientation token): (means (n, C), maxima (n, C))}`` as float64 numpy arrays.
         Patches are scaled to [-127.5, 127.5] one by one, batched, run once each under inference mode.
         """
         import numpy as np
         import torch
+
+        from deepradiomics.perturb import perturb_input
 
         from .patches import scale_patches
 
@@ -495,7 +501,8 @@ class CNNFeatures(FeatureClass):
         with torch.inference_mode():
             for start in range(0, len(patches), step):
                 x = torch.from_numpy(patches[start : start + step]).to(device).unsqueeze(1)
-                for key, (means, maxima) in encoder.pooled(scale_patches(x)).items():
+                network_input = perturb_input(scale_patches(x), input_transforms, foreground=x > 0, reduce_dims=range(1, x.dim()))
+                for key, (means, maxima) in encoder.pooled(network_input).items():
                     parts.setdefault(key, []).append((means.cpu().numpy(), maxima.cpu().numpy()))
         return {key: (np.concatenate([m for m, _ in v]), np.concatenate([x for _, x in v])) for key, v in parts.items()}
 
@@ -510,7 +517,7 @@ class CNNFeatures(FeatureClass):
         for modality in s.modalities:
             volume = grid_volume(case.image(modality), grid)
             suffix = "" if modality == "Image" else f"-{modality}"
-            pooled = {size: self.encode_patches(extract_patches(volume, centres[size], size)) for size in s.patch_sizes}
+            pooled = {size: self.encode_patches(extract_patches(volume, centres[size], size), case.input_transforms) for size in s.patch_sizes}
             for layer in self._layers():
                 width = max(3, len(str(layer.channels - 1)))
                 for orientation in self._orientation_tokens():

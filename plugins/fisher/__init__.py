@@ -124,6 +124,7 @@ class FisherVector(BundledModel, FeatureClass):
     Settings = FisherSettings
     requires_fit = True
     fitted_setting = "encoder"
+    network_input = True  # describe() applies case.input_transforms to the slices fed to the network
 
     default_model = DEFAULT_MODEL
 
@@ -199,7 +200,7 @@ class FisherVector(BundledModel, FeatureClass):
         bundle = self.bundle
         spec = bundle.preprocessing
         arrays = [case.array(name) for name in self.modalities]  # CaseError for a missing modality
-        slices = spec.slices(arrays)
+        slices = spec.slices(arrays, input_transforms=case.input_transforms)  # the network input (robustness hook)
         mask = spec.labels(np.asarray(case.mask_array(), dtype=np.uint8)).numpy() > 0
         boxes = _descriptors.roi_boxes(mask)
         if not boxes:

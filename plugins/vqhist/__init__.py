@@ -95,6 +95,7 @@ class VQHistogram(BundledModel, FeatureClass):
     Settings = VQHistogramSettings
     subfamilies = {"counts": r"Codeword\d+", "frequency": r"Frequency\d+"}
     histograms = {"counts": r"Codeword\d+", "frequency": r"Frequency\d+"}
+    network_input = True  # preprocess() applies case.input_transforms to the slices fed to the encoder
 
     default_model = DEFAULT_MODEL
 
@@ -117,11 +118,12 @@ class VQHistogram(BundledModel, FeatureClass):
 
     # ------------------------------------------------------------------ pipeline
     def preprocess(self, case):
-        """Network input (Z, C, S, S) of ``case``: its modalities preprocessed as the bundle was trained."""
+        """Network input (Z, C, S, S) of ``case``: its modalities preprocessed as the bundle was trained, then
+        perturbed by the case's input transforms (robustness in the input domain; none: unchanged)."""
         spec = self.bundle.preprocessing
         arrays = [case.array(name) for name in self.modalities]  # CaseError for a missing one
         self._check_size(case, arrays[0].shape, spec)
-        return spec.slices(arrays)
+        return spec.slices(arrays, input_transforms=case.input_transforms)
 
     def _check_size(self, case, shape, spec) -> None:
         size = spec.input_size

@@ -183,16 +183,21 @@ def test_run_robustness_end_to_end_with_labels_resume_and_a_failing_case(model, 
     cache = tmp_path / "cache"
     # the target is a column of the manifest (it passes through the batch): no separate labels table needed
     result = run_robustness(_params(tmp_path, model), path, levels=[0.0, 1.0], target="grade", positive="G3", out_dir=cache)
-    assert len(result.features) == 5 * 3  # 5 cases x (level 0 once + scale 1.0 + shift 1.0)
+    # auto: the classical classes in the image domain, vqhist in its input domain (one batch each)
+    assert result.domains == {"firstorder": "image", "shape": "image", "glcm": "image", "vqhist": "input"}
+    assert len(result.features) == 2 * 5 * 3  # 2 domains x 5 cases x (level 0 once + scale 1.0 + shift 1.0)
+    by_domain = result.features.groupby("domain")
+    assert by_domain["original_vqhist_Codeword000"].count().to_dict() == {"image": 0, "input": 12}  # 4 good cases x 3 levels
+    assert by_domain["original_glcm_Contrast"].count().to_dict() == {"image": 12, "input": 0}
     assert any("broken" in note for note in result.notes) and [i for i, _ in result.failed][0].startswith("broken|")
+    assert any(note.startswith("domain input") and "vqhist" in note for note in result.notes)
     hist = result.histogram_summary.set_index(["histogram", "kind", "level"])
+    assert set(result.histogram_summary["domain"]) == {"input"}
     assert hist.loc[("vqhist-counts", "scale", 0.0), "ratio_mean"] == 0
-    # whole-image scale: vqhist's foreground z-score undoes it (only float rounding can move a code);
-    # whole-image shift: the background becomes foreground and the codewords change
-    scale, shift = hist.loc[("vqhist-counts", "scale", 1.0), "ratio_mean"], hist.loc[("vqhist-counts", "shift", 1.0), "ratio_mean"]
-    assert scale < 0.02 and shift > 0.05 and shift > 5 * scale, (scale, shift)
+    assert hist.loc[("vqhist-counts", "scale", 1.0), "ratio_mean"] > 0 and hist.loc[("vqhist-counts", "shift", 1.0), "ratio_mean"] > 0
     icc_table = result.icc[result.icc["family"] != "all"].set_index(["feature", "kind"])
     assert set(result.icc["family"]) == {"classical", "vqhist"}  # "all" would only repeat them
+    assert set(zip(result.icc["family"], result.icc["domain"])) == {("classical", "image"), ("vqhist", "input")}
     # shape does not read intensities: perfect agreement; Skewness is invariant to x -> a x and x -> x + c
     assert icc_table.loc[("original_shape_MeshVolume", "scale"), "icc21"] == pytest.approx(1.0)
     assert icc_table.loc[("original_firstorder_Skewness", "scale"), "icc21"] == pytest.approx(1.0, abs=1e-6)
@@ -200,12 +205,17 @@ def test_run_robustness_end_to_end_with_labels_resume_and_a_failing_case(model, 
     assert icc_table.loc[("original_firstorder_Mean", "scale"), "icc21"] < 0.9  # the mean doubles at s = 1
     classification = result.classification
     assert set(classification["family"]) == {"classical", "vqhist", "all"}
+    assert classification.groupby("family")["domain"].first().to_dict() == {"all": "image+input", "classical": "image", "vqhist": "input"}
     assert classification["AUC"].between(0, 1).all() and (classification[classification["level"] == 0]["AUC_change"] == 0).all()
     out = result.write(tmp_path / "out")
-    for name in ("robustness.csv", "icc.csv", "icc_summary.csv", "histogram_ratios.csv", "classification.csv", "robustness.png", "features.csv"):
+    for name in ("robustness.csv", "domains.csv", "icc.csv", "icc_summary.csv", "histogram_ratios.csv", "classification.csv", "robustness.png", "features.csv"):
         assert (out / name).is_file(), name
     combined = pd.read_csv(out / "robustness.csv")
-    assert {"vqhist-counts_ratio_mean", "classical_icc21_median", "vqhist_AUC", "classical_AUC"} <= set(combined.columns)
+    assert {"domain", "vqhist-counts_ratio_mean", "classical_icc21_median", "vqhist_AUC", "classical_AUC", "all_AUC"} <= set(combined.columns)
+    assert set(combined["domain"]) == {"image", "input", "image+input"}
+    assert combined.set_index("domain")["vqhist-counts_ratio_mean"].loc["image"].isna().all()  # vqhist ran in its input domain only
+    domains = pd.read_csv(out / "domains.csv")
+    assert domains.set_index("class")["domain"].to_dict() == result.domains and domains["perturbs"].str.len().min() > 20
     # a second run resumes: only the failing case is tried again
     computed = []
     real = batch.BatchTask.__call__
@@ -213,6 +223,51 @@ def test_run_robustness_end_to_end_with_labels_resume_and_a_failing_case(model, 
     again = run_robustness(_params(tmp_path, model), path, levels=[0.0, 1.0], target="grade", positive="G3", out_dir=cache)
     assert computed and all(i.startswith("broken|") for i in computed)
     pd.testing.assert_frame_equal(again.icc, result.icc)
+
+
+def _vq_params(tmp_path: Path, model: Path) -> Path:
+    params = tmp_path / "vq.yaml"
+    params.write_text(f"featureClass:\n  vqhist:\n    model: {model}\n")
+    return params
+
+
+def test_cached_rows_of_different_domains_and_levels_never_mix(model, lgg_rows, tmp_path, monkeypatch):
+    from deepradiomics import batch
+
+    frame, base, _ = lgg_rows
+    manifest = _manifest(tmp_path, frame, base, frame["ID"].iloc[:2])
+    params, cache = _vq_params(tmp_path, model), tmp_path / "cache"
+    computed = []
+    real = batch.BatchTask.__call__
+    monkeypatch.setattr(batch.BatchTask, "__call__", lambda t, row, b: computed.append(row["ID"]) or real(t, row, b))
+    first = run_robustness(params, manifest, kinds=["scale"], levels=[0.0, 1.0], domain="input", out_dir=cache)
+    assert len(computed) == 4 and all(i.endswith(", input)") for i in computed)
+    computed.clear()
+    image = run_robustness(params, manifest, kinds=["scale"], levels=[0.0, 1.0], domain="image", out_dir=cache)
+    assert len(computed) == 4 and not any("input" in i for i in computed)  # nothing of the input domain reused
+    computed.clear()
+    bigger = run_robustness(params, manifest, kinds=["scale"], levels=[0.0, 0.5, 1.0], domain="input", out_dir=cache)
+    assert sorted(computed) == sorted(i for i in bigger.features.index if "scale(0.5," in i)  # only the new level runs
+    again = bigger.features.loc[first.features.index, first.features.columns]
+    pd.testing.assert_frame_equal(again, first.features, check_dtype=False)
+    inputs, images = first.features.set_index(["Case", "level"]), image.features.set_index(["Case", "level"])
+    codewords = [c for c in inputs.columns if c.startswith("original_vqhist_")]
+    # level 0 is the same extraction in both domains; at s = 1 the two domains give different rows
+    pd.testing.assert_frame_equal(inputs.xs(0.0, level="level")[codewords], images.xs(0.0, level="level")[codewords])
+    assert not inputs.xs(1.0, level="level")[codewords].equals(images.xs(1.0, level="level")[codewords])
+
+
+def test_image_domain_of_a_z_scored_class_is_the_raw_image_robustness(model, lgg_rows, tmp_path):
+    """The measured problem, now the documented behaviour of domain 'image': a whole-image scale leaves the
+    z-scored input unchanged (difference ratio ~0), a whole-image shift acts as one step whatever s is."""
+    frame, base, _ = lgg_rows
+    manifest = _manifest(tmp_path, frame, base, frame["ID"].iloc[:2])
+    image = run_robustness(_vq_params(tmp_path, model), manifest, levels=[0.0, 0.2, 1.0], domain="image")
+    hist = image.histogram_summary.set_index(["histogram", "kind", "level"])["ratio_mean"]
+    assert hist.loc[("vqhist-counts", "scale", 0.2)] < 0.02 and hist.loc[("vqhist-counts", "scale", 1.0)] < 0.02
+    step_02, step_10 = hist.loc[("vqhist-counts", "shift", 0.2)], hist.loc[("vqhist-counts", "shift", 1.0)]
+    assert step_02 > 0.05 and step_10 == pytest.approx(step_02, abs=0.02), (step_02, step_10)
+    assert image.domains == {"vqhist": "image"}
 
 
 def test_robustness_cli(model, lgg_rows, tmp_path):
@@ -234,3 +289,148 @@ def test_robustness_cli(model, lgg_rows, tmp_path):
     assert (out / "robustness.png").stat().st_size > 1000
     bad = runner.invoke(main, [*args[:3], "--labels", str(manifest), "-o", str(out)])
     assert bad.exit_code != 0 and "target" in bad.output
+    help_text = " ".join(help_result.output.split())
+    assert "--domain [auto|input|image]" in help_text and "the paper's definition" in help_text
+    refused = runner.invoke(main, [*args[:3], "--domain", "input", "-o", str(out)])
+    assert refused.exit_code != 0
+    message = [line for line in refused.output.splitlines() if "Error" in line or "error" in line]
+    assert len(message) == 1 and "featureClass 'firstorder'" in message[0] and "valid domains: auto" in message[0], refused.output
+    unknown = runner.invoke(main, [*args[:3], "--domain", "network", "-o", str(out)])
+    assert unknown.exit_code != 0 and "'network' is not one of 'auto', 'input', 'image'" in unknown.output
+
+
+# ---------------------------------------------------------------------------------------------- domains
+def test_refusals_come_before_any_case_runs(model, tmp_path):
+    missing = tmp_path / "no_manifest.csv"  # never read: the domain is checked first
+    with pytest.raises(ParamsError, match=r"--domain input: featureClass 'firstorder' .* cannot perturb its own network input .*valid domains: auto"):
+        run_robustness(_params(tmp_path, model), missing, domain="input")
+    with pytest.raises(ParamsError, match="domain 'pixels' is not one of auto, input, image"):
+        run_robustness(_params(tmp_path, model), missing, domain="pixels")
+    with pytest.raises(ParamsError, match="domain 'pixels' is not one of auto, input, image"):
+        run_robustness(_vq_params(tmp_path, model), missing, domain="pixels")
+
+
+class _Captured(Exception):
+    """Raised by a hook once it holds the network input (the test needs nothing after it)."""
+
+
+def _network_input_of(compute, case, install):
+    """What a class feeds its network on ``case``: ``install(record)`` hooks the call that receives it."""
+    seen = []
+
+    def record(value):
+        seen.append(value.detach().clone())
+        raise _Captured
+
+    install(record)
+    with pytest.raises(_Captured):
+        compute(case)
+    return seen[0]
+
+
+@pytest.fixture(scope="module")
+def lgg_case_object(lgg_rows):
+    """A real LGG case held in memory (its perturbed copies then read nothing from disk again)."""
+    from deepradiomics.case import Case
+
+    frame, base, case_from_row = lgg_rows
+    case = case_from_row(frame.iloc[0].to_dict(), base)
+    return Case({name: case.image(name) for name in case.modality_names}, case.mask_image(), case.label, case.case_id)
+
+
+def test_vqhist_input_domain_changes_the_network_input_by_exactly_the_perturbation(lgg_case_object, monkeypatch, one_torch_thread):
+    """The shipped vq-lgg-cpu on a real LGG case: the slices reaching the encoder are (1 + s) z and z + s."""
+    from deepradiomics.registry import get_registry
+
+    vq = get_registry().get("vqhist")({"modalities": list(LGG_MODALITIES)})
+    network = vq.bundle.model
+
+    def install(record):
+        monkeypatch.setattr(network, "volume_codeword_indices", lambda slices, **_: record(slices))
+
+    def fed(*transforms, image=()):
+        case = lgg_case_object.with_input_transforms(*transforms).with_transforms(*image)
+        return _network_input_of(vq.compute, case, install)
+
+    z = fed()
+    assert z.shape[1:] == (3, 128, 128) and float(z.abs().max()) > 1
+    for s in (0.1, 0.5):
+        assert torch_equal(fed(perturbation("scale", s, domain="input")), (1 + s) * z)
+        assert torch_equal(fed(perturbation("shift", s, domain="input")), z + s)
+    # image domain: the bundle's z-score undoes a whole-image scale (float rounding only) ...
+    assert float((fed(image=[perturbation("scale", 0.5)]) - z).abs().max()) < 1e-5
+    # ... and a whole-image shift is one step whatever s is (the background joins the z-scored foreground)
+    assert float((fed(image=[perturbation("shift", 0.1)]) - fed(image=[perturbation("shift", 0.5)])).abs().max()) < 1e-5
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_cnn_input_domain_perturbs_each_scaled_patch(lgg_case_object, monkeypatch, one_torch_thread):
+    """cnn's network input is each patch scaled to [-127.5, 127.5]; the shift unit is that patch's own sd over its voxels > 0."""
+    import deepradiomics_plugins.cnn.patches as patches
+    from deepradiomics_plugins.cnn import CNNFeatures
+
+    cnn = CNNFeatures({"layers": ["conv1_2"], "patch_sizes": [8], "pooling": ["mean"]})
+    raw_patches = []
+    real_extract = patches.extract_patches
+    monkeypatch.setattr(patches, "extract_patches", lambda *a: raw_patches.append(real_extract(*a)) or raw_patches[-1])
+    encoder = cnn._encoder()
+
+    def install(record):
+        monkeypatch.setattr(encoder, "pooled", record)
+
+    x0 = _network_input_of(cnn.compute, lgg_case_object, install)
+    raw = raw_patches[-1][: len(x0)]
+    assert x0.shape[1] == 1 and float(x0.amin()) == pytest.approx(-127.5) and float(x0.amax()) == pytest.approx(127.5)
+    scaled = _network_input_of(cnn.compute, lgg_case_object.with_input_transforms(perturbation("scale", 0.5, domain="input")), install)
+    assert torch_equal(scaled, 1.5 * x0)
+    shifted = _network_input_of(cnn.compute, lgg_case_object.with_input_transforms(perturbation("shift", 0.5, domain="input")), install)
+    steps = (shifted - x0).flatten(1).double().numpy()
+    values = x0.flatten(1).double().numpy()
+    foreground = raw.reshape(len(raw), -1) > 0
+    expected = np.array([0.5 * v[f].std() if f.any() else 0.5 * v.std() for v, f in zip(values, foreground)])
+    np.testing.assert_allclose(steps, np.repeat(expected[:, None], steps.shape[1], axis=1), rtol=1e-4)
+    assert expected.min() > 5  # tens of the patches' [-127.5, 127.5] units, not 0.5 of them
+
+
+def test_fisher_input_domain_perturbs_the_z_scored_slices(lgg_case_object, monkeypatch, one_torch_thread):
+    import deepradiomics_plugins.fisher as fisher_module
+
+    fisher = fisher_module.FisherVector({"on_small_roi": "warn"})  # as params/fisher.yaml: this case's ROI is small for conv6
+
+    def install(record):
+        monkeypatch.setattr(fisher_module._descriptors, "extract", lambda model, layer, slices, *a, **k: record(slices))
+
+    z = _network_input_of(fisher.describe, lgg_case_object, install)
+    scaled = _network_input_of(fisher.describe, lgg_case_object.with_input_transforms(perturbation("scale", 0.3, domain="input")), install)
+    shifted = _network_input_of(fisher.describe, lgg_case_object.with_input_transforms(perturbation("shift", 0.3, domain="input")), install)
+    assert torch_equal(scaled, 1.3 * z) and torch_equal(shifted, z + 0.3)
+
+
+def test_every_first_party_deep_class_declares_network_input():
+    from deepradiomics.featureclass import FeatureClass
+    from deepradiomics.registry import get_registry
+
+    registry = get_registry()
+    assert FeatureClass.network_input is False
+    assert {name: registry.get(name).network_input for name in ("vqhist", "fisher", "cnn")} == {"vqhist": True, "fisher": True, "cnn": True}
+
+
+@pytest.mark.slow
+def test_real_sweep_input_domain_gives_a_dose_response(lgg_rows, tmp_path, one_torch_thread):
+    """3 LGG cases, the shipped vq-lgg-cpu through params/deep.yaml: the difference ratio is > 0 at s = 0.1 and grows with s
+    in the input domain (the paper's Fig. 4a,b shape); measured 0 at s = 0.1 and 0.5 for a scale of the raw image."""
+    frame, base, _ = lgg_rows
+    manifest = _manifest(tmp_path, frame, base, frame["ID"].iloc[:3])
+    params = Path(__file__).resolve().parents[2] / "params" / "deep.yaml"
+    result = run_robustness(params, manifest, levels=[0.0, 0.1, 0.5], domain="input")
+    assert result.domains == {"vqhist": "input"}
+    ratio = result.histogram_summary.set_index(["kind", "level"])["ratio_mean"]
+    for kind in ("scale", "shift"):
+        assert ratio.loc[(kind, 0.0)] == 0
+        assert 0 < ratio.loc[(kind, 0.1)] < ratio.loc[(kind, 0.5)], ratio
+    assert (result.histogram_ratios.query("level == 0.1")["ratio"] > 0).all()  # every case, not only on average
