@@ -8,7 +8,9 @@ PyRadiomics, and names and values are PyRadiomics' own.
 from __future__ import annotations
 
 import functools
+import math
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,12 +18,26 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FeatureError
+from .errors import FeatureError, ParamsError
 from .featureclass import FeatureClass
 from .naming import FeatureName, feature_class_of, format_name, is_diagnostic, is_feature
 
 #: PyRadiomics 3.0.1's feature classes (``radiomics.getFeatureClasses()``), listed to avoid importing it.
 CLASSICAL_CLASS_NAMES = ("firstorder", "shape", "shape2D", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+#: the classes whose matrices are sized by the number of grey levels (GLCM: Ng x Ng x 13 angles)
+TEXTURE_CLASS_NAMES = ("glcm", "glrlm", "glszm", "gldm", "ngtdm")
+
+#: most grey levels a discretisation may give: for the texture classes (a 4096 x 4096 x 13 GLCM of float64
+#: is 1.7 GB; project's choice, well above the 16-256 levels radiomics studies use), and for first order alone
+MAX_TEXTURE_GREY_LEVELS = 4096
+MAX_GREY_LEVELS = 2**20
+
+#: PyRadiomics' set-up is not thread-safe: its parameter validation goes through pykwalify, whose one
+#: module-level ruamel YAML object parses the schema file (two threads at once get a ParserError, a
+#: ComposerError or an AttributeError from the parser's events), and the first extractor of a process
+#: imports its modules. Everything that builds or validates PyRadiomics parameters holds this lock (once per
+#: extractor, not per case), so the threads of one worker (a Dask worker with --nthreads) share it safely.
+PYRADIOMICS_SETUP_LOCK = threading.RLock()
 
 
 def to_float(value: Any) -> float:
@@ -29,16 +45,34 @@ def to_float(value: Any) -> float:
     return float(np.asarray(value, dtype=np.float64))
 
 
-def diagnostic_value(value: Any) -> Any:
-    """Keep scalars; render tuples, dicts and arrays as text (as PyRadiomics' own CLI writes them)."""
-    if isinstance(value, (str, bool, int, float)) or value is None:
-        return value
+def plain_scalar(value: Any) -> Any:
+    """``value`` with numpy scalars and 0-d arrays as Python scalars, containers converted element by element.
+
+    numpy 2 prints a numpy scalar inside a container as ``np.float64(1.0)``: containers of plain values
+    print as PyRadiomics' own CLI (numpy 1) wrote them, e.g. ``(1.0, 2.0)``.
+    """
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    if isinstance(value, tuple):  # numpy 2 would print (np.float64(1.0), ...)
-        return str(tuple(v.item() if isinstance(v, np.generic) else v for v in value))
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else [plain_scalar(v) for v in value.tolist()]
+    if isinstance(value, tuple):
+        return tuple(plain_scalar(v) for v in value)
+    if isinstance(value, list):
+        return [plain_scalar(v) for v in value]
+    if isinstance(value, Mapping):
+        return {plain_scalar(k): plain_scalar(v) for k, v in value.items()}
+    return value
+
+
+def diagnostic_value(value: Any) -> Any:
+    """A table cell: scalars as Python scalars, tuples, lists, dicts and arrays as text (as PyRadiomics' own CLI writes them).
+
+    Every value, nested ones included, is plain first (:func:`plain_scalar`), so no ``np.float64(...)``
+    repr ever reaches a text cell.
+    """
+    value = plain_scalar(value)
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return value
     return str(value)
 
 
@@ -197,13 +231,48 @@ class PyRadiomicsBackend:
 
     @property
     def extractor(self):
-        """PyRadiomics' ``RadiomicsFeatureExtractor`` for these params (built on first use)."""
-        if self._extractor is None:
-            from radiomics import featureextractor
+        """PyRadiomics' ``RadiomicsFeatureExtractor`` for these params (built on first use, once, under
+        :data:`PYRADIOMICS_SETUP_LOCK`: PyRadiomics' set-up is not thread-safe)."""
+        extractor = self._extractor
+        if extractor is None:
+            with PYRADIOMICS_SETUP_LOCK:
+                extractor = self._extractor
+                if extractor is None:
+                    extractor = pyradiomics_extractor(self.pyradiomics_params)
+                    self._extractor = extractor
+        return extractor
 
-            _silence_symmetrical_glcm_notice()
-            self._extractor = featureextractor.RadiomicsFeatureExtractor(self.pyradiomics_params)
-        return self._extractor
+    def __getstate__(self) -> dict:
+        # a worker builds its own extractor (under the lock) from the params: PyRadiomics' objects stay here
+        return {"pyradiomics_params": self.pyradiomics_params, "_extractor": None}
+
+    def check(self) -> None:
+        """ParamsError, before any case, for settings PyRadiomics accepts at first but fails on at every case.
+
+        ``binCount`` beyond :data:`MAX_GREY_LEVELS` (or :data:`MAX_TEXTURE_GREY_LEVELS` with a texture class)
+        would allocate its histogram per case; ``resampledPixelSpacing`` and ``resegmentRange`` of the wrong
+        length are refused by PyRadiomics only once a case is read.
+        """
+        settings = dict(self.pyradiomics_params.get("setting") or {})
+        limit, why = self.grey_level_limit()
+        for where, custom in [("setting", settings), *((f"imageType.{k}", v or {}) for k, v in (self.pyradiomics_params.get("imageType") or {}).items())]:
+            count = custom.get("binCount")
+            if count is not None and isinstance(count, (int, float)) and count > limit:
+                raise ParamsError(f"{where}.binCount {count:g} is more than the {limit} grey levels allowed {why}: use binCount <= {limit}")
+        spacing = settings.get("resampledPixelSpacing")
+        if spacing is not None and (not isinstance(spacing, (list, tuple)) or len(spacing) != 3):
+            raise ParamsError(f"setting.resampledPixelSpacing {spacing!r} must list 3 spacings (x, y, z in mm; 0 keeps an axis), or be left out")
+        reseg = settings.get("resegmentRange")
+        if reseg is not None and (not isinstance(reseg, (list, tuple)) or len(reseg) not in (1, 2)):
+            raise ParamsError(f"setting.resegmentRange {reseg!r} must list 1 value (lower bound) or 2 (lower, upper), or be left out")
+
+    def grey_level_limit(self) -> tuple[int, str]:
+        """The most grey levels a discretisation may give under these params, and why (for messages)."""
+        classes = set(self.pyradiomics_params.get("featureClass") or {})
+        texture = sorted(classes & set(TEXTURE_CLASS_NAMES))
+        if texture:
+            return MAX_TEXTURE_GREY_LEVELS, f"with texture class(es) {', '.join(texture)} (their matrices are sized by the grey levels)"
+        return MAX_GREY_LEVELS, "for first-order features"
 
     def largest_bin_width(self) -> float:
         """The largest binWidth PyRadiomics bins with under these params (see :func:`largest_bin_width`)."""
@@ -227,6 +296,8 @@ class PyRadiomicsBackend:
         Values are Python floats, diagnostics scalars or text (:func:`diagnostic_value`), ready for a table.
         """
         image, mask = case.image(), case.mask_image()  # a CaseError is the case's fault: not wrapped below
+        self.check()
+        self._check_grey_levels(case)
         try:
             raw = self.execute_raw(image, mask, label=case.label)
         except (ValueError, RuntimeError, AssertionError, IndexError) as exc:
@@ -234,10 +305,138 @@ class PyRadiomicsBackend:
                 f"PyRadiomics failed on case '{case.case_id}' (image '{case.source('Image')}', mask "
                 f"'{case.source('mask')}', label {case.label}): {exc}"
             ) from exc
+        except MemoryError as exc:
+            width = smallest_bin_width(self.pyradiomics_params.get("setting"), self.pyradiomics_params.get("imageType"))
+            binning = f"binWidth {width:g}" if width else "binCount"
+            raise FeatureError(
+                f"PyRadiomics ran out of memory on case '{case.case_id}' (image '{case.source('Image')}', mask '{case.source('mask')}'): "
+                f"{' '.join(str(exc).split())}. With {binning}, a filtered image or a resampled grid may give more grey levels or "
+                "voxels than fit: raise setting.binWidth (or set binCount), coarsen resampledPixelSpacing, or remove image types"
+            ) from exc
         result = OrderedDict()
         for key, value in raw.items():
             result[key] = diagnostic_value(value) if is_diagnostic(key) else to_float(value)
         return result
+
+    def _check_grey_levels(self, case) -> None:
+        """FeatureError before PyRadiomics allocates its bins: the grey levels the original image's ROI gives
+        with the smallest ``binWidth`` exceed the limit (:meth:`grey_level_limit`).
+
+        The range is the ROI's on the image as read (clipped to ``resegmentRange``); with ``normalize`` or a
+        sigma resegmentation PyRadiomics bins other values, so the check is left to its own (caught) failure.
+        """
+        settings = dict(self.pyradiomics_params.get("setting") or {})
+        if settings.get("normalize") or settings.get("resegmentMode", "absolute") != "absolute":
+            return
+        width = smallest_bin_width(settings, self.pyradiomics_params.get("imageType"))
+        if not width:
+            return
+        roi = case.mask_array()
+        values = np.asarray(case.array(), dtype=np.float64)[roi] if roi.shape == case.array().shape else None
+        if values is None or not values.size:
+            return  # a geometry mismatch or an empty ROI: the case's own checks report it
+        low, high = float(values.min()), float(values.max())
+        reseg = settings.get("resegmentRange")
+        if isinstance(reseg, (list, tuple)) and reseg:
+            low = max(low, float(reseg[0]))
+            high = min(high, float(reseg[1])) if len(reseg) > 1 else high
+        levels = grey_levels(low, high, width)
+        limit, why = self.grey_level_limit()
+        if levels > limit:
+            needed = (high - low) / (limit - 2) if high > low else width
+            raise FeatureError(
+                f"binWidth {width:g} gives {levels:,} grey levels over the ROI's intensity range [{low:g}, {high:g}] of case "
+                f"'{case.case_id}' (image '{case.source('Image')}'); at most {limit:,} are allowed {why}: use setting.binWidth >= "
+                f"{_round_up(needed):g}, or binCount"
+            )
+
+
+def smallest_bin_width(settings: Mapping[str, Any] | None, image_types: Mapping[str, Any] | None) -> float:
+    """The smallest ``binWidth`` PyRadiomics bins with over the enabled image types (0 if none bins by width)."""
+    settings = dict(settings or {})
+    widths = []
+    for custom in (image_types or {"Original": {}}).values():
+        effective = {**settings, **(custom or {})}
+        if effective.get("binCount") is None:
+            widths.append(float(effective.get("binWidth") or 25))
+    return min(widths) if widths else 0.0
+
+
+def grey_levels(low: float, high: float, width: float) -> int:
+    """How many bins PyRadiomics' fixed-width discretisation (``getBinEdges``) makes for values in [low, high]."""
+    lower = low - math.fmod(low, width) if low >= 0 else low - (low % width)
+    count = math.ceil((high + 2 * width - lower) / width) - 1
+    return max(1, int(min(count, 2**62)))
+
+
+def _round_up(value: float) -> float:
+    """``value`` rounded up to 3 significant digits (a bin width suggestion that keeps under the limit)."""
+    if value <= 0 or not math.isfinite(value):
+        return value
+    digits = 2 - math.floor(math.log10(value))
+    return math.ceil(value * 10**digits) / 10**digits
+
+
+def pyradiomics_extractor(pyradiomics_params: Mapping[str, Any]):
+    """A configured ``RadiomicsFeatureExtractor``, built under :data:`PYRADIOMICS_SETUP_LOCK` (its validation uses
+    pykwalify's shared YAML parser)."""
+    import copy
+
+    with PYRADIOMICS_SETUP_LOCK:
+        from radiomics import featureextractor
+
+        _silence_symmetrical_glcm_notice()
+        return featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(dict(pyradiomics_params)))
+
+
+def validate_pyradiomics_params(pyradiomics_params: Mapping[str, Any], where: str) -> None:
+    """Check a PyRadiomics parameter mapping against PyRadiomics' own schema (pykwalify), under the set-up lock.
+
+    Raises
+    ------
+    ParamsError
+        Naming the key (``setting.padDistance``), the value and the schema's rule, without pykwalify's
+        ``<SchemaError ...>`` wrapping.
+    """
+    import logging
+
+    with PYRADIOMICS_SETUP_LOCK:
+        import pykwalify.core
+        import radiomics
+
+        schema_file, schema_funcs = radiomics.getParameterValidationFiles()
+        logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
+        core = pykwalify.core.Core(source_data=dict(pyradiomics_params), schema_files=[schema_file], extensions=[schema_funcs])
+        try:
+            core.validate(raise_exception=True)
+        except Exception as exc:  # pykwalify raises SchemaError or its own CoreError
+            raise ParamsError(f"{where}: {schema_error_message(exc)}") from exc
+
+
+def schema_error_message(exc: BaseException) -> str:
+    """A pykwalify validation error as one readable line: each failed rule with its key (``setting.padDistance``).
+
+    pykwalify's ``str`` is ``<SchemaError: error code 2: Schema validation failed: - Type 'scalar' has size of
+    '-1', less than min limit '0'. Path: '/setting/padDistance'.: Path: '/'>``: the rules are kept, named by
+    their dotted key, and the wrapping is dropped.
+    """
+    import re
+
+    text = str(getattr(exc, "msg", None) or exc)
+    rules = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")]
+    if not rules:
+        rules = [re.sub(r"^<?\w*Error: error code \d+: ", "", " ".join(text.split())).removesuffix(">").removesuffix(": Path: '/'")]
+    out = []
+    for rule in rules:
+        rule = " ".join(rule.split()).rstrip(".")
+        rule = re.sub(r"Type 'scalar' has size of '([^']*)', greater than max limit '([^']*)'", r"\1 is more than the maximum \2", rule)
+        rule = re.sub(r"Type 'scalar' has size of '([^']*)', less than min limit '([^']*)'", r"\1 is less than the minimum \2", rule)
+        rule = re.sub(r"Value '([^']*)' is not of type '([^']*)'", r"\1 is not of type \2", rule)
+        key = re.search(r"\.? Path: '/([^']*)'", rule)
+        if key:
+            rule = f"{key.group(1).replace('/', '.')}: {rule[: key.start()]}" if key.group(1) else rule[: key.start()]
+        out.append(rule)
+    return "invalid PyRadiomics parameters: " + "; ".join(out) + " (PyRadiomics' parameter schema): fix the value"
 
 
 # ---------------------------------------------------------------------------------------------- column checks

@@ -75,6 +75,7 @@ import operator
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ParamsError
@@ -129,6 +130,74 @@ def check_writable_folder(folder: str | Path, what: str) -> None:
         raise ParamsError(f"{what}: '{probe}' is a file, so the folder '{folder}' cannot be created: choose another path")
     if not os.access(probe, os.W_OK | os.X_OK) or str(probe).startswith(("/proc", "/sys")):
         raise ParamsError(f"{what}: the folder '{probe}' is not writable: choose a folder you can write to")
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a command writes, for :func:`check_outputs_not_inputs`.
+
+    ``option`` names it in messages (``-o``, ``--out-dir``); ``path`` is a file, or a folder when ``writes``
+    lists the names (``fnmatch`` patterns, e.g. ``roc_*.png``) of what the command writes inside it
+    (``("*",)``: anything). ``path`` None or ``-`` (stdout) writes no file.
+    """
+
+    option: str
+    path: str | os.PathLike | None
+    writes: tuple[str, ...] | None = None
+
+
+def check_outputs_not_inputs(outputs, inputs) -> None:
+    """Refuse, before any work, an output that would overwrite or write into one of the command's inputs.
+
+    ``outputs`` are :class:`Output`; ``inputs`` are ``(what, path)`` pairs, a folder standing for every file
+    in it (a DICOM series, a model bundle). Paths are compared resolved (``~``, ``..`` and symbolic links
+    followed; an existing file also by identity, so a hard link counts). Refused: a file output that is an
+    input or lies inside an input folder; a folder output that is an input, lies inside an input folder, or
+    holds an input where the command writes (``Output.writes``).
+
+    Raises
+    ------
+    ParamsError
+        Naming the output (option and path), the input (what and path) and the fix.
+    """
+    sources = []
+    for what, given in inputs:
+        if given is None or not str(given).strip() or str(given) == "-":
+            continue
+        sources.append((what, given, _resolved(given)))
+    for output in outputs:
+        if output.path is None or not str(output.path).strip() or str(output.path) == "-":
+            continue
+        target = _resolved(output.path)
+        for what, given, source in sources:
+            clash = _clash(target, output.writes, source)
+            if clash:
+                raise ParamsError(
+                    f"{output.option} '{output.path}' {clash.replace('{input}', f'{what} {str(given)!r}').replace('{source}', str(source))}: "
+                    "the command would overwrite or change its own input; write the output elsewhere"
+                )
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(os.path.expanduser(str(path))).resolve()
+
+
+def _clash(target: Path, writes: tuple[str, ...] | None, source: Path) -> str | None:
+    """How output ``target`` (a file when ``writes`` is None, else a folder writing ``writes``) meets input ``source``."""
+    import fnmatch
+
+    if target == source:
+        return "is {input} (both resolve to '{source}')"
+    if target.exists() and source.exists() and os.path.samefile(target, source):
+        return "is {input} (the same file, a hard link)"
+    if source.is_dir() and source in target.parents:
+        return "lies inside {input}, a folder the command reads"
+    if writes is None or target not in source.parents:
+        return None
+    inside = source.relative_to(target)
+    if any(fnmatch.fnmatchcase(inside.parts[0], name) or fnmatch.fnmatchcase(inside.as_posix(), name) for name in writes):
+        return f"would write '{inside.parts[0]}' over " + "{input}"
+    return None
 
 
 def write_table(table, path: str | Path | None, index: bool = True) -> None:

@@ -109,7 +109,7 @@ from radiomics.firstorder import RadiomicsFirstOrder
 from radiomics.glcm import RadiomicsGLCM
 
 from .batch.cache import cache_file_name
-from .classical import PyRadiomicsBackend, pyradiomics_input
+from .classical import PyRadiomicsBackend, diagnostic_value, pyradiomics_input
 from .errors import DeepRadiomicsError, FeatureError, ParamsError
 from .naming import format_name, is_feature
 
@@ -599,7 +599,7 @@ def write_maps(maps: Mapping[str, Any], out_dir: str | os.PathLike, fmt: str = "
         ``{feature name: SimpleITK.Image}`` from any source (:func:`compute_maps`,
         :func:`compute_voxel_features`, the drop-in's ``execute(..., voxelBased=True)``, a plugin's
         ``voxel_maps`` renamed with :func:`deepradiomics.naming.format_name`). Other values (diagnostics)
-        are copied into the row unchanged, as PyRadiomics' CLI does.
+        are copied into the row as PyRadiomics' CLI writes them (plain values, containers as text).
     out_dir
         Folder for the files (created); use one folder per case.
     fmt
@@ -623,7 +623,7 @@ def write_maps(maps: Mapping[str, Any], out_dir: str | os.PathLike, fmt: str = "
     row: dict[str, Any] = {}
     for name, value in maps.items():
         if not isinstance(value, sitk.Image):
-            row[name] = value
+            row[name] = diagnostic_value(value)  # PyRadiomics' diagnostics hold numpy scalars and tuples of them
             continue
         if not is_feature(str(name)):
             raise FeatureError(f"voxel map name {name!r} is not a feature name <imageType>_<featureClass>_<Feature>: name maps with naming.format_name")
@@ -701,7 +701,10 @@ class VoxelOutput:
 
 
 def missing_map_files(row: Mapping[str, Any]) -> str | None:
-    """A stored voxel-mode row whose map files are gone is not reused (None when every file exists)."""
+    """A stored voxel-mode row whose map files are gone is not reused (None when every file exists).
+
+    A map that exists but was truncated or replaced is caught by the batch cache, which stores each map's
+    sha256 with the row (:meth:`deepradiomics.batch.BatchTask.side_files`) and checks it on resume."""
     for key, value in row.items():
         if is_feature(key) and not (isinstance(value, str) and Path(value).is_file()):
             return f"map file of '{key}' is missing ({value})"

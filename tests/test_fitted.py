@@ -120,7 +120,7 @@ def test_fit_command_then_extract_and_batch(manifest, tmp_path, lgg_case):
     assert result.exit_code == 0, result.output
     fitted = tmp_path / "out" / "params.yaml"
     assert result.stdout.strip() == str(fitted)
-    assert len(list((tmp_path / "cache" / "descriptors" / "codebook").glob("*.npz"))) == 4
+    assert len(list((tmp_path / "cache" / "descriptors" / "codebook").glob("*/*.npz"))) == 4  # in the entry of its settings
     row = runner.invoke(main, ["extract", str(fitted), str(lgg_case["flair"]), str(lgg_case["mask"])])
     assert row.exit_code == 0, row.output
     header = row.stdout.splitlines()[0].split(",")

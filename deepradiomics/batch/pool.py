@@ -23,6 +23,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,46 @@ def error_message(exc: BaseException) -> str:
 _WORKER: dict[str, Any] = {}
 
 
+@dataclass(frozen=True)
+class LogSetup:
+    """The main process's log set-up (format and levels), installed in each worker so that a worker's warnings
+    read like the parent's (``WARNING deepradiomics.batch: ...``), whether it was forked, spawned or is a Dask worker.
+
+    Captured from the handler :func:`deepradiomics.cli.common.setup_logging` installs (marked
+    ``_deepradiomics``); with no such handler (library use) nothing is installed in the workers either.
+    """
+
+    fmt: str | None = None
+    levels: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def capture(cls) -> LogSetup:
+        """The current process's set-up."""
+        handler = next((h for h in logging.getLogger().handlers if getattr(h, "_deepradiomics", False)), None)
+        if handler is None or handler.formatter is None:
+            return cls()
+        names = ("", "deepradiomics", "radiomics", "distributed")
+        return cls(handler.formatter._fmt, tuple((name, logging.getLogger(name).level) for name in names))
+
+    def apply(self) -> None:
+        """Install the set-up in this process (idempotent; a forked worker already has the handler)."""
+        if self.fmt is None:
+            return
+        root = logging.getLogger()
+        if not any(getattr(h, "_deepradiomics", False) for h in root.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler._deepradiomics = True  # type: ignore[attr-defined]
+            handler.setFormatter(logging.Formatter(self.fmt))
+            root.addHandler(handler)
+        for name, level in self.levels:
+            logging.getLogger(name).setLevel(level)
+        if "radiomics" in sys.modules:  # PyRadiomics adds its own stderr handler at import: route it through ours
+            radiomics_logger = logging.getLogger("radiomics")
+            for h in list(radiomics_logger.handlers):
+                radiomics_logger.removeHandler(h)
+            radiomics_logger.propagate = True
+
+
 def _exit_with_parent(parent: int) -> None:
     """Make this worker die with the main process (no orphans after a SIGKILL of the batch)."""
     if sys.platform.startswith("linux"):
@@ -78,11 +119,13 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-def _init_worker(task, threads: int, parent: int) -> None:
+def _init_worker(task, threads: int, parent: int, log_setup: LogSetup | None = None) -> None:
     # Share the cores between workers instead of letting each library start one thread per core.
     import SimpleITK as sitk
 
     _exit_with_parent(parent)
+    if log_setup is not None:
+        log_setup.apply()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
@@ -95,7 +138,9 @@ def _work(row: dict, base: Path) -> tuple[str, Any]:
     return row["ID"], _WORKER["task"](row, base)
 
 
-def _standalone(task, row: dict, base: Path) -> tuple[str, Any]:
+def _standalone(task, row: dict, base: Path, log_setup: LogSetup | None = None) -> tuple[str, Any]:
+    if log_setup is not None:
+        log_setup.apply()  # a Dask worker: once per process in effect (idempotent)
     return row["ID"], task(row, base)
 
 
@@ -144,7 +189,7 @@ def _map_pool(task, rows, base, jobs, on_error) -> Iterable[tuple[str, Any]]:
             max_workers=jobs,
             mp_context=multiprocessing.get_context(method),
             initializer=_init_worker,
-            initargs=(task, threads, os.getpid()),
+            initargs=(task, threads, os.getpid(), LogSetup.capture()),
         )
 
     pool = new_pool()
@@ -245,7 +290,8 @@ def _map_dask(task, rows, base, jobs, scheduler, on_error) -> Iterable[tuple[str
                 ) from exc
         try:
             scattered = client.scatter(task, broadcast=True)
-            futures = {client.submit(_standalone, scattered, row, base, pure=False): row for row in rows}
+            log_setup = LogSetup.capture()
+            futures = {client.submit(_standalone, scattered, row, base, log_setup, pure=False): row for row in rows}
             for future in as_completed(futures):
                 row = futures[future]
                 try:

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..case import Case
+from ..classical import diagnostic_value
 from ..errors import DeepRadiomicsError, ParamsError
-from ..naming import ERROR_COLUMN, LAYOUTS
+from ..naming import ERROR_COLUMN, LAYOUTS, is_diagnostic, is_feature
 from .assemble import assemble, assemble_pyradiomics
 from .cache import ArrayCache, ResultCache, digest
 from .manifest import case_from_row, input_identity, read_manifest
@@ -51,6 +52,8 @@ class BatchTask:
 
     label: int = 1
     transforms: tuple | Mapping = ()
+    #: where the task's settings come from (a params file), recorded in its cache entry for ``deepradiomics cache list``
+    source: str = ""
 
     #: ``"row"``: ``compute`` returns ``{column: value}`` (stored as JSON, assembled into a table);
     #: ``"arrays"``: ``{name: numpy array}`` (stored as ``.npz``); ``"any"``: anything (not stored)
@@ -97,12 +100,29 @@ class BatchTask:
         """What makes a stored row unusable (an incomplete row, a missing side file), or None."""
         return None
 
+    def side_files(self, row: dict) -> list[str]:
+        """The files a row points to: their sha256 is stored with the row and checked before it is reused.
+
+        By default the feature cells of a task whose features are not numbers (:attr:`numeric`: voxel mode,
+        where each is the path of a map file).
+        """
+        if self.numeric:
+            return []
+        return [value for key, value in row.items() if is_feature(key) and not is_diagnostic(key) and isinstance(value, str)]
+
     def __call__(self, row: dict, base: Path) -> Any:
-        """The result of one manifest row; any failure becomes ``{diagnostics_Error: message}``."""
+        """The result of one manifest row; any failure becomes ``{diagnostics_Error: message}``.
+
+        A row's values are plain (Python scalars; containers as text, :func:`~deepradiomics.classical.diagnostic_value`),
+        so that a stored row reads back as it was computed and no text cell shows a numpy repr.
+        """
         try:
-            return self.compute(self.case(row, base))
+            result = self.compute(self.case(row, base))
         except Exception as exc:  # a batch records every failure and carries on
             return {ERROR_COLUMN: error_message(exc)}
+        if self.result_kind == "row" and isinstance(result, Mapping):
+            return {key: diagnostic_value(value) for key, value in result.items()}
+        return result
 
 
 @dataclass
@@ -115,12 +135,14 @@ class BatchRun:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _cache(task: BatchTask, out_dir):
+def _cache(task: BatchTask, out_dir, source: str | None = None):
+    """The cache of ``task``'s results under ``out_dir``: the entry of its namespace (other params keep theirs)."""
     if out_dir is None or task.result_kind == "any":
         return None
+    source = source or task.source
     if task.result_kind == "arrays":
-        return ArrayCache(out_dir)
-    return ResultCache(out_dir, task.row_problem)
+        return ArrayCache(out_dir, namespace=task.namespace(), source=source)
+    return ResultCache(out_dir, task.row_problem, namespace=task.namespace(), side_files=task.side_files, source=source)
 
 
 def run_tasks(
@@ -134,6 +156,7 @@ def run_tasks(
     scheduler: str = "processes",
     run: BatchRun | None = None,
     desc: str = "cases",
+    source: str | None = None,
 ) -> tuple[Any, Path, dict[str, Any]]:
     """Run ``task`` on every case of ``manifest``; return ``(manifest frame, base folder, {ID: result})``.
 
@@ -155,6 +178,10 @@ def run_tasks(
         ``"processes"`` (default), ``"dask"`` (a local Dask cluster) or a Dask scheduler address.
     run
         A :class:`BatchRun` to fill with the IDs computed, reused and failed.
+    desc
+        Label of the progress bar.
+    source
+        Where the task's settings come from (a params file), recorded in its cache entry (default ``task.source``).
     """
     from tqdm.auto import tqdm
 
@@ -162,7 +189,7 @@ def run_tasks(
     frame, base = read_manifest(manifest, base_dir)
     task.check()  # what does not depend on a case fails the whole batch at once, not every case
     records = frame.to_dict(orient="records")
-    cache = _cache(task, out_dir)
+    cache = _cache(task, out_dir, source)
     results: dict[str, Any] = {}
     keys: dict[str, str] = {}
     todo = []

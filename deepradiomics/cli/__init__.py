@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("study", "Compare feature families on a label with cross-validation."),
     "robustness": ("robustness", "Feature robustness to intensity scale and shift (any class)."),
     "ibsi": ("ibsi", "IBSI 1 compliance of the classical features (digital phantom, CT configurations A-E)."),
+    "cache": ("cache", "List or prune the entries of a result cache (--out-dir, --cache-dir) by params hash."),
 }
 COMMAND_ENTRY_POINTS = "deepradiomics.commands"
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from .common import load_extractor, report_errors, setup_logging, verbosity_options
+from .common import (
+    cache_outputs,
+    check_outputs,
+    load_extractor,
+    manifest_inputs,
+    params_inputs,
+    read_cohort,
+    report_errors,
+    setup_logging,
+    verbosity_options,
+)
 
 
 @click.command("batch")
@@ -43,9 +53,9 @@ def command(params, manifest, output, jobs, out_dir, cache_dir, settings, schedu
       deepradiomics batch params/classical.yaml cases.csv --layout pyradiomics -o pyradiomics_style.csv
       deepradiomics batch params/voxel.yaml cases.csv --mode voxel --maps-dir maps/ -o maps.csv --out-dir cache/
     """
-    from ..batch import BatchRun, check_scheduler, read_manifest
+    from ..batch import BatchRun, check_scheduler
     from ..errors import ParamsError
-    from ..io import check_output, check_writable_folder, write_table
+    from ..io import Output, check_output, check_writable_folder, write_table
     from ..voxel import VoxelOutput
 
     setup_logging(verbose, quiet)
@@ -63,7 +73,11 @@ def command(params, manifest, output, jobs, out_dir, cache_dir, settings, schedu
         voxel = VoxelOutput(str(maps_dir), map_format, map_grid)
     check_scheduler(scheduler)
     extractor = load_extractor(params, settings)
-    read_manifest(manifest)  # a bad manifest fails before any worker starts
+    frame, _ = read_cohort(manifest)  # a bad or empty manifest fails before any worker starts
+    outputs = [Output("-o", output), *cache_outputs("--out-dir", out_dir), *cache_outputs("--cache-dir", cache_dir)]
+    if voxel is not None:
+        outputs.append(Output("--maps-dir", maps_dir, tuple(voxel.folder(i).name for i in frame["ID"])))
+    check_outputs(outputs, [*params_inputs(params, extractor), *manifest_inputs(manifest)])
     run = BatchRun()
     table = extractor.execute_batch(
         manifest,
@@ -75,6 +89,7 @@ def command(params, manifest, output, jobs, out_dir, cache_dir, settings, schedu
         layout=layout,
         voxel=voxel,
         descriptors_dir=cache_dir,
+        source=str(params),
     )
     write_table(table, output, index=layout == "deepradiomics")
     failed = run.failed

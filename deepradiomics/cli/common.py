@@ -139,3 +139,79 @@ def load_extractor(params: str, settings=()):
 
     overrides = dict(parse_override(s) for s in settings)
     return Extractor.from_yaml(params, overrides or None)
+
+
+# ------------------------------------------------------------------------------------------ inputs and outputs
+def params_file(params: str):
+    """The file a PARAMS argument names: the path itself, or the shipped params file of that name (None if neither)."""
+    from pathlib import Path
+
+    from ..data import shipped_params_file
+
+    path = Path(params)
+    if path.is_file():
+        return path
+    return shipped_params_file(str(params))
+
+
+def params_inputs(params: str, extractor=None) -> list[tuple[str, object]]:
+    """``(what, path)`` of a params file and of the existing files and folders its class settings name
+    (model bundles, weights files, fitted artifacts), resolved against the params file's folder."""
+    from pathlib import Path
+
+    inputs: list[tuple[str, object]] = [("the params file", params_file(params) or params)]
+    if extractor is None:
+        return inputs
+    p = extractor.params
+    base = p.base_dir if p.base_dir is not None else Path.cwd()
+    for name in p.plugins:
+        for key, value in p.class_settings(name).items():
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(item, str) and item.strip() and (base / item).exists():
+                    inputs.append((f"featureClass.{name}.{key}", base / item))
+    return inputs
+
+
+def manifest_inputs(manifest, base_dir=None) -> list[tuple[str, object]]:
+    """``(what, path)`` of a manifest and of every image, mask and modality of its cases (resolved against its folder)."""
+    from ..batch import MODALITY_PREFIX, read_manifest
+    from ..batch.manifest import is_blank, resolve_path
+
+    frame, base = read_manifest(manifest, base_dir)
+    inputs: list[tuple[str, object]] = [("the manifest", manifest)]
+    columns = [c for c in frame.columns if c in ("Image", "Mask") or str(c).startswith(MODALITY_PREFIX)]
+    for record in frame[["ID", *columns]].to_dict(orient="records"):
+        for column in columns:
+            if not is_blank(record[column]):
+                inputs.append((f"the {column} of case '{record['ID']}'", resolve_path(record[column], base)))
+    return inputs
+
+
+def check_outputs(outputs, inputs) -> None:
+    """Refuse an output that is (or writes into) one of the inputs, before any work: see
+    :func:`deepradiomics.io.check_outputs_not_inputs` (``outputs``: :class:`deepradiomics.io.Output`)."""
+    from ..io import check_outputs_not_inputs
+
+    check_outputs_not_inputs(outputs, inputs)
+
+
+def read_cohort(manifest, option: str = "MANIFEST"):
+    """``(frame, base)`` of a manifest a cohort command runs on; ParamsError when it lists no case."""
+    from ..batch import read_manifest
+    from ..errors import ParamsError
+
+    frame, base = read_manifest(manifest)
+    if not len(frame):
+        raise ParamsError(
+            f"{option} '{manifest}' lists no case (a header without rows): add one row per case (ID, Image, Mask), "
+            "or give the manifest of the cohort"
+        )
+    return frame, base
+
+
+def cache_outputs(option: str, folder) -> list:
+    """The :class:`deepradiomics.io.Output` of a cache folder (--out-dir, --cache-dir): its entries and legacy folders."""
+    from ..batch.cache import CACHE_WRITES
+    from ..io import Output
+
+    return [Output(option, folder, CACHE_WRITES)]

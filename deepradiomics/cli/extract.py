@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from .common import load_extractor, parse_modalities, report_errors, setup_logging, verbosity_options
+from .common import (
+    check_outputs,
+    load_extractor,
+    params_inputs,
+    parse_modalities,
+    report_errors,
+    setup_logging,
+    verbosity_options,
+)
 
 #: file stems that name an MR/CT sequence rather than a case (``<case>/flair.nii.gz``): the folder names the case
 MODALITY_STEMS = frozenset({"image", "flair", "t1", "t1ce", "t1gd", "t1c", "t2", "t2w", "t1w", "ct", "pet", "adc", "dwi", "mask", "seg", "label"})
@@ -52,8 +60,8 @@ def command(params, image, mask, modalities, label, settings, case_id, output, m
 
     from ..batch import parse_label
     from ..errors import DeepRadiomicsError, ParamsError
-    from ..io import check_output, check_writable_folder, write_table
-    from ..voxel import VoxelOutput
+    from ..io import Output, check_output, check_writable_folder, write_table
+    from ..voxel import MAP_FORMATS, VoxelOutput
 
     setup_logging(verbose, quiet)
     if mode == "voxel":
@@ -65,6 +73,10 @@ def command(params, image, mask, modalities, label, settings, case_id, output, m
         check_output(output)
     named = parse_modalities(modalities)
     extractor = load_extractor(params, settings)
+    # voxel mode writes maps.csv and <feature name>.<format> into the folder
+    writes = ("maps.csv", f"*_*_*{MAP_FORMATS[map_format]}") if mode == "voxel" else None
+    inputs = [*params_inputs(params, extractor), ("IMAGE", image), ("MASK", mask), *((f"modality '{k}'", v) for k, v in named.items())]
+    check_outputs([Output("-o", output, writes)], inputs)
     case_id = case_id or default_case_id(image, named)
     value = None if label is None else parse_label(label, "--label")
     case = extractor.make_case(image, mask, named, value, case_id)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from .common import load_extractor, report_errors, setup_logging, verbosity_options
+from .common import (
+    cache_outputs,
+    check_outputs,
+    load_extractor,
+    manifest_inputs,
+    params_inputs,
+    read_cohort,
+    report_errors,
+    setup_logging,
+    verbosity_options,
+)
 
 
 @click.command("fit")
@@ -28,13 +38,19 @@ def command(params, manifest, out_dir, jobs, cache_dir, settings, progress, verb
       deepradiomics fit params/fisher.yaml train.csv -o fitted/ --jobs 2
       deepradiomics batch fitted/params.yaml test.csv -o features.csv
     """
-    from ..io import check_writable_folder
+    from ..extractor import FITTED_PARAMS
+    from ..io import Output, check_writable_folder
 
     setup_logging(verbose, quiet)
     check_writable_folder(out_dir, f"-o '{out_dir}'")
+    if cache_dir is not None:
+        check_writable_folder(cache_dir, f"--cache-dir '{cache_dir}'")
     extractor = load_extractor(params, settings)
     if not extractor.fitted_classes:
         raise click.ClickException(f"{params} names no class that needs fitting (requires_fit); use it directly with extract or batch")
+    read_cohort(manifest)  # an empty manifest is refused naming it, before any class is built
+    outputs = [Output("-o", out_dir, (FITTED_PARAMS, *extractor.fitted_classes)), *cache_outputs("--cache-dir", cache_dir)]
+    check_outputs(outputs, [*params_inputs(params, extractor), *manifest_inputs(manifest)])
     extractor.fit(manifest=manifest, jobs=jobs, cache_dir=cache_dir, progress=progress and not quiet)
     path = extractor.save_fitted(out_dir)
     if not quiet:

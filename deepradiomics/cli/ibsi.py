@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..ibsi import CONFIGURATION_NAMES, INTERPOLATIONS
-from .common import report_errors, setup_logging, verbosity_options
+from .common import check_outputs, report_errors, setup_logging, verbosity_options
 
 
 def _configurations(ctx, param, value: str) -> list[str]:
@@ -71,11 +71,12 @@ def command(data_dir, configurations, output, alone, interpolation, verbose, qui
     """
     from .. import ibsi
     from ..errors import CaseError
-    from ..io import check_output, write_table
+    from ..io import Output, check_output, write_table
 
     setup_logging(verbose, quiet)
     check_output(output)
     folder = ibsi.find_data_dir(data_dir)
+    check_outputs([Output("-o", output)], [("the IBSI data folder", folder)])
     available = []
     for name in configurations:
         missing = ibsi.CONFIGURATIONS[name].missing(folder)

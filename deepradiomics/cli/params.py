@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import report_errors
+from .common import check_outputs, report_errors
 
 
 def _summary(text: str) -> str:
@@ -68,10 +68,13 @@ def copy(name, destination, force):
     from pathlib import Path
 
     from ..errors import ParamsError
+    from ..io import Output
 
     target = Path(destination)
+    source = _shipped(name)
+    check_outputs([Output("DESTINATION", target)], [(f"the shipped params file '{name}'", source)])
     if target.exists() and not force:
         raise ParamsError(f"'{target}' exists: choose another name, or give --force to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(_shipped(name).read_text(encoding="utf-8"), encoding="utf-8")
+    target.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     click.echo(f"wrote {target}", err=True)

@@ -4,7 +4,23 @@ from __future__ import annotations
 
 import click
 
-from .common import load_extractor, report_errors, setup_logging, verbosity_options
+from .common import (
+    cache_outputs,
+    check_outputs,
+    load_extractor,
+    manifest_inputs,
+    params_inputs,
+    read_cohort,
+    report_errors,
+    setup_logging,
+    verbosity_options,
+)
+
+#: what `robustness` writes into its output folder (for the check that it overwrites no input)
+ROBUSTNESS_WRITES = (
+    "robustness.csv", "domains.csv", "icc.csv", "icc_summary.csv", "icc_pairwise.csv", "histogram_ratios.csv",
+    "histogram_summary.csv", "classification.csv", "features.csv", "timing.csv", "notes.txt", "robustness.png",
+)
 
 
 @click.command("robustness")
@@ -50,12 +66,17 @@ def command(params, manifest, labels, target, positive, model, kinds, levels, re
     \b
       deepradiomics robustness params/combined.yaml cases.csv --target grade --jobs 2 -o robustness_out/
     """
-    from ..io import check_writable_folder
+    from ..io import Output, check_writable_folder
     from ..study.robustness import run_robustness
 
     setup_logging(verbose, quiet)
     check_writable_folder(out_dir, f"--out-dir '{out_dir}'")
+    if cache_dir is not None:
+        check_writable_folder(cache_dir, f"--cache-dir '{cache_dir}'")
     extractor = load_extractor(params)
+    read_cohort(manifest)
+    inputs = [*params_inputs(params, extractor), *manifest_inputs(manifest), ("--labels", labels)]
+    check_outputs([Output("-o", out_dir, ROBUSTNESS_WRITES), *cache_outputs("--cache-dir", cache_dir)], inputs)
     result = run_robustness(
         extractor,
         manifest,

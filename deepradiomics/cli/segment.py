@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import parse_modalities, report_errors, setup_logging, verbosity_options
+from .common import check_outputs, parse_modalities, report_errors, setup_logging, verbosity_options
 
 
 @click.command("segment", context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,14 +28,16 @@ def command(bundle: str, image: str, modalities, output: str, verbose: int, quie
 
     import SimpleITK as sitk
 
-    from ..io import check_image_output
-    from ..models import load_bundle
+    from ..io import Output, check_image_output
+    from ..models import load_bundle, resolve_bundle
     from ..training.segment import segment_images
 
     setup_logging(verbose, quiet)
     check_image_output(output, "-o")  # before the network runs
-    loaded = load_bundle(bundle)
     images = {"Image": image, **parse_modalities(modalities)}
+    inputs = [("BUNDLE", resolve_bundle(bundle)), *((f"image '{name}'", path) for name, path in images.items())]
+    check_outputs([Output("-o", output)], inputs)
+    loaded = load_bundle(bundle)
     unused = [name for name in images if name not in loaded.modalities]
     if unused:
         logging.getLogger("deepradiomics.segment").warning(

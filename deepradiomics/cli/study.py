@@ -138,6 +138,7 @@ def command(**options):
     if features is None and (manifest is None or params is None):
         raise click.UsageError("give FEATURES (a table from `deepradiomics batch`), or --manifest and --params to study the images")
     check_writable_folder(out_dir, "--out-dir (the report folder)")
+    _check_outputs(options, out_dir)
     caveats = list(options["caveats"])
     if options["caveats_file"]:
         caveats += [line.strip() for line in Path(options["caveats_file"]).read_text().splitlines() if line.strip()]
@@ -159,3 +160,28 @@ def command(**options):
             err=True,
         )
     click.echo(str(report))
+
+
+#: what a study writes into its report folder (for the check that it overwrites no input)
+STUDY_WRITES = (
+    "metrics.csv", "fold_metrics.csv", "comparisons.csv", "predictions.csv", "study.json", "roc_*.png", "external.csv",
+    "external_predictions.csv", "responsible_vectors.csv", "responsible_vectors.png", "report.html",
+)
+
+
+def _check_outputs(options: dict, out_dir) -> None:
+    """Refuse, before any work, a report or cache folder that would overwrite an input (tables, manifests, params),
+    and a study from images over a manifest without cases."""
+    from ..io import Output
+    from .common import cache_outputs, check_outputs, load_extractor, manifest_inputs, params_inputs, read_cohort
+
+    inputs: list = [(f"FEATURES table '{f}'", f) for f in options["features"] or ()]
+    inputs += [(f"--{key.replace('_', '-')}", options[key]) for key in ("labels", "test", "test_labels", "caveats_file")]
+    if options["manifest"] is not None:
+        read_cohort(options["manifest"], "--manifest")
+        inputs += manifest_inputs(options["manifest"])
+        if options["test"] is not None:  # a study from images takes a manifest as its test set too
+            inputs += manifest_inputs(options["test"])
+    if options["params"] is not None:
+        inputs += params_inputs(options["params"], load_extractor(options["params"]))
+    check_outputs([Output("--out-dir", out_dir, STUDY_WRITES), *cache_outputs("--cache-dir", options["cache_dir"])], inputs)

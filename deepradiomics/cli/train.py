@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .common import report_errors, setup_logging, verbosity_options
+from .common import check_outputs, manifest_inputs, report_errors, setup_logging, verbosity_options
+
+#: what `train` writes into the bundle folder (for the check that it overwrites no input)
+TRAIN_WRITES = ("model.pt", "config.yaml", "card.md", "metrics.json", "history.json", "checkpoint.pt", "best.pt")
 
 
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,11 +42,19 @@ def command(config: str, out_dir: str, init: str | None, freeze: str | None, ver
       deepradiomics train params/train_dlr.yaml -o runs/dlr
       deepradiomics train my_data.yaml -o runs/vq-mine --init vq-lgg-cpu --freeze encoder
     """
-    from ..io import check_writable_folder
-    from ..training.loop import train_from_config
+    from ..io import Output, check_writable_folder
+    from ..models import resolve_bundle
+    from ..training.loop import load_config, train_from_config
 
     setup_logging(verbose, quiet)
     check_writable_folder(out_dir, f"-o '{out_dir}'")  # before hours of training
+    inputs = [("CONFIG", config)]
+    manifest = load_config(config)["data"].get("manifest")
+    if manifest is not None:
+        inputs += manifest_inputs(manifest)
+    if init is not None:
+        inputs.append(("--init", resolve_bundle(init)))
+    check_outputs([Output("-o", out_dir, TRAIN_WRITES)], inputs)
     metrics = train_from_config(config, out_dir, progress=not quiet, init=init, freeze=freeze)
     best, last = metrics.get("validation_dice_best"), metrics.get("validation_dice_last")
     summary = "no validation patients" if best is None else (

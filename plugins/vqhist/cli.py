@@ -8,7 +8,23 @@ from __future__ import annotations
 
 import click
 
-from deepradiomics.cli.common import parse_modalities, report_errors, setup_logging, verbosity_options
+from deepradiomics.cli.common import (
+    check_outputs,
+    load_extractor,
+    manifest_inputs,
+    params_inputs,
+    parse_modalities,
+    read_cohort,
+    report_errors,
+    setup_logging,
+    verbosity_options,
+)
+
+#: what `explain` writes into its output folder (for the check that it overwrites no input)
+EXPLAIN_WRITES = (
+    "response.nii.gz", "response_cw*.nii.gz", "summary.csv", "labels_descriptive.csv", "dunn_descriptive.csv", "notes.txt",
+    "overlay_*.png", "montage.png", "per_patient.csv", "regions.csv", "dunn.csv",
+)
 
 
 def _parse_codewords(ctx, param, value):
@@ -82,7 +98,7 @@ def command(params, image, mask, manifest, modalities, codewords, labels, label_
     from pathlib import Path
 
     from deepradiomics.case import MAIN_IMAGE, Case
-    from deepradiomics.io import check_writable_folder
+    from deepradiomics.io import Output, check_writable_folder
 
     from .explain import explain_codewords, explain_cohort, vqhist_class
 
@@ -93,6 +109,13 @@ def command(params, image, mask, manifest, modalities, codewords, labels, label_
         raise click.UsageError("give either IMAGE and MASK or --manifest, not both")
     check_writable_folder(out_dir, f"--out-dir '{out_dir}'")
     vq = vqhist_class(params)
+    inputs = [*params_inputs(params, load_extractor(params)), ("MASK", mask), ("--labels", labels)]
+    if manifest is not None:
+        read_cohort(manifest, "--manifest")
+        inputs += manifest_inputs(manifest)
+    else:
+        inputs += [("IMAGE", image), *((f"modality '{k}'", v) for k, v in parse_modalities(modalities).items())]
+    check_outputs([Output("--out-dir", out_dir, EXPLAIN_WRITES)], inputs)
     if manifest is not None:
         cohort = explain_cohort(manifest, vq, codewords, label_names=label_names or None, include_outside=outside, statistic=statistic, correction=correction, background=background, jobs=jobs)
         out = cohort.write(out_dir)

@@ -15,6 +15,14 @@ from deepradiomics.naming import ERROR_COLUMN, feature_columns
 PARAMS = {"setting": {"binWidth": 25}, "featureClass": {"firstorder": ["Mean", "Entropy", "Maximum"], "shape": ["VoxelVolume"]}}
 
 
+def entry_folder(out_dir, extractor=None):
+    """The cache entry folder of ``extractor``'s batch task under ``out_dir`` (the only entry when not given)."""
+    if extractor is not None:
+        return out_dir / batch.cache.namespace_id(extractor.batch_task().namespace())
+    (entry,) = batch.cache.entries(out_dir)
+    return entry.folder
+
+
 @pytest.fixture
 def study(tmp_path, lgg_manifest):
     """A manifest of 3 real LGG cases plus a missing file, an empty mask and a geometry mismatch."""
@@ -76,7 +84,8 @@ def test_interrupted_batch_resumes_where_it_stopped(study, tmp_path, monkeypatch
     monkeypatch.setattr(batch.BatchTask, "__call__", interrupted)
     with pytest.raises(KeyboardInterrupt):
         extractor.execute_batch(manifest, out_dir=out_dir)
-    stored = sorted(p.name for p in (out_dir / "cases").glob("*.json")) + sorted(p.name for p in (out_dir / "failed").glob("*.json"))
+    entry = entry_folder(out_dir)
+    stored = sorted(p.name for p in (entry / "cases").glob("*.json")) + sorted(p.name for p in (entry / "failed").glob("*.json"))
     assert stored == sorted(f"{batch.cache_file_name(i)}.json" for i in calls)
 
     resumed = []
@@ -95,6 +104,12 @@ def test_interrupted_batch_resumes_where_it_stopped(study, tmp_path, monkeypatch
     monkeypatch.setattr(batch.BatchTask, "__call__", lambda t, row, base: fresh.append(row["ID"]) or real(t, row, base))
     other.execute_batch(manifest, out_dir=out_dir)
     assert len(fresh) == 6
+    # and the first params' rows are still there: the two share the folder without evicting each other
+    resumed.clear()
+    monkeypatch.setattr(batch.BatchTask, "__call__", lambda t, row, base: resumed.append(row["ID"]) or real(t, row, base))
+    pd.testing.assert_frame_equal(extractor.execute_batch(manifest, out_dir=out_dir), table)
+    assert sorted(resumed) == ["emptymask", "missing", "shifted"]
+    assert {e.folder for e in batch.cache.entries(out_dir)} == {entry_folder(out_dir, extractor), entry_folder(out_dir, other)}
 
 
 def _recomputed(extractor, manifest, out_dir, monkeypatch) -> list[str]:
@@ -142,7 +157,7 @@ def test_damaged_or_incomplete_cached_rows_are_recomputed_with_one_warning(study
     out_dir = tmp_path / "cache"
     extractor = Extractor(PARAMS)
     reference = extractor.execute_batch(manifest, out_dir=out_dir)
-    files = {i: out_dir / "cases" / f"{batch.cache_file_name(i)}.json" for i in good_ids}
+    files = {i: entry_folder(out_dir) / "cases" / f"{batch.cache_file_name(i)}.json" for i in good_ids}
     stored = json.loads(files[good_ids[0]].read_text())
     del stored["row"]["original_firstorder_Mean"]  # a row missing a feature column
     files[good_ids[0]].write_text(json.dumps(stored))

@@ -363,7 +363,7 @@ def test_fit_command_then_extract_and_batch_next_to_classical_and_vqhist(bundle,
     cache = tmp_path / "cache"
     result = runner.invoke(main, ["fit", str(params), str(cohort), "-o", str(out), "--cache-dir", str(cache), "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert len(list((cache / "descriptors" / "fisher").glob("*.npz"))) == 4
+    assert len(list((cache / "descriptors" / "fisher").glob("*/*.npz"))) == 4  # in the entry of its settings
     fitted = yaml.safe_load((out / "params.yaml").read_text())
     assert fitted["featureClass"]["fisher"]["encoder"] == "fisher"
     config = yaml.safe_load((out / "fisher" / "config.yaml").read_text())
