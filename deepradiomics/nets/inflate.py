@@ -1,16 +1,25 @@
 """2D -> 3D: map trained 2D convolution weights onto 3D networks (Avants et al., WBIR 2020, section 2.2).
 
-The paper's transfer of a 2D VGG-19 to a "pseudo-3D" one, for one *orientation* (the 3D axis that the
-2D network did not have):
+The transfer of a 2D VGG-19 to a "pseudo-3D" one, for one *orientation* (the 3D axis that the 2D network
+did not have). What is the paper's and what is this project's choice:
 
 - the **first convolution**'s input channels (RGB for VGG, the modalities of a multi-channel network)
-  become the third spatial axis: its 2D kernel ``(O, C, k, k)`` turns into a single-channel 3D kernel
+  become the third spatial axis (the paper's: "channel information occupies the orthogonal dimension",
+  a single-channel 3D network): its 2D kernel ``(O, C, k, k)`` turns into a single-channel 3D kernel
   ``(O, 1, ...)`` whose extent along the orientation axis is ``C``; channel ``c`` weighs the voxel
-  ``c - C // 2`` steps along that axis (C must be odd, so that the kernel is centred);
+  ``c - C // 2`` steps along that axis (C must be odd, so that the kernel is centred). The channels lie
+  along the axis in the weights' own channel order, the order the 2D network was trained with
+  (torchvision's VGG-19: R, G, B; Keras' and caffe's: B, G, R; a VQ bundle: its modalities in
+  ``config.yaml`` order); that a grey-level volume then feeds all three colour roles, each from a
+  neighbouring slice, is what the paper's mapping implies;
 - every **deeper kernel** ``(O, I, k, k)`` is replicated ``k`` times along the orientation axis and divided
-  by ``k``, so that on an input that is constant along that axis the 3D convolution returns exactly the
-  2D one;
-- one network is built **per orientation** and their outputs are concatenated (by the caller).
+  by ``k`` -- the project's choice (the paper keeps "all filter sizes, filter counts and biases the same"
+  but does not say how a 2D kernel gets its third extent): the inflation of I3D (Carreira & Zisserman,
+  "Quo Vadis, Action Recognition?", CVPR 2017, section 2.4, bootstrapping 3D filters from 2D filters), so
+  that on an input that is constant along that axis the 3D convolution returns exactly the 2D one;
+- biases are kept (the paper's);
+- one network is built **per orientation** and their outputs are concatenated by the caller (the paper's:
+  three variants, "concatenated or averaged"; it concatenates).
 
 Hence a 3D network built from a 2D one, fed a volume constant along the orientation axis, reproduces the
 2D network's activations of the image (repeated into every input channel), slice by slice, away from the
@@ -21,8 +30,9 @@ have: ``axial`` = z (2D rows/columns = y/x), ``coronal`` = y (z/x), ``sagittal``
 
 Two entry points:
 
-- :func:`map_vgg2d_state_dict`: a 2D VGG-19 state dict in torchvision's layout -> the state dict of a
-  single-channel :class:`~deepradiomics.nets.vgg3d.VGG3D`, with every key and shape checked;
+- :func:`map_vgg2d_state_dict`: a 2D VGG-19 state dict in one of the :data:`VGG2D_LAYOUTS` (torchvision's
+  ``features.<i>``, Keras' ``block<b>_conv<i>``, caffe's ``conv<b>_<i>``; :func:`vgg2d_layout` tells which)
+  -> the state dict of a single-channel :class:`~deepradiomics.nets.vgg3d.VGG3D`, every key and shape checked;
 - :func:`inflate`: a deep copy of *any* 2D module with its ``Conv2d`` replaced by ``Conv3d`` (weights
   mapped as above) and its 2D pooling / normalisation / upsampling layers by their 3D versions. Layers
   that work in any dimension (GroupNorm, LayerNorm over channels, activations, Identity, Sequential) are
@@ -71,7 +81,9 @@ def _insert(values: Sequence[Any], axis: int, value: Any) -> tuple:
 def replicate_kernel(weight: torch.Tensor, orientation: str) -> torch.Tensor:
     """2D kernel ``(O, I, a, b)`` -> 3D kernel replicated ``a`` times along the orientation axis, divided by ``a``.
 
-    The division makes the 3D response to an input constant along that axis equal to the 2D response.
+    The inflation of I3D (Carreira & Zisserman 2017, section 2.4), the project's choice for the kernels that
+    the paper's mapping leaves unspecified: the division makes the 3D response to an input constant along
+    that axis equal to the 2D response.
     """
     axis = _axis(orientation)
     extent = int(weight.shape[2])
@@ -80,7 +92,11 @@ def replicate_kernel(weight: torch.Tensor, orientation: str) -> torch.Tensor:
 
 
 def channels_to_axis_kernel(weight: torch.Tensor, orientation: str) -> torch.Tensor:
-    """First-layer 2D kernel ``(O, C, a, b)`` -> single-channel 3D kernel with the C channels along the orientation axis."""
+    """First-layer 2D kernel ``(O, C, a, b)`` -> single-channel 3D kernel with the C channels along the orientation axis.
+
+    Channel ``c`` becomes the kernel's slice ``c`` along that axis (it weighs the voxel ``c - C // 2`` steps
+    along it, as PyTorch's convolution cross-correlates): the weights' own channel order, unchanged.
+    """
     axis = _axis(orientation)
     return weight.unsqueeze(1).movedim(2, 2 + axis).contiguous()
 
@@ -247,7 +263,19 @@ def inflate(module: nn.Module, orientation: str = "axial", channels_to_axis: str
     return copied
 
 
-# ---------------------------------------------------------------------- torchvision VGG-19 -> VGG3D
+# ---------------------------------------------------------------------- 2D VGG-19 state dicts -> VGG3D
+#: key layouts of a 2D VGG-19 state dict that :func:`map_vgg2d_state_dict` reads, with the regular
+#: expression of their convolution keys and the prefixes of their dense layers (ignored)
+VGG2D_LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # torchvision.models.vgg19().state_dict(): features.<index in the Sequential>.weight / .bias
+    "torchvision": (r"features\.\d+\.", ("classifier.",)),
+    # Keras' VGG19 layer names (keras.applications.VGG19): block<b>_conv<i>
+    "keras": (r"block\d+_conv\d+\.", ("fc1.", "fc2.", "predictions.")),
+    # the caffe model of Simonyan & Zisserman (VGG_ILSVRC_19_layers) and its conversions: conv<b>_<i>
+    "caffe": (r"conv\d+_\d+\.", ("fc6.", "fc7.", "fc8.")),
+}
+
+
 def torchvision_vgg_keys(blocks: Sequence[int]) -> list[tuple[str, int]]:
     """``(key prefix, conv index)`` of the convolutions of torchvision's ``vgg.features`` for ``blocks``."""
     keys, index = [], 0
@@ -259,15 +287,86 @@ def torchvision_vgg_keys(blocks: Sequence[int]) -> list[tuple[str, int]]:
     return keys
 
 
+def vgg2d_conv_keys(layout: str, blocks: Sequence[int]) -> list[str]:
+    """Key prefixes of the convolutions, in network order, of a VGG with ``blocks`` convolutions per block in ``layout``."""
+    if layout == "torchvision":
+        return [prefix for prefix, _ in torchvision_vgg_keys(blocks)]
+    pattern = {"keras": "block{b}_conv{i}", "caffe": "conv{b}_{i}"}[layout]
+    return [pattern.format(b=b, i=i) for b, n in enumerate(blocks, 1) for i in range(1, n + 1)]
+
+
+def vgg2d_layout(state: Mapping[str, Any], where: str = "weights") -> str:
+    """Which of the :data:`VGG2D_LAYOUTS` the keys of a 2D VGG state dict follow.
+
+    Decided from the key names alone: a key matching a layout's convolution pattern (``features.<i>.``,
+    ``block<b>_conv<i>.``, ``conv<b>_<i>.``) votes for it. Keys say nothing about what the weights were
+    trained on: a caffe VGG-19 converted to PyTorch and saved under torchvision's keys has torchvision's
+    layout.
+
+    Raises
+    ------
+    ModelError
+        ``state`` is not a mapping of names, matches no layout, or mixes layouts.
+    """
+    import re
+
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        raise ModelError(f"{where}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}")
+    found = [name for name, (pattern, _) in VGG2D_LAYOUTS.items() if any(re.match(pattern, key) for key in state)]
+    if not found:
+        keys = ", ".join(list(state)[:4]) or "none"
+        raise ModelError(
+            f"{where}: not a VGG-19 state dict in torchvision's layout (features.0.weight ... features.34.bias), Keras' "
+            f"(block1_conv1.weight ... block5_conv4.bias) or caffe's (conv1_1.weight ... conv5_4.bias); its keys start {keys}"
+        )
+    if len(found) > 1:
+        raise ModelError(f"{where}: its keys mix the VGG-19 layouts of {' and '.join(found)}; save the weights of one network")
+    return found[0]
+
+
+def _vgg2d_expected(layout: str, net3d) -> dict[str, tuple[int, ...]]:
+    """``{key: 2D shape in PyTorch's (O, I, k, k) order}`` of the convolutions of ``net3d`` in ``layout``."""
+    expected: dict[str, tuple[int, ...]] = {}
+    for position, (prefix, (_, index)) in enumerate(zip(vgg2d_conv_keys(layout, net3d.blocks), torchvision_vgg_keys(net3d.blocks))):
+        conv = net3d.features[index]
+        in_2d = 3 if position == 0 else conv.in_channels  # RGB (BGR) in 2D, one channel in 3D
+        expected[f"{prefix}.weight"] = (conv.out_channels, in_2d, 3, 3)
+        expected[f"{prefix}.bias"] = (conv.out_channels,)
+    return expected
+
+
+def _check_vgg2d_keys(state: Mapping[str, Any], layout: str, expected: Mapping[str, tuple], where: str) -> None:
+    dense = VGG2D_LAYOUTS[layout][1]
+    features = {k for k in state if not k.startswith(dense)}
+    missing = [k for k in expected if k not in state]
+    unexpected = sorted(features - set(expected))
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if unexpected:
+            detail.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
+        first, last = list(expected)[0], list(expected)[-1]
+        raise ModelError(f"{where}: not a VGG-19 state dict in {layout}'s layout ({'; '.join(detail)}); expected the keys {first} ... {last}")
+
+
 def map_vgg2d_state_dict(state: Mapping[str, Any], orientation: str, net3d, where: str = "weights") -> dict[str, torch.Tensor]:
-    """Map a 2D VGG state dict in torchvision's layout onto the single-channel 3D network ``net3d``.
+    """Map a 2D VGG state dict (any of the :data:`VGG2D_LAYOUTS`) onto the single-channel 3D network ``net3d``.
+
+    The first convolution's input channels go along the orientation axis in the weights' own order
+    (:func:`channels_to_axis_kernel`: channel 0 at offset -1, channel 2 at +1), deeper kernels are
+    replicated and divided by 3 (:func:`replicate_kernel`), biases are copied (see the module docstring
+    for which of these is the paper's).
 
     Parameters
     ----------
     state
         ``{"features.0.weight": (64, 3, 3, 3), "features.0.bias": (64,), "features.2.weight": ...}`` as
-        ``torchvision.models.vgg19().state_dict()`` holds them; ``classifier.*`` (the dense layers) is
-        ignored, any other key is refused.
+        ``torchvision.models.vgg19().state_dict()`` holds them, the same tensors under Keras' layer names
+        (``block1_conv1.weight`` ... ``block5_conv4.bias``; kernels in PyTorch's (O, I, 3, 3) order or
+        Keras' own (3, 3, I, O), told apart by their shape) or caffe's (``conv1_1.weight`` ...
+        ``conv5_4.bias``, (O, I, 3, 3)); the dense layers (``classifier.*``, ``fc1.*`` ``fc2.*``
+        ``predictions.*``, ``fc6.*`` ... ``fc8.*``) are ignored, any other key is refused.
     orientation
         ``axial``, ``coronal`` or ``sagittal``.
     net3d
@@ -279,7 +378,7 @@ def map_vgg2d_state_dict(state: Mapping[str, Any], orientation: str, net3d, wher
     Returns
     -------
     dict
-        A state dict that ``net3d.load_state_dict`` accepts.
+        A state dict that ``net3d.load_state_dict`` accepts (torchvision's keys, which VGG3D shares).
 
     Raises
     ------
@@ -287,40 +386,27 @@ def map_vgg2d_state_dict(state: Mapping[str, Any], orientation: str, net3d, wher
         A key is missing or unexpected, a value is not a floating-point tensor, or a shape is wrong.
     """
     _axis(orientation)
-    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
-        raise ModelError(f"{where}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}")
-    expected: dict[str, tuple[int, ...]] = {}
-    for position, (prefix, index) in enumerate(torchvision_vgg_keys(net3d.blocks)):
-        conv = net3d.features[index]
-        in_2d = 3 if position == 0 else conv.in_channels  # RGB in 2D, one channel in 3D
-        expected[f"{prefix}.weight"] = (conv.out_channels, in_2d, 3, 3)
-        expected[f"{prefix}.bias"] = (conv.out_channels,)
-    features = {k for k in state if not k.startswith("classifier.")}
-    missing = [k for k in expected if k not in state]
-    unexpected = sorted(features - set(expected))
-    if missing or unexpected:
-        detail = []
-        if missing:
-            detail.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
-            detail.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
-        raise ModelError(
-            f"{where}: not a VGG-19 state dict in torchvision's layout ({'; '.join(detail)}); expected the keys "
-            "features.0.weight, features.0.bias, features.2.weight, ... features.34.bias of torchvision.models.vgg19().state_dict()"
-        )
+    layout = vgg2d_layout(state, where)
+    expected = _vgg2d_expected(layout, net3d)
+    _check_vgg2d_keys(state, layout, expected, where)
+    weights: dict[str, torch.Tensor] = {}
     for key, shape in expected.items():
         value = state[key]
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             raise ModelError(f"{where}: {key} is {type(value).__name__}, not a floating-point tensor")
+        if layout == "keras" and len(shape) == 4 and tuple(value.shape) == (shape[2], shape[3], shape[1], shape[0]):
+            value = value.permute(3, 2, 0, 1)  # Keras' (k, k, I, O) -> PyTorch's (O, I, k, k): both cross-correlate
         if tuple(value.shape) != shape:
-            raise ModelError(f"{where}: {key} has shape {tuple(value.shape)}, expected {shape} (VGG-19 in torchvision's layout)")
+            also = f" or Keras' {(shape[2], shape[3], shape[1], shape[0])}" if layout == "keras" and len(shape) == 4 else ""
+            raise ModelError(f"{where}: {key} has shape {tuple(value.shape)}, expected {shape}{also} (VGG-19 in {layout}'s layout)")
+        weights[key] = value.detach()
     mapped: dict[str, torch.Tensor] = {}
-    for position, (prefix, _index) in enumerate(torchvision_vgg_keys(net3d.blocks)):
-        weight = state[f"{prefix}.weight"].detach()  # load_state_dict converts to the network's dtype
+    for position, (source, (prefix, _index)) in enumerate(zip(vgg2d_conv_keys(layout, net3d.blocks), torchvision_vgg_keys(net3d.blocks))):
+        weight = weights[f"{source}.weight"]  # load_state_dict converts to the network's dtype
         mapped[f"{prefix}.weight"] = (
             channels_to_axis_kernel(weight, orientation) if position == 0 else replicate_kernel(weight, orientation)
         )
-        mapped[f"{prefix}.bias"] = state[f"{prefix}.bias"].detach().clone()
+        mapped[f"{prefix}.bias"] = weights[f"{source}.bias"].clone()
     return mapped
 
 

@@ -19,7 +19,6 @@ from deepradiomics.nets.inflate import (
     map_vgg2d_state_dict,
 )
 from deepradiomics.nets.vgg3d import VGG3D, vgg_layer_names
-
 from tests.conftest import require_data
 
 NARROW = (4, 8, 8, 16, 16)
