@@ -1,13 +1,42 @@
 """``cnn``: deep volumetric feature encoding (Avants et al., WBIR 2020) pooled over the ROI.
 
+Where cnn differs from the paper
+--------------------------------
+- **Use of the encoding**: the paper matches landmarks by the activation maps of the patch centred on
+  them; cnn pools each tapped layer's activations over each patch (mean, max) and then over patches
+  tiling the ROI on an isotropic grid (``spacing``, 1 mm), for radiomics (the project's).
+- **Random network**: the paper's untrained VGG-19-3D architecture (60,058,688 parameters); its
+  initialiser is not named in the paper: Glorot uniform (Keras' default) from a seeded PCG64 stream, so
+  the weights are bitwise reproducible (the project's; ``he-uniform`` optional).
+- **Input scaling**: the paper's "each patch is scaled to [-127.5, 127.5]" (section 2.3) for random
+  weights; mapped weights get by default the input they were trained on (``weights_convention``:
+  torchvision's or caffe's preprocessing, a bundle's z-scoring), the paper's scaling on request
+  (``paper``). Mapping each patch's own range onto the weights' range and one channel-averaged mean and
+  std for the single input channel are the project's choices (see :mod:`.conventions`).
+- **2D -> 3D mapping**: the first layer's colour channels along the orientation axis, biases kept, one
+  network per orientation, features concatenated (the paper's); the channels lie along the axis in the
+  weights' own order (torchvision R, G, B; Keras/caffe B, G, R: the order they were trained with; the
+  paper states no order); deeper kernels replicated 3 times along the axis and divided by 3, the
+  inflation of I3D (Carreira & Zisserman 2017) (the project's choice: the paper does not describe it).
+- **Weights**: the paper maps Keras' ImageNet VGG-19; none is shipped or downloaded: a state dict you
+  have (torchvision's, Keras' or caffe's key layout), or offline the shipped VQ segmentation encoder
+  (``encoder-3d``, not in the paper), which sees the 1 mm grid although it was trained on slices resized
+  to 128 x 128 (2 mm in-plane for the 256-pixel LGG slices).
+- **Pooling rounding**: 2x2x2 max pooling rounds up (``pool_rounding: ceil``), so that 12-voxel patches,
+  for which the paper reports ``conv5_4`` features, reach ``conv5_4`` (the project's; ``floor`` optional).
+- **Not implemented**: the paper's networks trained to approximate the pseudo-3D VGG-19 (its 3D VGG-19
+  and 3D ResNet, sections 2.3-2.4) and its pre-trained brain-age ResNet (section 2.5).
+
+Method
+------
 The ROI is put on an isotropic grid (``spacing`` mm, 1 by default; linear interpolation for the image,
 nearest neighbour for the mask; an image that already has that spacing is copied, not interpolated),
 covered by cubic patches of each ``patch_sizes`` side centred on ROI voxels on a regular grid (step
 ``stride``, by default the patch side, so patches tile the ROI without overlap; the grid runs through
-the ROI voxel nearest the ROI's centroid, so every ROI has at least one patch), and each patch,
-scaled linearly to [-127.5, 127.5] by its own minimum and maximum as in the paper (voxels beyond the
-image take the image's minimum), goes through a 3D network. Every tapped layer's activation map is
-pooled over the patch, then over the patches:
+the ROI voxel nearest the ROI's centroid, so every ROI has at least one patch; voxels beyond the image
+take the image's minimum), and each patch, mapped to the input that the weights were trained on (its
+*input convention*, below), goes through a 3D network. Every tapped layer's activation map is pooled over
+the patch, then over the patches:
 
 .. math::
     \\text{Mean}_{l,p,c} = \\frac{1}{N_p} \\sum_{n=1}^{N_p} \\frac{1}{|\\Omega_{l,p}|}
@@ -20,31 +49,67 @@ p, :math:`\\Omega_{l,p}` its voxels and :math:`N_p` the number of patches of sid
 Networks (``network`` and ``weights``)
 --------------------------------------
 ``vgg19-3d`` + ``random`` (default)
-    The paper's untrained VGG-19-3D: blocks of 2, 2, 4, 4, 4 convolutions 3x3x3 + ReLU, 64 ... 512
-    filters, 2x2x2 max pooling, one input channel, no dense layers (60,058,688 parameters). Weights are
-    drawn by ``initializer`` (``glorot-uniform``: Keras' default, hence the paper's untrained network;
-    ``he-uniform``: variance-preserving for ReLU) from the raw stream of ``numpy.random.PCG64(seed)``,
-    biases 0 (see :func:`deepradiomics.nets.vgg3d.init_seeded_`): the same seed gives bitwise the same
-    weights on every machine, and the weights' sha256 is in the diagnostics.
+    The paper's untrained VGG-19-3D architecture: blocks of 2, 2, 4, 4, 4 convolutions 3x3x3 + ReLU,
+    64 ... 512 filters, 2x2x2 max pooling, one input channel, no dense layers (60,058,688 parameters).
+    Weights are drawn by ``initializer`` (``glorot-uniform``: Keras' default, which ANTsRNet's
+    ``createVggModel3D`` keeps, the paper naming none; ``he-uniform``: variance-preserving for ReLU) from
+    the raw stream of ``numpy.random.PCG64(seed)``, biases 0 (see
+    :func:`deepradiomics.nets.vgg3d.init_seeded_`): the same seed gives bitwise the same weights on every
+    machine, and the weights' sha256 is in the diagnostics. Input: each patch onto [-127.5, 127.5].
 ``vgg19-3d`` + a file path
-    A 2D VGG-19 state dict in torchvision's layout (``features.0.weight`` ... ``features.34.bias``;
-    ``classifier.*`` ignored) that you already have: nothing is downloaded. Its sha256 is recorded (and
-    checked against ``weights_sha256`` when given) before it is read with ``torch.load(...,
-    weights_only=True)``. It is mapped to 3D as in the paper: the first layer's RGB axis becomes the
-    third spatial axis, deeper kernels are replicated along it and divided by 3; one network per
-    ``orientations`` entry, their features side by side (orientation tokens ``Axi``, ``Cor``, ``Sag``).
+    A 2D VGG-19 state dict that you already have (nothing is downloaded), in torchvision's key layout
+    (``features.0.weight`` ... ``features.34.bias``), Keras' (``block1_conv1.weight`` ...
+    ``block5_conv4.bias``, kernels (O, I, 3, 3) or Keras' (3, 3, I, O)) or caffe's (``conv1_1.weight`` ...
+    ``conv5_4.bias``); dense layers ignored. Its sha256 is recorded (and checked against
+    ``weights_sha256`` when given) before it is read with ``torch.load(..., weights_only=True)``, when the
+    class is built. It is mapped to 3D by :func:`deepradiomics.nets.inflate.map_vgg2d_state_dict`: the
+    first layer's colour axis becomes the third spatial axis (the paper's), in the weights' channel order;
+    deeper kernels are replicated along it and divided by 3 (the project's choice, I3D's inflation);
+    biases kept; one network per ``orientations`` entry, their features side by side (orientation tokens
+    ``Axi``, ``Cor``, ``Sag``).
 ``encoder-3d`` + a model bundle (e.g. ``vq-lgg-cpu``, shipped)
-    The offline "transferred" network: the bundle's 2D encoder (a VQ segmentation network's: GroupNorm,
-    LeakyReLU, residual blocks) mapped to 3D the same way by :func:`deepradiomics.nets.inflate.inflate`;
-    its 3 input channels (the bundle's modalities) become the third spatial axis exactly like RGB.
+    The offline "transferred" network (not in the paper): the bundle's 2D encoder (a VQ segmentation
+    network's: GroupNorm, LeakyReLU, residual blocks) mapped to 3D the same way by
+    :func:`deepradiomics.nets.inflate.inflate`; its 3 input channels (the bundle's modalities, in its
+    ``config.yaml`` order) become the third spatial axis exactly like RGB.
     Taps: ``stem``, ``block0`` ... ``block5``, ``head``; default ``block1`` (shallow: 32 channels at
     1/2 resolution), ``block3`` (mid: 64 at 1/8) and ``head`` (deep: the 64-d latent z_e at 1/16, what
     the VQ quantises).
 
+Input conventions (``weights_convention``)
+------------------------------------------
+What each kind of weights was trained on decides its network input (one
+:class:`.conventions.InputConvention` per class instance, applied to every patch; details, and which
+parts are the paper's, in :mod:`.conventions`):
+
+``paper``
+    each patch linearly onto [-127.5, 127.5] by its own minimum and maximum (the paper's scaling); the
+    convention of random weights, and on request of a Keras/caffe file (as the paper fed its Keras VGG-19).
+``torchvision``
+    each patch onto [0, 1], then (v - 0.449) / 0.226 (torchvision's ImageNet mean and std, averaged over
+    R, G, B): [-1.987, 2.438]; first-layer axis order R, G, B.
+``caffe``
+    each patch onto [0, 255], minus 114.799 (Keras' caffe-mode ImageNet mean, averaged over B, G, R):
+    [-114.799, 140.201]; first-layer axis order B, G, R.
+``zscore``
+    a bundle's: the case's whole modality volume z-scored as its ``preprocessing.normalization`` says
+    (vq-lgg-cpu: ``zscore-foreground``, voxels > 0, others 0), patches cut from it.
+``auto`` (default)
+    random weights -> ``paper``; a bundle -> ``zscore`` (refused if it was not trained on z-scored input);
+    a file -> by its keys: torchvision's layout -> ``torchvision``, Keras' or caffe's -> ``caffe``. Keys
+    cannot tell a caffe VGG-19 converted to PyTorch and saved under torchvision's keys (as style-transfer
+    code ships it): declare ``caffe`` for such a file. ``zscore`` does not apply to a VGG-19 file,
+    ``torchvision``/``caffe``/``paper`` not to a bundle, only ``paper`` (or ``auto``) to random weights: any
+    other combination is a ParamsError naming ``featureClass.cnn.weights_convention`` and the valid choices.
+
+The diagnostics record ``WeightsConvention``, ``WeightsConventionRule`` (declared, or the ``auto`` rule),
+``NetworkInput`` and ``FirstLayerAxis`` (the first layer's channels along the orientation axis, in order).
+
 Pooling inside the network rounds up (2x2x2 max pooling with ``ceil_mode``, Keras' ``padding="same"``):
-the paper's 12-voxel patches reach ``conv5_4`` (12 -> 6 -> 3 -> 2 -> 1 voxels, where floor rounding gives
-0); for sides that are multiples of 16 it is identical to the classic floor rounding, which
-``pool_rounding: floor`` selects (then a patch too small for a layer is refused). The inflated encoder
+12-voxel patches, for which the paper reports ``conv5_4`` features, reach ``conv5_4`` (12 -> 6 -> 3 -> 2
+-> 1 voxels, where floor rounding gives 0); for sides that are multiples of 16 it is identical to the
+classic floor rounding, which ``pool_rounding: floor`` selects (then a patch too small for a layer is
+refused). The inflated encoder
 downsamples with stride-2 convolutions (padding 1), which round up too, so every patch side >= 3 works.
 
 Feature names
@@ -60,14 +125,16 @@ layers by their resolution (full and 1/2; 1/4 and 1/8; 1/16).
 Patches are computed independently, never twice, in batches (one patch at a time is 4x slower),
 under ``torch.inference_mode``, with weights and patches in channels-last memory format (measured
 faster on CPU, see benchmarks/README.md). A whole-ROI pass is not used: every patch is zero-padded
-at its own border inside each convolution (as the paper encodes a patch) and scaled by its own range,
-so one pass over the ROI would not give the same numbers; with the default stride the patches do not
-overlap, so there is no shared work to save.
+at its own border inside each convolution (as a network fed one patch does; the paper encodes each
+patch on its own) and scaled by its own range (per-patch conventions), so one pass over the ROI would
+not give the same numbers; with the default stride the patches do not overlap, so there is no shared
+work to save.
 
 Bad input: settings are checked when the class is built (ParamsError naming the key: unknown layer
-with a suggestion, patch side too small or unreachable with floor rounding, weights file missing or
-a bundle given to the wrong network, ...); a weights file of the wrong layout or shape is refused
-when the network is built (ParamsError naming the key, the file and the tensor); a case whose mask
+with a suggestion, patch side too small or unreachable with floor rounding, weights file missing, of
+no known key layout or mixing layouts, a bundle given to the wrong network, a weights convention that
+does not apply, ...); a weights file with a wrong shape is refused when the network is built (ParamsError
+naming the key, the file and the tensor); a case whose mask
 has a single voxel along an axis (a 2D image), or whose ROI is smaller than the smallest patch along
 every axis, raises CaseError naming the case.
 
@@ -76,6 +143,7 @@ Settings
 network : ``vgg19-3d`` | ``encoder-3d``
 weights : ``random`` | path of a 2D VGG-19 state dict | model bundle name or folder (encoder-3d)
 weights_sha256 : expected sha256 of the weights file (optional)
+weights_convention : ``auto`` (default) | ``paper`` | ``torchvision`` | ``caffe`` | ``zscore`` (see above)
 seed, initializer : of the random network (``glorot-uniform`` | ``he-uniform``)
 layers : layer names (default: ``conv2_2, conv4_2, conv5_4``; encoder: ``block1, block3, head``)
 patch_sizes : patch sides in voxels of the isotropic grid (default 16, 32); at least 3
@@ -104,11 +172,12 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from deepradiomics.errors import CaseError, ParamsError, did_you_mean
 from deepradiomics.featureclass import ComputeResult, FeatureClass, lazy
 
+from .conventions import InputConvention, convention_diagnostics, resolve_convention
 from .encoders import (
     ENCODER_DEFAULT_LAYERS,
     ORIENTATION_TOKENS,
@@ -123,6 +192,12 @@ POOLINGS = {"mean": "Mean", "max": "Max"}
 INITIALIZERS = ("glorot-uniform", "he-uniform")
 POOL_ROUNDINGS = ("ceil", "floor")
 MIN_PATCH = 3
+#: the largest patch side (project's choice): one patch's first-layer activations (64 float32 channels, input
+#: and output) stay under 4 GiB; checked with the settings, before any ROI grid or patch is allocated
+MAX_PATCH = 200
+#: the most voxels of a case's isotropic ROI grid (2**27 float32 voxels: 512 MiB per array); checked per case
+#: from the ROI's bounding box before the grid is allocated (a very fine spacing would need terabytes)
+MAX_GRID_VOXELS = 2**27
 #: budget for the first layer's activations in one batch (64 float32 channels per voxel, input and output)
 BATCH_BYTES = 512 * 2**20
 _NAME_TOKEN = re.compile(r"^[A-Za-z0-9\-\.]+$")
@@ -143,6 +218,7 @@ class CNNSettings:
     network: str = "vgg19-3d"
     weights: str = "random"
     weights_sha256: str | None = None
+    weights_convention: Literal["auto", "paper", "torchvision", "caffe", "zscore"] = "auto"
     seed: int = 0
     initializer: str = "glorot-uniform"
     layers: tuple[str, ...] | None = None
@@ -209,6 +285,12 @@ class CNNSettings:
         for size in sizes:
             if size < MIN_PATCH:
                 raise ValueError(f"patch_sizes: {size} is too small; a patch needs at least {MIN_PATCH} voxels per side (one 3x3x3 kernel)")
+            if size > MAX_PATCH:
+                raise ValueError(
+                    f"patch_sizes: {size} is more than {MAX_PATCH}, the largest allowed side (one patch's first-layer activations, "
+                    f"64 float32 channels in and out, would take {2 * 64 * 4 * size**3 / 2**30:,.0f} GiB; at {MAX_PATCH}: "
+                    f"{2 * 64 * 4 * MAX_PATCH**3 / 2**30:.1f} GiB)"
+                )
         if self.stride is not None and (isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1):
             raise ValueError(f"stride: {self.stride!r} must be an integer >= 1 (voxels), or left out for the patch side")
         if self.pool_rounding == "floor" and self.network == "vgg19-3d":
@@ -267,6 +349,8 @@ class CNNFeatures(FeatureClass):
     def __init__(self, settings: Any = None, *, where: str | None = None, base_dir: str | os.PathLike | None = None) -> None:
         super().__init__(settings, where=where, base_dir=base_dir)
         self._check_sources()
+        #: what the weights were trained on and how a raw patch becomes the network input (checked now, before any case)
+        self._input_convention = self._resolve_convention()
 
     # ------------------------------------------------------------------ weights and layers
     def _check_sources(self) -> None:
@@ -286,6 +370,11 @@ class CNNFeatures(FeatureClass):
         from deepradiomics.models import shipped_models
 
         path = self.resolve_path(s.weights)
+        if path.is_dir() and not (path / "config.yaml").is_file() and s.weights not in shipped_models():
+            raise ParamsError(
+                f"{self._where}.weights: '{s.weights}' is a folder without config.yaml, neither a weights file nor a model bundle: "
+                "give the path of a 2D VGG-19 state dict file, 'random', or (with network: encoder-3d) a bundle"
+            )
         if path.is_dir() or s.weights in shipped_models():
             raise ParamsError(
                 f"{self._where}.weights: '{s.weights}' is a model bundle; to map its 2D encoder to 3D set network: encoder-3d "
@@ -297,6 +386,24 @@ class CNNFeatures(FeatureClass):
                 f"{self._where}.weights: '{s.weights}' is neither 'random' nor an existing file (relative paths are resolved against "
                 f"{base}): give the path of a 2D VGG-19 state dict in torchvision's layout (nothing is downloaded)"
             )
+
+    def _resolve_convention(self) -> InputConvention:
+        """The input convention of the weights (declared or ``auto``; see :mod:`.conventions`), ParamsError if it does not apply."""
+        s = self.settings
+        if s.network == "encoder-3d":
+            from deepradiomics.nets.preprocess import Preprocessing
+
+            block = Preprocessing.from_config(self._bundle_config()["preprocessing"])
+            return resolve_convention(
+                s.weights_convention, source="bundle", where=self._where, normalization=block.normalization, channels=block.channels, bundle=s.weights
+            )
+        if s.weights == "random":
+            return resolve_convention(s.weights_convention, source="random", where=self._where)
+        from .encoders import vgg2d_file_layout
+
+        # the key layout is read now (sha256 first, tensors memory-mapped), so a file of no known layout fails here
+        layout, self._weights_sha256 = vgg2d_file_layout(str(self.resolve_path(s.weights)), s.weights_sha256, self._where)
+        return resolve_convention(s.weights_convention, source="file", where=self._where, layout=layout)
 
     def _bundle_config(self) -> dict:
         """config.yaml of the encoder-3d bundle, read without torch (ParamsError naming the setting)."""
@@ -374,8 +481,10 @@ class CNNFeatures(FeatureClass):
         for token in wanted:
             _, modality, layer, orientation, size, pooling, channel = specs[token]
             if (modality, size) not in pooled:
-                volume = grid_volume(case.image(modality), grid)
-                pooled[(modality, size)] = self.encode_patches(extract_patches(volume, centres[size], size), case.input_transforms)
+                image = case.image(modality)
+                volume = grid_volume(image, grid)
+                patches = extract_patches(volume, centres[size], size)
+                pooled[(modality, size)] = self.encode_patches(patches, case.input_transforms, self._input_convention.scaler(image))
             means, maxima = pooled[(modality, size)][(layer, orientation)]
             values = (means if pooling == "mean" else maxima)[:, channel]
             total, count = np.zeros(grid.roi.shape), np.zeros(grid.roi.shape)
@@ -452,7 +561,7 @@ class CNNFeatures(FeatureClass):
         return max(1, BATCH_BYTES // (2 * 64 * 4 * size**3))
 
     def _grid(self, case):
-        from .patches import make_roi_grid
+        from .patches import make_roi_grid, roi_grid_voxels
 
         mask_image = case.mask_image()
         flat = [n for n in mask_image.GetSize() if n < 2]
@@ -462,7 +571,15 @@ class CNNFeatures(FeatureClass):
                 "cnn encodes 3D patches: give a 3D volume"
             )
         margin = max(self.settings.patch_sizes) // 2 + 1
-        grid = make_roi_grid(mask_image, case.mask_array(), float(self.settings.spacing), margin)
+        roi = case.mask_array()
+        voxels = roi_grid_voxels(mask_image, roi, float(self.settings.spacing), margin)
+        if voxels > MAX_GRID_VOXELS:
+            raise CaseError(
+                f"case '{case.case_id}': featureClass.cnn.spacing {self.settings.spacing} mm gives an isotropic grid of {voxels:,} voxels "
+                f"around its ROI (with a margin of {margin} voxels for patches of {max(self.settings.patch_sizes)}); at most "
+                f"{MAX_GRID_VOXELS:,} are allowed: use a coarser spacing or smaller patch_sizes"
+            )
+        grid = make_roi_grid(mask_image, roi, float(self.settings.spacing), margin)
         if not grid.roi.any():
             raise CaseError(
                 f"case '{case.case_id}': the ROI vanishes when resampled to {self.settings.spacing} mm: use a smaller featureClass.cnn.spacing"
@@ -477,22 +594,27 @@ class CNNFeatures(FeatureClass):
             )
         return grid
 
-    def encode_patches(self, patches, input_transforms=()) -> dict[tuple[str, str], tuple]:
+    def encode_patches(self, patches, input_transforms=(), scaler=None) -> dict[tuple[str, str], tuple]:
         """Per-patch channel means and maxima of every tap for raw patches (n, p, p, p) float32 numpy.
+
+        ``scaler`` maps raw patches to the network input (the weights' input convention,
+        :meth:`.conventions.InputConvention.scaler` of the patches' image); None: the convention's scaler
+        without an image, which the per-patch conventions need (``zscore`` needs the image).
 
         ``input_transforms`` (a case's ``input_transforms``) perturb each scaled patch, the network input, with
         that patch's own mean and sd over its voxels > 0 (:func:`deepradiomics.perturb.perturb_input`).
 
         Returns ``{(layer, orientation token): (means (n, C), maxima (n, C))}`` as float64 numpy arrays.
-        Patches are scaled to [-127.5, 127.5] one by one, batched, run once each under inference mode.
+        Patches are mapped to the network input (random weights: each onto [-127.5, 127.5]), batched, run
+        once each under inference mode.
         """
         import numpy as np
         import torch
 
         from deepradiomics.perturb import perturb_input
 
-        from .patches import scale_patches
-
+        if scaler is None:
+            scaler = self._input_convention.scaler()
         encoder = self._encoder()
         size = patches.shape[-1]
         step = self._batch_size(size)
@@ -501,7 +623,7 @@ class CNNFeatures(FeatureClass):
         with torch.inference_mode():
             for start in range(0, len(patches), step):
                 x = torch.from_numpy(patches[start : start + step]).to(device).unsqueeze(1)
-                network_input = perturb_input(scale_patches(x), input_transforms, foreground=x > 0, reduce_dims=range(1, x.dim()))
+                network_input = perturb_input(scaler(x), input_transforms, foreground=x > 0, reduce_dims=range(1, x.dim()))
                 for key, (means, maxima) in encoder.pooled(network_input).items():
                     parts.setdefault(key, []).append((means.cpu().numpy(), maxima.cpu().numpy()))
         return {key: (np.concatenate([m for m, _ in v]), np.concatenate([x for _, x in v])) for key, v in parts.items()}
@@ -515,9 +637,13 @@ class CNNFeatures(FeatureClass):
         centres = {size: patch_centres(grid.roi, s.stride or size) for size in s.patch_sizes}
         values: dict[str, float] = {}
         for modality in s.modalities:
-            volume = grid_volume(case.image(modality), grid)
+            image = case.image(modality)
+            volume = grid_volume(image, grid)
+            scaler = self._input_convention.scaler(image)  # per-volume statistics, if any, read once per modality
             suffix = "" if modality == "Image" else f"-{modality}"
-            pooled = {size: self.encode_patches(extract_patches(volume, centres[size], size), case.input_transforms) for size in s.patch_sizes}
+            pooled = {
+                size: self.encode_patches(extract_patches(volume, centres[size], size), case.input_transforms, scaler) for size in s.patch_sizes
+            }
             for layer in self._layers():
                 width = max(3, len(str(layer.channels - 1)))
                 for orientation in self._orientation_tokens():
@@ -544,7 +670,10 @@ class CNNFeatures(FeatureClass):
             # mapped: of the weights file or bundle (also reported by artifacts())
             "WeightsSha256": encoder.sha256,
             "Initializer": (
-                f"{s.initializer} (numpy PCG64 raw stream, seed {s.seed}; biases 0)" if not s.mapped else "mapped from 2D (paper, section 2.2)"
+                f"{s.initializer} (numpy PCG64 raw stream, seed {s.seed}; biases 0)"
+                if not s.mapped
+                else "mapped from 2D: first-layer channels along the orientation axis (paper, section 2.2), deeper k x k kernels "
+                "replicated k times along it and divided by k (the project's choice, I3D's inflation)"
             ),
             "Seed": None if s.mapped else s.seed,
             "Orientations": ",".join(s.orientations) if s.mapped else None,
@@ -552,5 +681,6 @@ class CNNFeatures(FeatureClass):
             "Layers": ",".join(layer.name for layer in self._layers()),
             "PoolRounding": s.pool_rounding,
             "Spacing": float(s.spacing),
+            **convention_diagnostics(self._input_convention),
         }
         return diagnostics

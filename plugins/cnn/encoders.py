@@ -4,8 +4,8 @@ Three ways to get a 3D encoder (``network`` / ``weights`` settings):
 
 - ``vgg19-3d`` + ``random``: :class:`~deepradiomics.nets.vgg3d.VGG3D` with seeded Glorot- or He-uniform
   weights (:func:`~deepradiomics.nets.vgg3d.init_seeded_`), one network;
-- ``vgg19-3d`` + a file: a 2D VGG-19 state dict in torchvision's layout, mapped to 3D once per orientation
-  (:func:`~deepradiomics.nets.inflate.map_vgg2d_state_dict`);
+- ``vgg19-3d`` + a file: a 2D VGG-19 state dict (torchvision's, Keras' or caffe's key layout), mapped to
+  3D once per orientation (:func:`~deepradiomics.nets.inflate.map_vgg2d_state_dict`);
 - ``encoder-3d`` + a model bundle: the bundle's 2D encoder (VQ segmentation network) inflated once per
   orientation (:func:`~deepradiomics.nets.inflate.inflate`), its 3 input channels becoming the third axis.
 
@@ -73,8 +73,8 @@ def encoder_layers(architecture: Mapping) -> dict[str, Layer]:
 class PatchEncoder:
     """One 3D network per orientation token ('' for a single network) and the layers to tap.
 
-    :meth:`pooled` runs a batch of scaled patches through every network once and returns, per
-    (layer, orientation token), each patch's global mean and max of every channel.
+    :meth:`pooled` runs a batch of network inputs (patches mapped by the input convention) through every
+    network once and returns, per (layer, orientation token), each patch's global mean and max of every channel.
     """
 
     networks: dict[str, object]
@@ -122,7 +122,7 @@ class PatchEncoder:
 
 
 def build_random_vgg(seed: int, initializer: str, pool_rounding: str, layers: Sequence[Layer], device: str) -> PatchEncoder:
-    """The paper's untrained VGG-19-3D with seeded weights."""
+    """The paper's untrained VGG-19-3D architecture with seeded random weights (:meth:`VGG3D.seeded`)."""
     from deepradiomics.nets.vgg3d import VGG3D
 
     net, digest = VGG3D.seeded(seed, initializer, in_channels=1, pool_rounding=pool_rounding)
@@ -130,22 +130,19 @@ def build_random_vgg(seed: int, initializer: str, pool_rounding: str, layers: Se
     return PatchEncoder({"": net}, list(layers), "vgg", digest, "random", net.parameter_count()).use_channels_last()
 
 
-def build_mapped_vgg(
-    path: str, expected_sha256: str | None, orientations: Sequence[str], pool_rounding: str, layers: Sequence[Layer], device: str, where: str
-) -> PatchEncoder:
-    """Three (or fewer) VGG-19-3D networks mapped from a 2D VGG-19 state dict file, one per orientation.
+def read_vgg2d_state(path: str, expected_sha256: str | None, where: str, mmap: bool = False) -> tuple[dict, str]:
+    """``(state dict, sha256)`` of a 2D VGG-19 weights file, read safely.
 
-    The file's sha256 is computed (and compared with ``expected_sha256`` when given) before torch reads
-    it with ``weights_only=True``. Errors are ParamsError naming the setting ``where``.
+    The file's sha256 is computed (and compared with ``expected_sha256`` when given) before torch reads it
+    with ``weights_only=True``; ``mmap=True`` maps the tensors instead of reading them (enough to look at
+    the keys; files in torch's legacy format are read). Errors are ParamsError naming the setting ``where``.
     """
     import pickle
 
     import torch
 
-    from deepradiomics.errors import ModelError, ParamsError
+    from deepradiomics.errors import ParamsError
     from deepradiomics.models import sha256_file
-    from deepradiomics.nets.inflate import map_vgg2d_state_dict
-    from deepradiomics.nets.vgg3d import VGG3D
 
     digest = sha256_file(path)
     if expected_sha256 and digest != expected_sha256.lower():
@@ -154,12 +151,51 @@ def build_mapped_vgg(
             "use the right file or update weights_sha256"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            state = torch.load(path, map_location="cpu", weights_only=True)  # legacy format: cannot be mapped
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         raise ParamsError(
             f"{where}.weights: '{path}' is not a plain state dict of tensors readable with torch.load(weights_only=True); "
             "save it with torch.save(model.state_dict(), path)"
         ) from exc
+    return state, digest
+
+
+def vgg2d_file_layout(path: str, expected_sha256: str | None, where: str) -> tuple[str, str]:
+    """``(key layout, sha256)`` of a 2D VGG-19 weights file (:func:`deepradiomics.nets.inflate.vgg2d_layout`).
+
+    Errors are ParamsError naming the setting ``where``.
+    """
+    from deepradiomics.errors import ModelError, ParamsError
+    from deepradiomics.nets.inflate import vgg2d_layout
+
+    state, digest = read_vgg2d_state(path, expected_sha256, where, mmap=True)
+    try:
+        return vgg2d_layout(state, where=f"'{path}'"), digest
+    except ModelError as exc:
+        raise ParamsError(f"{where}.weights: {exc}") from exc
+
+
+def build_mapped_vgg(
+    path: str, expected_sha256: str | None, orientations: Sequence[str], pool_rounding: str, layers: Sequence[Layer], device: str, where: str
+) -> PatchEncoder:
+    """Three (or fewer) VGG-19-3D networks mapped from a 2D VGG-19 state dict file, one per orientation.
+
+    The file is read by :func:`read_vgg2d_state` (sha256 first, then ``weights_only``); any of the key
+    layouts of :func:`deepradiomics.nets.inflate.map_vgg2d_state_dict` is mapped. Errors are ParamsError
+    naming the setting ``where``.
+    """
+    import torch
+
+    from deepradiomics.errors import ModelError, ParamsError
+    from deepradiomics.nets.inflate import map_vgg2d_state_dict
+    from deepradiomics.nets.vgg3d import VGG3D
+
+    state, digest = read_vgg2d_state(path, expected_sha256, where)
     networks = {}
     for orientation in orientations:
         with torch.device("meta"):  # every parameter is loaded below: skip PyTorch's own initialisation

@@ -12,8 +12,10 @@ All functions work on (z, y, x) numpy arrays, SimpleITK's array order.
 - :func:`extract_patches` cuts the cubes of side p around the centres: voxels
   ``c - p // 2 ... c - p // 2 + p - 1`` along each axis (for even p the centre voxel is the upper of the
   two central ones).
-- :func:`scale_patches` maps each patch linearly onto [-127.5, 127.5] (its minimum to -127.5, its
-  maximum to 127.5), as the paper scales its patches; a constant patch becomes all zeros.
+- :func:`scale_patches` maps each patch linearly onto a range, by default [-127.5, 127.5] (its minimum to
+  -127.5, its maximum to 127.5; the paper's "each patch is scaled to [-127.5, 127.5]", section 2.3, read as
+  a linear map of the patch's own range); a constant patch becomes the range's midpoint (all zeros).
+  Which range a network gets is its input convention's business (:mod:`.conventions`).
 
 Examples
 --------
@@ -113,6 +115,19 @@ def make_roi_grid(mask_image, roi: np.ndarray, spacing: float, margin: int) -> R
     return ROIGrid(sitk.GetArrayFromImage(resampled).astype(bool), float(spacing), margin, True, reference)
 
 
+def roi_grid_voxels(mask_image, roi: np.ndarray, spacing: float, margin: int) -> int:
+    """How many voxels :func:`make_roi_grid` would allocate for these arguments (computed without allocating them)."""
+    if not roi.any():
+        return 0
+    lo, hi = _bbox(roi)
+    image_spacing = np.array(mask_image.GetSpacing()[::-1], dtype=np.float64)
+    if np.allclose(image_spacing, spacing, rtol=SPACING_TOLERANCE, atol=0):
+        size = hi - lo + 1 + 2 * margin
+    else:
+        size = np.ceil((hi - lo + 1) * image_spacing / spacing - 1e-9) + 2 * margin
+    return int(np.prod([int(v) for v in size], dtype=object))
+
+
 def _crop(array: np.ndarray, start: np.ndarray, stop: np.ndarray, fill) -> np.ndarray:
     """``array[start:stop]`` along every axis, with ``fill`` where the box leaves the array."""
     shape = np.array(array.shape)
@@ -162,14 +177,20 @@ def extract_patches(volume: np.ndarray, centres: np.ndarray, size: int) -> np.nd
     return np.ascontiguousarray(windows[starts[:, 0], starts[:, 1], starts[:, 2]], dtype=np.float32)
 
 
-def scale_patches(patches):
-    """Each patch of a (n, ...) torch tensor mapped linearly onto [-127.5, 127.5]; constant patches -> 0."""
+def scale_patches(patches, low: float = -127.5, high: float = 127.5):
+    """Each patch of a (n, ...) torch tensor mapped linearly onto [low, high] by its own minimum and maximum.
+
+    The default range is the paper's [-127.5, 127.5] (Avants et al. 2020, section 2.3); the other per-patch
+    input conventions of :mod:`.conventions` pass their own. A constant patch becomes the range's midpoint
+    (0 for the paper's range).
+    """
     flat = patches.flatten(1)
-    low = flat.amin(1)
-    span = flat.amax(1) - low
-    factor = 255.0 / span.clamp_min(1e-30)
+    minimum = flat.amin(1)
+    span = flat.amax(1) - minimum
+    factor = (high - low) / span.clamp_min(1e-30)
     factor = factor.where(span > 0, factor.new_zeros(()))
     shape = (-1,) + (1,) * (patches.dim() - 1)
-    scaled = (patches - low.view(shape)) * factor.view(shape) - 127.5
-    # a constant patch: 0 * anything - 127.5 would be -127.5; the paper's scaling is undefined there, use 0
-    return scaled.where(span.view(shape) > 0, scaled.new_zeros(()))
+    # for the default range this is bit for bit (patches - min) * (255 / span) - 127.5: x + (-127.5) == x - 127.5
+    scaled = (patches - minimum.view(shape)) * factor.view(shape) + low
+    # a constant patch: 0 * anything + low would be low; the paper's scaling is undefined there, use the midpoint
+    return scaled.where(span.view(shape) > 0, scaled.new_full((), (low + high) / 2))

@@ -21,7 +21,6 @@ from deepradiomics.naming import FeatureName
 from deepradiomics.nets.vgg3d import VGG3D, init_seeded_
 from deepradiomics.registry import get_registry
 from deepradiomics.testing import check_feature_class, synthetic_case
-
 from tests.conftest import REPO, require_data
 
 #: small settings for mechanics: two layers, two small patch sizes
