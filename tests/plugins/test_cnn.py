@@ -373,6 +373,7 @@ def test_default_params_on_a_real_lgg_case(registered):
     assert features == [f"original_cnn_{n}" for n in CNNFeatures().feature_names()] and len(features) == 4608
     assert row["diagnostics_cnn_WeightsSha256"] == SEED0_SHA256  # the paper's network for seed 0, on any machine
     assert row["diagnostics_cnn_Parameters"] == 60_058_688
+    assert (row["diagnostics_cnn_WeightsConvention"], row["diagnostics_cnn_WeightsConventionRule"]) == ("paper", "auto: random weights")
     assert (row["diagnostics_cnn_PatchesP16"], row["diagnostics_cnn_PatchesP32"]) == (2, 1)
     values = row[features].astype(float)
     assert np.isfinite(values).all() and (values >= 0).all() and values.std() > 0
