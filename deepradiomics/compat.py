@@ -149,6 +149,7 @@ class RadiomicsFeatureExtractor(featureextractor.RadiomicsFeatureExtractor):
         *,
         modalities: Mapping[str, Any] | None = None,
         jobs: int = 1,
+        engine: str | None = None,
     ) -> OrderedDict:
         """PyRadiomics' ``execute``; then the plugin classes' features (or maps) of the params, if any.
 
@@ -160,6 +161,10 @@ class RadiomicsFeatureExtractor(featureextractor.RadiomicsFeatureExtractor):
             Extra named images for plugin classes, e.g. ``{"t1": "t1.nii.gz"}`` (the main image is ``Image``).
         jobs
             Worker processes for ``voxelBased=True`` (the maps do not depend on it).
+        engine
+            ``voxelBased=True`` only: ``"pyradiomics"`` (PyRadiomics' own engine, bit for bit, the drop-in's
+            default), or ``"fast"`` (:mod:`deepradiomics.voxelengine`: the same maps, much faster). None: the
+            params file's ``voxelSetting.engine`` when it sets one, else ``"pyradiomics"``.
         """
         image = str(imageFilepath) if isinstance(imageFilepath, os.PathLike) else imageFilepath
         mask = str(maskFilepath) if isinstance(maskFilepath, os.PathLike) else maskFilepath
@@ -169,9 +174,7 @@ class RadiomicsFeatureExtractor(featureextractor.RadiomicsFeatureExtractor):
             if isinstance(path, str) and os.path.isfile(path):
                 verify_image_file(path)
         if voxelBased:
-            from .voxel import compute_voxel_features
-
-            result = compute_voxel_features(self, image, mask, label=label, label_channel=label_channel, jobs=jobs)
+            result = self._voxel_result(image, mask, label, label_channel, jobs, engine)
         else:
             prepared = pyradiomics_input(image, self.settings, self.enabledImagetypes)
             result = super().execute(prepared, mask, label=label, label_channel=label_channel, voxelBased=False)
@@ -179,6 +182,20 @@ class RadiomicsFeatureExtractor(featureextractor.RadiomicsFeatureExtractor):
         if plugins is not None:
             self._add_plugin_results(plugins, result, image, mask, label, label_channel, modalities, voxelBased)
         return result
+
+    def _voxel_result(self, image, mask, label, label_channel, jobs: int, engine: str | None) -> OrderedDict:
+        from .params import VOXEL_ENGINES
+        from .voxel import compute_voxel_features
+
+        if engine is None:
+            engine = str(self._params.voxel_setting.get("engine", "pyradiomics")) if self._params is not None else "pyradiomics"
+        if engine not in VOXEL_ENGINES:
+            raise ParamsError(f"engine {engine!r} is not one of {', '.join(VOXEL_ENGINES)}")
+        if engine == "fast":
+            from .voxelengine import compute_voxel_features_fast
+
+            return compute_voxel_features_fast(self, image, mask, label=label, label_channel=label_channel, jobs=jobs)[0]
+        return compute_voxel_features(self, image, mask, label=label, label_channel=label_channel, jobs=jobs)
 
     def _add_plugin_results(self, plugins, result: OrderedDict, image, mask, label, label_channel, modalities, voxel_based: bool) -> None:
         label = label if label is not None else self.settings.get("label", 1)
@@ -228,11 +245,17 @@ def _read_params_file(path: pathlib.Path) -> dict:
 
 
 def _pyradiomics_part(data: dict, plugins: Mapping[str, Any]) -> dict:
-    """``data`` without the plugin classes, so that PyRadiomics' own validation and defaults apply to the rest."""
+    """``data`` without the plugin classes and deepradiomics' own voxel settings, so that PyRadiomics' own
+    validation and defaults apply to the rest."""
+    from .params import OWN_VOXEL_SETTINGS
+
     out = copy.deepcopy(data)
     classes = out.get("featureClass")
     if isinstance(classes, Mapping) and plugins:
         out["featureClass"] = {name: value for name, value in classes.items() if name not in plugins}
+    voxel = out.get("voxelSetting")
+    if isinstance(voxel, Mapping) and any(k in voxel for k in OWN_VOXEL_SETTINGS):  # deepradiomics' keys, not PyRadiomics'
+        out["voxelSetting"] = {k: v for k, v in voxel.items() if k not in OWN_VOXEL_SETTINGS}
     return out
 
 

@@ -36,6 +36,9 @@ from .yamlio import load_yaml, read_yaml
 TOP_LEVEL_KEYS = ("setting", "imageType", "featureClass", "voxelSetting")
 #: the key of a plugin entry's settings naming its class, for a second configuration of a class
 CLASS_KEY = "class"
+#: deepradiomics' own keys of ``voxelSetting`` (not PyRadiomics'; never passed to it): key -> allowed values
+VOXEL_ENGINES = ("fast", "pyradiomics")
+OWN_VOXEL_SETTINGS = {"engine": VOXEL_ENGINES}
 #: numeric settings beyond this magnitude overflow float64 in PyRadiomics' arithmetic (bin edges, ranges)
 MAX_SETTING_MAGNITUDE = 1e300
 #: PyRadiomics' image types (``radiomics.getImageTypes()``), listed here so checking needs no import.
@@ -111,13 +114,21 @@ class Params:
             "imageType": copy.deepcopy(self.image_types),
             "featureClass": {name: list(features) for name, features in self.pyradiomics.items()},
         }
-        if self.voxel_setting:
-            params["voxelSetting"] = copy.deepcopy(self.voxel_setting)
+        voxel = {k: v for k, v in self.voxel_setting.items() if k not in OWN_VOXEL_SETTINGS}
+        if voxel:
+            params["voxelSetting"] = copy.deepcopy(voxel)
         return params
+
+    @property
+    def voxel_engine(self) -> str:
+        """``voxelSetting.engine``: ``fast`` (:mod:`deepradiomics.voxelengine`, the default) or ``pyradiomics``."""
+        return str(self.voxel_setting.get("engine", "fast"))
 
     def to_dict(self) -> dict:
         """The whole parameter set in the params-file layout (round-trips through :func:`load_params`)."""
         params = self.to_pyradiomics()
+        if self.voxel_setting:
+            params["voxelSetting"] = copy.deepcopy(self.voxel_setting)
         params["featureClass"] = {
             name: (list(self.pyradiomics[name]) if name in self.pyradiomics else copy.deepcopy(self.plugins[name]))
             for name in self.class_order
@@ -137,7 +148,7 @@ class Params:
         ``voxelBatch``) go there; every other key goes to ``setting``.
         """
         data = self.to_dict()
-        voxel_keys = set(_pyradiomics_schema()["mapping"]["voxelSetting"]["mapping"])
+        voxel_keys = {*_pyradiomics_schema()["mapping"]["voxelSetting"]["mapping"], *OWN_VOXEL_SETTINGS}
         for key, value in overrides.items():
             data.setdefault("voxelSetting" if key in voxel_keys else "setting", {})[key] = value
         return load_params(data, name=f"{self.source} (with -s overrides)", base_dir=self.base_dir)
@@ -303,12 +314,16 @@ def _check_number(item: Any, kind: str, where: str, nan_allowed: bool) -> None:
     if item is None:
         return
     if isinstance(item, bool) or not isinstance(item, (int, float)):
-        hint = " (text in YAML: write the number without quotes; YAML 1.2 reads 1e5, 2.5 and .nan as numbers)" if isinstance(item, str) else ""
-        raise ParamsError(f"{where} is {item!r}, not a number{hint}: give a {kind} value")
+        article = "an" if kind == "int" else "a"
+        if isinstance(item, str) and item.strip().lower().lstrip("+-.") in ("nan", "inf", "infinity"):
+            # text that PyRadiomics would turn into NaN or infinity: not "write it as .nan", it is not allowed here
+            raise ParamsError(f"{where} is {item!r}: NaN and infinity are computed with here; give {article} finite {kind} value")
+        hint = " (text in YAML: write the number without quotes; YAML 1.2 reads 1e5, 1e-4 and 2.5 as numbers)" if isinstance(item, str) else ""
+        raise ParamsError(f"{where} is {item!r}, not a number{hint}: give {article} {kind} value")
     if isinstance(item, float) and math.isnan(item) and nan_allowed:
         return
     if isinstance(item, float) and not math.isfinite(item):
-        raise ParamsError(f"{where} is {item}: give a finite number")
+        raise ParamsError(f"{where} is {item}: NaN and infinity are computed with here; give a finite number")
     if abs(item) > MAX_SETTING_MAGNITUDE:
         raise ParamsError(
             f"{where} is {item:g}, beyond {MAX_SETTING_MAGNITUDE:.0e}: float64 arithmetic on it overflows "
@@ -350,10 +365,13 @@ def _check_settings(setting: dict, voxel_setting: dict, image_types: dict, where
     for key in setting:
         if key not in valid_settings:
             raise ParamsError(f"{where}: unknown setting 'setting.{key}'.{did_you_mean(str(key), valid_settings)} See PyRadiomics' parameter documentation for valid settings")
-    valid_voxel = list(schema["voxelSetting"]["mapping"])
+    valid_voxel = [*schema["voxelSetting"]["mapping"], *OWN_VOXEL_SETTINGS]
     for key in voxel_setting:
         if key not in valid_voxel:
             raise ParamsError(f"{where}: unknown setting 'voxelSetting.{key}'.{did_you_mean(str(key), valid_voxel)}")
+    for key, allowed in OWN_VOXEL_SETTINGS.items():
+        if key in voxel_setting and voxel_setting[key] not in allowed:
+            raise ParamsError(f"{where}: voxelSetting.{key} is {voxel_setting[key]!r}: give one of {', '.join(allowed)}")
     _check_numbers(setting, schema["setting"]["mapping"], f"{where}: setting")
     _check_numbers(voxel_setting, schema["voxelSetting"]["mapping"], f"{where}: voxelSetting", NAN_SETTINGS["voxelSetting"])
     for name, custom in image_types.items():

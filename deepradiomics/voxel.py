@@ -1,4 +1,10 @@
-"""Voxel-based feature maps: PyRadiomics' voxel mode, value for value, over several processes.
+"""Voxel-based feature maps: PyRadiomics' voxel mode, value for value, by one of two engines.
+
+Engines (``voxelSetting.engine``): ``fast`` (the default of ``extract``/``batch --mode voxel``) is
+:mod:`deepradiomics.voxelengine`, which computes the same maps as PyRadiomics from the few cells each kernel
+holds (a class it declines falls back to PyRadiomics' engine, and ``diagnostics_Voxel_Engine`` names it
+with the reason); ``pyradiomics`` is PyRadiomics' own engine, spread over processes as described below
+(the PyRadiomics drop-in, :mod:`deepradiomics.compat`, uses it unless asked for ``fast``).
 
 PyRadiomics' ``execute(image, mask, voxelBased=True)`` computes, for every voxel of the region of
 interest, the features of the kernel around it (``kernelRadius``) and returns one ``SimpleITK.Image`` per
@@ -112,6 +118,7 @@ from .batch.cache import cache_file_name
 from .classical import PyRadiomicsBackend, diagnostic_value, pyradiomics_input
 from .errors import DeepRadiomicsError, FeatureError, ParamsError
 from .naming import format_name, is_feature
+from .voxelengine.common import row_nanpercentile
 
 logger = logging.getLogger(__name__)
 
@@ -266,39 +273,6 @@ class _Scheduler:
                         progress.update(len(results))
             out[job] = job.maps()
         return out
-
-
-def row_nanpercentile(values: np.ndarray, percentile: float) -> np.ndarray:
-    """``numpy.nanpercentile(values, percentile, axis=1)`` for a 2-D float array, without a Python loop per row.
-
-    numpy computes each row separately (``apply_along_axis``), which is most of PyRadiomics' first-order
-    voxel time. This is numpy's own ``linear`` arithmetic, operation for operation (sorted values with NaN
-    last, virtual index ``(n - 1) * q``, an index of ``-1`` past the last value, ``_lerp``'s two branches),
-    so the result is the same to the bit, except for the sign of a zero when a row holds both -0.0 and
-    +0.0 (numpy's partial sort and this full sort may order them differently): :class:`_VoxelFirstOrder`
-    uses numpy's for a batch holding a -0.0, and compares the two on first use. Rows without a value give NaN.
-    """
-    ordered = np.sort(values, axis=1)  # NaN sorts last, as after numpy's NaN removal
-    count = np.count_nonzero(~np.isnan(values), axis=1)
-    quantile = np.true_divide(percentile, 100)
-    virtual = (count - 1) * quantile
-    previous = np.floor(virtual)
-    following = previous + 1
-    above = virtual >= count - 1
-    previous[above] = -1  # numpy's _get_indexes: past the end, take the last value (index -1)
-    following[above] = -1
-    gamma = virtual - previous  # from the -1 index, as numpy's _get_gamma
-    rows = np.arange(values.shape[0])
-    last = np.maximum(count - 1, 0)
-    low = ordered[rows, np.where(previous < 0, last, previous).astype(np.intp)]
-    high = ordered[rows, np.where(following < 0, last, following).astype(np.intp)]
-    with np.errstate(invalid="ignore"):  # inf - inf in a row of infinities: NaN, as numpy's, without a warning
-        difference = high - low
-        result = low + difference * gamma
-        upper = gamma >= 0.5
-        result[upper] = (high - difference * (1 - gamma))[upper]
-    result[count == 0] = np.nan
-    return result
 
 
 class _VoxelFirstOrder(RadiomicsFirstOrder):
@@ -546,7 +520,13 @@ def plugin_maps(classes: Mapping[str, Any], case) -> OrderedDict:
     return out
 
 
-def compute_maps(backend, classes: Mapping[str, Any], case, jobs: int = 1, diagnostics: bool = False) -> OrderedDict:
+#: the diagnostics entry of a case's maps naming the engine that computed PyRadiomics' classes
+ENGINE_DIAGNOSTIC = "diagnostics_Voxel_Engine"
+
+
+def compute_maps(
+    backend, classes: Mapping[str, Any], case, jobs: int = 1, diagnostics: bool = False, engine: str = "fast", record_engine: bool = True
+) -> OrderedDict:
     """Feature maps of one case: ``{feature name: SimpleITK.Image}``.
 
     Parameters
@@ -564,6 +544,13 @@ def compute_maps(backend, classes: Mapping[str, Any], case, jobs: int = 1, diagn
         Worker processes for PyRadiomics' maps (identical maps for any value).
     diagnostics
         Also return PyRadiomics' ``diagnostics_*`` entries (first, as PyRadiomics orders them).
+    engine
+        ``"fast"`` (default): :mod:`deepradiomics.voxelengine`, the same maps from what each kernel holds
+        (a class it declines is computed by PyRadiomics' engine, named in the record); ``"pyradiomics"``:
+        PyRadiomics' own engine over ``jobs`` processes (:func:`compute_voxel_features`).
+    record_engine
+        Add ``diagnostics_Voxel_Engine``: which engine computed PyRadiomics' classes, and any fallback with
+        its reason.
 
     Returns
     -------
@@ -575,7 +562,15 @@ def compute_maps(backend, classes: Mapping[str, Any], case, jobs: int = 1, diagn
     if extractor is not None and (extractor.enabledFeatures or diagnostics):
         image, mask = case.image(), case.mask_image()
         try:
-            result = compute_voxel_features(extractor, image, mask, label=case.label, jobs=jobs)
+            if engine == "fast":
+                from .voxelengine import compute_voxel_features_fast, engine_diagnostic
+
+                result, record = compute_voxel_features_fast(extractor, image, mask, label=case.label, jobs=jobs)
+                used = engine_diagnostic(record)
+            elif engine == "pyradiomics":
+                result, used = compute_voxel_features(extractor, image, mask, label=case.label, jobs=jobs), "pyradiomics"
+            else:
+                raise ParamsError(f"voxelSetting.engine '{engine}' is not one of fast, pyradiomics")
         except (ValueError, RuntimeError, AssertionError, IndexError) as exc:
             if isinstance(exc, DeepRadiomicsError):
                 raise
@@ -586,6 +581,8 @@ def compute_maps(backend, classes: Mapping[str, Any], case, jobs: int = 1, diagn
         for key, value in result.items():
             if diagnostics or isinstance(value, sitk.Image):
                 out[key] = value
+        if record_engine:
+            out[ENGINE_DIAGNOSTIC] = used
     out.update(plugin_maps(classes, case))
     return out
 

@@ -68,8 +68,8 @@ def test_extract_voxel_mode_writes_pyradiomics_maps_on_the_image_grid(tmp_path):
     result = CliRunner().invoke(main, ["extract", str(params), str(case["Image"]), str(case["Mask"]), "--mode", "voxel", "-o", str(out), "-j", "2"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "maps.csv", index_col=0)
-    assert Path(table.loc["image", "original_glcm_Contrast"]).is_file()
-    written = sitk.ReadImage(table.loc["image", "original_firstorder_Mean"])
+    assert Path(table.loc["brain1", "original_glcm_Contrast"]).is_file()
+    written = sitk.ReadImage(table.loc["brain1", "original_firstorder_Mean"])
     image = sitk.ReadImage(str(case["Image"]))
     assert written.GetSize() == image.GetSize() and written.GetOrigin() == image.GetOrigin()
     reference = RadiomicsFeatureExtractor(str(params)).execute(str(case["Image"]), str(case["Mask"]), voxelBased=True)["original_firstorder_Mean"]

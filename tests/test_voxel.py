@@ -126,7 +126,7 @@ def test_compute_maps_then_write_maps(roistats, breast1_case, tmp_path):
 
     params = {"featureClass": {"glcm": ["Contrast"], "roistats": {"scale": 2.0}}, "voxelSetting": {"kernelRadius": 1, "voxelBatch": 50}}
     extractor = Extractor(params)
-    maps = extractor.compute_maps(breast1_case, jobs=2)
+    maps = extractor.compute_maps(breast1_case, jobs=2, record_engine=False)
     assert list(maps) == ["original_glcm_Contrast", "original_roistats_Inside"]
     for fmt, suffix in (("nrrd", ".nrrd"), ("nii.gz", ".nii.gz")):
         row = write_maps(maps, tmp_path / fmt, fmt=fmt, case_id="breast1")
@@ -188,3 +188,41 @@ def test_plugin_maps_contract(breast1_case, caplog):
     with caplog.at_level(logging.WARNING, logger="deepradiomics.voxel"):
         assert plugin_maps({"nomaps": _map_class("Nomaps")()}, breast1_case) == OrderedDict()
     assert "'nomaps' provides no voxel maps" in caplog.text
+
+
+def test_the_fast_engine_is_the_default_and_equals_pyradiomics_engine(breast1_case):
+    """extract/batch --mode voxel use deepradiomics.voxelengine; its maps are PyRadiomics' engine's, the row says so."""
+    import SimpleITK as sitk
+
+    from deepradiomics import Extractor
+    from deepradiomics.compat import RadiomicsFeatureExtractor
+
+    params = {
+        "featureClass": {"firstorder": ["Mean", "Entropy"], "glcm": ["Contrast", "MCC", "Idmn"], "glszm": ["ZoneEntropy"], "ngtdm": ["Busyness"]},
+        "voxelSetting": {"kernelRadius": 1, "voxelBatch": 500},
+    }
+    fast = Extractor(params).compute_maps(breast1_case)
+    assert fast["diagnostics_Voxel_Engine"] == "voxelengine"
+    slow = Extractor({**params, "voxelSetting": {**params["voxelSetting"], "engine": "pyradiomics"}}).compute_maps(breast1_case)
+    assert slow["diagnostics_Voxel_Engine"] == "pyradiomics"
+    maps = [k for k, v in slow.items() if isinstance(v, sitk.Image)]
+    assert maps == [k for k, v in fast.items() if isinstance(v, sitk.Image)] and len(maps) == 7
+    for name in maps:
+        a, b = sitk.GetArrayFromImage(fast[name]), sitk.GetArrayFromImage(slow[name])
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name)
+    # the drop-in keeps PyRadiomics' engine unless asked; asked, it gives the same maps
+    image, mask = str(breast1_case.modalities["Image"]), str(breast1_case.mask)
+    compat = RadiomicsFeatureExtractor(params)
+    default = compat.execute(image, mask, voxelBased=True)
+    asked = compat.execute(image, mask, voxelBased=True, engine="fast")
+    for name in maps:
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(default[name]), sitk.GetArrayFromImage(slow[name]))
+        np.testing.assert_allclose(sitk.GetArrayFromImage(asked[name]), sitk.GetArrayFromImage(default[name]), rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_an_unknown_engine_is_refused_with_the_choices():
+    from deepradiomics.errors import ParamsError
+    from deepradiomics.params import load_params
+
+    with pytest.raises(ParamsError, match=r"voxelSetting.engine is 'quick': give one of fast, pyradiomics"):
+        load_params({"featureClass": {"firstorder": []}, "voxelSetting": {"engine": "quick"}})

@@ -1,4 +1,5 @@
-"""What every class engine shares: PyRadiomics' voxel batches, its feature loop, its grey-level deletion."""
+"""What every class engine shares: PyRadiomics' voxel batches, its feature loop, its grey-level deletion,
+and numpy's percentile arithmetic vectorised over rows (also used by :mod:`deepradiomics.voxel`)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,36 @@ def layout_like(shape, axes) -> np.ndarray:
 def memory_order(array: np.ndarray) -> tuple:
     """The axes of ``array`` from outermost to innermost in memory."""
     return tuple(int(a) for a in np.argsort([-abs(s) for s in array.strides], kind="stable"))
+
+
+def row_nanpercentile(values: np.ndarray, percentile: float) -> np.ndarray:
+    """``numpy.nanpercentile(values, percentile, axis=1)`` for a 2-D float array, without a Python loop per row.
+
+    numpy computes each row separately (``apply_along_axis``), which is most of PyRadiomics' first-order
+    voxel time. This is numpy's own ``linear`` arithmetic, operation for operation (sorted values with NaN
+    last, virtual index ``(n - 1) * q``, an index of ``-1`` past the last value, ``_lerp``'s two branches),
+    so the result is the same to the bit, except for the sign of a zero when a row holds both -0.0 and
+    +0.0 (numpy's partial sort and this full sort may order them differently): :class:`_VoxelFirstOrder`
+    uses numpy's for a batch holding a -0.0, and compares the two on first use. Rows without a value give NaN.
+    """
+    ordered = np.sort(values, axis=1)  # NaN sorts last, as after numpy's NaN removal
+    count = np.count_nonzero(~np.isnan(values), axis=1)
+    quantile = np.true_divide(percentile, 100)
+    virtual = (count - 1) * quantile
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= count - 1
+    previous[above] = -1  # numpy's _get_indexes: past the end, take the last value (index -1)
+    following[above] = -1
+    gamma = virtual - previous  # from the -1 index, as numpy's _get_gamma
+    rows = np.arange(values.shape[0])
+    last = np.maximum(count - 1, 0)
+    low = ordered[rows, np.where(previous < 0, last, previous).astype(np.intp)]
+    high = ordered[rows, np.where(following < 0, last, following).astype(np.intp)]
+    with np.errstate(invalid="ignore"):  # inf - inf in a row of infinities: NaN, as numpy's, without a warning
+        difference = high - low
+        result = low + difference * gamma
+        upper = gamma >= 0.5
+        result[upper] = (high - difference * (1 - gamma))[upper]
+    result[count == 0] = np.nan
+    return result

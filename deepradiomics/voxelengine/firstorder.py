@@ -6,7 +6,7 @@ takes :math:`\textbf{X}_v`, the (NaN-padded, NaN outside the mask) image at the 
 of a voxel therefore depends on its own row only (numpy reduces the rows of a C-ordered array one by one),
 so the voxel batches do not matter and the rows are computed here in large chunks. What is faster than
 PyRadiomics: the histogram :math:`p(i)` by one ``bincount`` instead of one pass per grey level, and the
-percentiles by :func:`deepradiomics.voxel.row_nanpercentile` (numpy's ``nanpercentile`` arithmetic without
+percentiles by :func:`.common.row_nanpercentile` (numpy's ``nanpercentile`` arithmetic without
 its per-row Python loop; numpy's own for rows holding a -0.0, where the two may order zeros differently).
 
 With :math:`N_p` the valid kernel voxels, :math:`c` = ``voxelArrayShift``, :math:`\bar X` the mean,
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import quiet_numpy
+from .common import quiet_numpy, row_nanpercentile
 
 FEATURES = (
     "10Percentile", "90Percentile", "Energy", "Entropy", "InterquartileRange", "Kurtosis", "Maximum",
@@ -51,8 +51,6 @@ CHUNK_VALUES = 4_000_000
 
 def percentile(values: np.ndarray, q: float) -> np.ndarray:
     """``numpy.nanpercentile(values, q, axis=1)``, vectorised (numpy's own for rows holding a -0.0)."""
-    from deepradiomics.voxel import row_nanpercentile
-
     out = row_nanpercentile(values, q)
     signed_zero = np.any(np.signbit(values) & (values == 0), axis=1)
     if signed_zero.any():
