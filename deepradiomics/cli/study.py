@@ -55,6 +55,23 @@ from .common import report_errors, setup_logging, verbosity_options
     type=click.Choice(["logistic", "dlr", "dlr-loo"]),
     help="Model(s) to evaluate (repeatable; default logistic and dlr): logistic = L2 logistic regression; dlr = t-test+F-score selection, linear SVM (both repeated k-fold); dlr-loo = dlr with the paper's leave-one-out.",
 )
+@click.option(
+    "--protocol",
+    type=click.Choice(["default", "paper"]),
+    default="default",
+    show_default=True,
+    help="dlr/dlr-loo choices: default (Welch t-test, k=auto, z-scored inputs: the project's) or paper (the DLR paper's: "
+    "Student's t-test, every feature passing it, the L2-normalised inputs unscaled). --dlr-k/--ttest/--svm-scaling change one.",
+)
+@click.option("--dlr-k", default=None, metavar="K|auto|all", help="dlr: features kept after the F-score ranking (a number, auto, or all passing the t-test).")
+@click.option("--ttest", type=click.Choice(["student", "welch"]), default=None, help="dlr: the t-test of the selection (student is the DLR paper's).")
+@click.option("--svm-scaling", type=click.Choice(["zscore", "none"]), default=None, help="dlr: the SVM's inputs z-scored, or as they are (none, the DLR paper's).")
+@click.option(
+    "--clip",
+    default=None,
+    metavar="SD|none",
+    help="Every model: clip standardised values at +-SD inside each training fold (default 5), or none (not clipped).",
+)
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Folds of the repeated stratified CV.")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Repeats of the stratified CV.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the CV splits and the bootstrap.")
@@ -151,6 +168,7 @@ def command(**options):
         responsible="none" if options["no_responsible"] else options["responsible"],
         progress=not options["quiet"],
     )
+    chosen.update(protocol=_protocol(options), taming=_taming(options["clip"]))
     result = run_study(StudySpec(**chosen))
     report = result.write(out_dir)
     auc_rows = result.metrics[result.metrics["metric"] == "AUC"]
@@ -185,3 +203,26 @@ def _check_outputs(options: dict, out_dir) -> None:
     if options["params"] is not None:
         inputs += params_inputs(options["params"], load_extractor(options["params"]))
     check_outputs([Output("--out-dir", out_dir, STUDY_WRITES), *cache_outputs("--cache-dir", options["cache_dir"])], inputs)
+
+
+def _protocol(options):
+    from ..study.classification import dlr_protocol
+
+    return dlr_protocol(options["protocol"], k=options["dlr_k"], ttest=options["ttest"], scaling=options["svm_scaling"])
+
+
+def _taming(clip):
+    import dataclasses
+
+    from ..errors import ParamsError
+    from ..study.classification import DEFAULT_TAMING
+
+    if clip is None:
+        return DEFAULT_TAMING
+    if str(clip).strip().lower() == "none":
+        return dataclasses.replace(DEFAULT_TAMING, clip=None)
+    try:
+        value = float(clip)
+    except ValueError:
+        raise ParamsError(f"--clip {clip!r} is not a number of standard deviations or 'none'") from None
+    return dataclasses.replace(DEFAULT_TAMING, clip=value)

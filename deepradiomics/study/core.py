@@ -20,7 +20,17 @@ import pandas as pd
 
 from .. import naming
 from ..errors import ParamsError, StudyDataError
-from .classification import MODELS, FamilyCV, check_model, cross_validate, fit_and_score
+from .classification import (
+    DEFAULT_TAMING,
+    MODELS,
+    DLRProtocol,
+    FamilyCV,
+    Taming,
+    check_model,
+    cross_validate,
+    dlr_protocol,
+    fit_and_score,
+)
 from .confounds import confound_table
 from .data import LabelledData, prepare_data
 from .families import feature_families
@@ -121,7 +131,11 @@ class StudySpec:
         stratified k-fold with identical splits for every family (paired comparisons). ``correction``: the
         multiple-testing correction of comparisons and responsible vectors (holm, fdr_bh, bonferroni, none).
         ``responsible``: ``"auto"`` (responsible vectors when a class declares a histogram), ``"project"``
-        (required), ``"paper"`` (required, the VQ paper's procedure as it describes it) or ``"none"``. ``n_boot``: bootstrap replicates for leave-one-out and external CIs. ``caveats``: free text
+        (required), ``"paper"`` (required, the VQ paper's procedure as it describes it) or ``"none"``.
+        ``protocol``: the DLR pipeline's choices (:class:`~.classification.DLRProtocol`, or ``"default"`` /
+        ``"paper"``: the DLR paper's, :data:`~.classification.PAPER`) for ``dlr`` and ``dlr-loo``.
+        ``taming``: how every pipeline keeps near-constant columns from deciding
+        (:class:`~.classification.Taming`; default :data:`~.classification.DEFAULT_TAMING`). ``n_boot``: bootstrap replicates for leave-one-out and external CIs. ``caveats``: free text
         printed in the report.
     Execution (a study from images)
         ``jobs`` worker processes, ``cache_dir`` for per-case rows and descriptors (a re-run reuses them),
@@ -146,6 +160,8 @@ class StudySpec:
     responsible: bool | str = "auto"
     n_boot: int = 2000
     caveats: Sequence[str] = ()
+    protocol: DLRProtocol | str = "default"
+    taming: Taming = DEFAULT_TAMING
     jobs: int = 1
     cache_dir: Any = None
     progress: bool = False
@@ -181,7 +197,7 @@ def run_study(spec: StudySpec | Any = None, /, **options) -> StudyResult:
         spec = replace(spec, **options) if options else spec
     else:
         spec = StudySpec(features=spec, **options) if spec is not None else StudySpec(**options)
-    spec = replace(spec, models=tuple(spec.models))
+    spec = replace(spec, models=tuple(spec.models), protocol=dlr_protocol(spec.protocol))
     spec.check()
     data, source = _study_data(spec)
     leaks = fitted_on_study_cases(data)
@@ -285,7 +301,9 @@ def _cross_validate_families(spec: StudySpec, data: LabelledData, source, famili
     metric_rows, fold_frames, pred_cols = [], [], {}
     for model in spec.models:
         for family, cols in families.items():
-            res = cross_validate(source.select(cols), data.y, model, family, spec.folds, spec.repeats, spec.seed, spec.n_boot)
+            res = cross_validate(
+                source.select(cols), data.y, model, family, spec.folds, spec.repeats, spec.seed, spec.n_boot, protocol=spec.protocol, taming=spec.taming
+            )
             cv[(family, model)] = res
             for metric, row in res.summary.iterrows():
                 metric_rows.append({"family": family, "model": model, "metric": metric, **row.to_dict(), "validation": res.validation})
@@ -303,6 +321,16 @@ def _cross_validate_families(spec: StudySpec, data: LabelledData, source, famili
     return cv, metrics, fold_metrics, predictions
 
 
+def selection_table(cv: Mapping[tuple[str, str], FamilyCV]) -> pd.DataFrame:
+    """Per (family, model) and fit: the columns dropped as (near-)constant, clipped, passing the t-test and
+    reaching the classifier (``selection.csv``)."""
+    frames = [res.selection.assign(family=family, model=model) for (family, model), res in cv.items() if len(res.selection)]
+    if not frames:
+        return pd.DataFrame(columns=["family", "model", "repeat", "fold"])
+    table = pd.concat(frames, ignore_index=True)
+    return table[["family", "model", *[c for c in table.columns if c not in ("family", "model")]]]
+
+
 def _external_validation(spec: StudySpec, data: LabelledData, source, families):
     """Metrics and scores of every (family, model) fitted on the study's cases and scored on the test set."""
     reference, test_table, test_labels = data, spec.test, spec.test_labels
@@ -314,7 +342,7 @@ def _external_validation(spec: StudySpec, data: LabelledData, source, families):
         test_table = external_images(source, spec.test, spec.params, spec.jobs, spec.cache_dir, spec.progress)
         test_labels = test_labels if test_labels is not None else spec.test
     labels = test_labels if test_labels is not None else spec.labels
-    return _external(reference, families, spec.models, test_table, labels, spec.target, spec.id_column, spec.seed, spec.n_boot)
+    return _external(reference, families, spec, test_table, labels)
 
 
 def _info(spec: StudySpec, data: LabelledData, families, source, rv_group) -> dict:
@@ -339,6 +367,9 @@ def _info(spec: StudySpec, data: LabelledData, families, source, rv_group) -> di
         "notes": list(data.notes),
         "features_source": _describe_source(spec.features, "DataFrame"),
         "responsible_histogram": rv_group,
+        "dlr_protocol": spec.protocol.describe() if any(m != "logistic" for m in spec.models) else None,
+        "dlr_protocol_is_paper": spec.protocol == dlr_protocol("paper"),
+        "taming": _taming_text(spec.taming),
     }
     if spec.from_images:
         info["features_source"] = f"images of {_describe_source(spec.manifest, 'a manifest DataFrame')} with {getattr(spec.params, 'source', spec.params)}"
@@ -346,6 +377,15 @@ def _info(spec: StudySpec, data: LabelledData, families, source, rv_group) -> di
             info["features_source"] += f", joined with {_describe_source(spec.features, 'a features DataFrame')}"
         info["foldwise"] = {"classes": [f.name for f in source.fitted], **source.stats.as_dict()}
     return info
+
+
+def _taming_text(taming: Taming) -> str:
+    if taming.is_plain:
+        return "exactly constant columns dropped, z-scored, not clipped"
+    floor = f"columns with a training-fold spread <= {taming.floor:g} x their scale dropped" if taming.floor is not None else "exactly constant columns dropped"
+    scaled = "z-scored" if taming.scaler == "zscore" else "scaled by median and IQR / 1.349"
+    clipped = f", clipped at +-{taming.clip:g}" if taming.clip is not None else ", not clipped"
+    return f"{floor}, {scaled}{clipped}"
 
 
 def _describe_source(value, frame_name: str):
@@ -471,7 +511,8 @@ def compare_families(cv: Mapping[tuple[str, str], FamilyCV], y, correction: str 
     return table[COMPARISON_COLUMNS]
 
 
-def _external(data, families, models, test, test_labels, target, id_column, seed, n_boot):
+def _external(data, families, spec: StudySpec, test, test_labels):
+    models, target, id_column, seed, n_boot = spec.models, spec.target, spec.id_column, spec.seed, spec.n_boot
     test_data = prepare_data(
         test,
         test_labels,
@@ -502,7 +543,7 @@ def _external(data, families, models, test, test_labels, target, id_column, seed
                     f"the test features table lacks {len(missing)} column(s) of family {family!r}, e.g."
                     f" {missing[:5]}; extract the test cases with the same parameter file"
                 )
-            _, scores = fit_and_score(data.features[cols], data.y, test_data.features[cols], model, seed)
+            _, scores = fit_and_score(data.features[cols], data.y, test_data.features[cols], model, seed, protocol=spec.protocol, taming=spec.taming)
             preds[f"{family}:{model}"] = scores
             boot = bootstrap_metrics(test_data.y, scores, threshold, n_boot=n_boot, seed=seed)
             for metric, row in boot.iterrows():

@@ -319,23 +319,33 @@ def _methods(result) -> str:
             else ", so no information from the test patients leaked into the models.</p>"
         ),
     ]
+    text.append(
+        "<p>Common part of every model (inside the pipeline): median imputation; "
+        + html.escape(info.get("taming") or "exactly constant columns dropped, z-scored")
+        + ". A column almost constant on the training patients would otherwise turn an ordinary value of a test "
+        "patient into an enormous z-score that decides a linear model alone (the project's choice, measured in "
+        "<code>benchmarks/near_constant.py</code>).</p>"
+    )
     if "logistic" in info["models"]:
         text.append(
-            f"<p><b>logistic</b>: L2-penalised logistic regression (C=1, balanced class weights) on the k "
-            "features with the smallest Welch t-test p-value in the training folds, k = one per five patients "
-            f"of the smaller class (1 to 10). Repeated stratified {info['folds']}-fold cross-validation, "
+            "<p><b>logistic</b> (this project's model, neither paper's): L2-penalised logistic regression (C=1, balanced "
+            "class weights) on the k features with the smallest Welch t-test p-value in the training folds, k = one per "
+            f"five patients of the smaller class (1 to 10). Repeated stratified {info['folds']}-fold cross-validation, "
             f"{info['repeats']} repeats (seed {info['seed']}); mean and sd over the "
             f"{info['folds'] * info['repeats']} test folds, 95% CI from the Nadeau-Bengio corrected variance. "
-            "Metrics undefined in a fold (e.g. PPV with no positive call) are left out of its mean.</p>"
+            "Metrics undefined in a fold (e.g. PPV with no positive call) are left out of its mean. The VQ paper "
+            "fits a logistic regression to the codeword histogram without this screen, penalty or class weights.</p>"
         )
-    if "dlr" in info["models"] or "dlr-loo" in info["models"]:
+    if info.get("dlr_protocol"):
+        which = "the DLR paper's settings" if info.get("dlr_protocol_is_paper") else "this project's settings (the paper's: <code>--protocol paper</code>)"
         text.append(
-            "<p><b>dlr</b> (Li et al., Sci Rep 2017): Welch t-test p &lt; 0.05, then the k best by F-score "
-            "(k as above; the smallest-p feature if none passes), linear SVM (C=1, balanced class weights), "
-            "evaluated by the same repeated cross-validation as logistic. <b>dlr-loo</b>: the same model "
-            "evaluated by leave-one-out as in the paper; metrics on the pooled leave-one-out decision values, "
-            f"with 95% CIs: {html.escape(interval_note(info['n_boot']))}</p>"
+            f"<p><b>dlr</b> (Li et al., Sci Rep 2017), {which}: {html.escape(info['dlr_protocol'])}; then a linear SVM "
+            "(C=1, balanced class weights); the smallest-p feature if none passes. Evaluated by the same repeated "
+            "cross-validation as logistic. <b>dlr-loo</b>: the same model evaluated by leave-one-out as in the paper; "
+            f"metrics on the pooled leave-one-out decision values, with 95% CIs: {html.escape(interval_note(info['n_boot']))} "
+            "How many features reached the classifier in each fit: <code>selection.csv</code> and the table below.</p>"
         )
+        text.append(_selection_html(result))
     text.append(
         "<p>Comparisons: for cross-validated models, the Nadeau-Bengio corrected resampled t-test on the "
         "per-fold AUC differences (same splits for every family) and DeLong's test on the out-of-fold scores "
@@ -350,6 +360,21 @@ def _methods(result) -> str:
     if result.responsible is not None:
         text.append(_responsible_methods(result.responsible))
     return "\n".join(text)
+
+
+def _selection_html(result) -> str:
+    """Median [min-max] over the fits of the features reaching the classifier, per family and model."""
+    rows = []
+    for (family, model), res in result.cv.items():
+        if not len(res.selection):
+            continue
+        low, high, median = res.selected_range()
+        passed = res.selection["n_passed_ttest"].to_numpy(dtype=float)
+        passed_text = f"{np.nanmedian(passed):.0f} [{np.nanmin(passed):.0f}-{np.nanmax(passed):.0f}]" if np.isfinite(passed).any() else "-"
+        rows.append({"family": family, "model": model, "passing the t-test": passed_text, "reaching the classifier": f"{median:.0f} [{low}-{high}]"})
+    if not rows:
+        return ""
+    return "<p>Features per fit, median [min-max]:</p>" + _table_html(pd.DataFrame(rows))
 
 
 def _responsible_methods(rv) -> str:
@@ -400,6 +425,9 @@ def _write_tables_and_figures(result, out: Path) -> tuple[list, list, list]:
     result.fold_metrics.to_csv(out / "fold_metrics.csv", index=False)
     result.comparisons.to_csv(out / "comparisons.csv", index=False)
     result.predictions.to_csv(out / "predictions.csv")
+    from .core import selection_table
+
+    selection_table(result.cv).to_csv(out / "selection.csv", index=False)
     (out / "study.json").write_text(json.dumps(info, indent=2, default=str))
     cv_figures, external_figures, rv_figures = [], [], []
     title = f"({class_name(info, 'positive')} vs {class_name(info, 'negative')})"

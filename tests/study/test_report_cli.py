@@ -263,3 +263,23 @@ def test_responsible_vectors_auto_skips_with_a_note_but_true_raises():
     assert any(n.startswith("responsible vectors skipped") and "Codeword000" in n for n in result.info["notes"])
     with pytest.raises(ParamsError, match="Codeword000"):
         run_study(counts, labels=labels, target="t", models=["logistic"], folds=3, repeats=1, responsible=True)
+
+
+def test_the_dlr_papers_protocol_in_one_command_and_its_options(files, tmp_path):
+    import json
+
+    base = ["study", str(files / "features.csv"), "--labels", str(files / "cases.csv"), "--target", "grade", "--model", "dlr", "--folds", "3", "--repeats", "1", "--no-responsible"]
+    paper = CliRunner().invoke(main, [*base, "--protocol", "paper", "-o", str(tmp_path / "paper")])
+    assert paper.exit_code == 0, paper.output
+    info = json.loads((tmp_path / "paper" / "study.json").read_text())
+    assert info["dlr_protocol"] == "Student t-test p < 0.05, all passing features, unscaled inputs" and info["dlr_protocol_is_paper"]
+    selection = pd.read_csv(tmp_path / "paper" / "selection.csv")
+    assert len(selection) == 3 * len(set(selection["family"])) and (selection["n_selected"] >= 1).all()
+    # with k=all every feature passing the t-test reaches the SVM (at least one: the smallest p)
+    assert (selection["n_selected"] == selection["n_passed_ttest"].clip(lower=1)).all()
+    assert "the DLR paper's settings" in (tmp_path / "paper" / "report.html").read_text()
+    two = CliRunner().invoke(main, [*base, "--dlr-k", "2", "--ttest", "student", "-o", str(tmp_path / "two")])
+    assert two.exit_code == 0, two.output
+    assert (pd.read_csv(tmp_path / "two" / "selection.csv")["n_selected"] <= 2).all()
+    bad = CliRunner().invoke(main, [*base, "--dlr-k", "zero", "-o", str(tmp_path / "bad")])
+    assert bad.exit_code == 1 and "'zero' is not valid" in bad.output and not (tmp_path / "bad").exists()
