@@ -254,6 +254,19 @@ class FeatureClass:
         """
         return {}
 
+    def check(self) -> None:
+        """Refuse, before any case, settings that cannot work (ParamsError naming the setting and the fix).
+
+        Called once per batch, in the main process, by the task's ``check`` (so a layer a bundle lacks or a
+        bundle of another architecture fails the batch at once instead of every case). It may read small
+        files (a bundle's ``config.yaml``) but should not load networks. The default checks nothing.
+        """
+
+    def fit_report(self) -> Mapping[str, Any]:
+        """Optional capability of a fitted class: how its last fit went, e.g. ``{"Converged": False, "Iterations": 100}``
+        (a fold-wise study counts the fits that did not converge). The default reports nothing."""
+        return dict(getattr(self, "fit_report_", None) or {})
+
     def voxel_maps(self, case) -> Mapping[str, SimpleITK.Image] | None:
         """Optional capability: ``{Feature token: map}`` on the case's grid (see :mod:`deepradiomics.voxel`).
 

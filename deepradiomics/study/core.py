@@ -376,6 +376,8 @@ def _info(spec: StudySpec, data: LabelledData, families, source, rv_group) -> di
         if spec.features is not None:
             info["features_source"] += f", joined with {_describe_source(spec.features, 'a features DataFrame')}"
         info["foldwise"] = {"classes": [f.name for f in source.fitted], **source.stats.as_dict()}
+        if source.stats.not_converged:
+            info["notes"].append(f"{source.stats.not_converged} of {source.stats.fits} fold-wise fits did not converge (their state after the last iteration was used)")
     return info
 
 

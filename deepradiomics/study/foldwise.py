@@ -92,6 +92,8 @@ class FoldStats:
     fit_seconds: float = 0.0
     encode_seconds: float = 0.0
     reused: int = 0
+    #: fits whose class reports it did not converge (``fit_report()["Converged"]``, e.g. the GMM's EM)
+    not_converged: int = 0
     training_sets: list[tuple[str, ...]] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, float]:
@@ -102,6 +104,7 @@ class FoldStats:
             "fit_seconds": round(self.fit_seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
             "reused_fits": self.reused,
+            "fits_not_converged": self.not_converged,
         }
 
 
@@ -141,6 +144,8 @@ class _FoldEncoder:
             self.stats.fit_seconds += seconds
             self.stats.training_sets.append(train_ids)
             self._state[name] = train_ids
+            if entry.feature_class.fit_report().get("Converged") is False:
+                self.stats.not_converged += 1
             self._tick(name, seconds, len(train_ids))
         return entry.feature_class
 
@@ -347,6 +352,51 @@ def join_fixed_table(table: pd.DataFrame, features, classes: Sequence[str] = ())
     return joined
 
 
+def check_labels_before_cases(frame: pd.DataFrame, labels, target: str, positive=None, id_column: str = "ID", folds: int | None = None, where: str = "the manifest") -> None:
+    """Refuse, from the manifest and the labels alone, a cohort a study cannot split, before any case is read.
+
+    ``frame`` is the manifest (:func:`deepradiomics.batch.read_manifest`); its cases with a label (the
+    ``target`` of ``labels``, default the manifest's own column) must hold at least ``max(2, folds)`` cases of
+    each of the two classes (stratified ``folds``-fold cross-validation). Failed extractions can only lower
+    these counts, so what fails here would fail after every case was described.
+
+    Raises
+    ------
+    StudyDataError
+        The manifest lists no case, the target is missing, or a class is too small (naming the counts and the fix).
+    ParamsError
+        Too few cases of a class for ``folds`` (as :func:`~deepradiomics.study.classification.check_class_sizes`).
+    """
+    from ..errors import StudyDataError
+    from .classification import check_class_sizes
+    from .data import _classes, _labels_series, format_label, is_blank
+
+    if not len(frame):
+        raise StudyDataError(f"{where} lists no case: a study needs the cases of two classes")
+    table = frame.set_index("ID", drop=False)
+    values, labels_name, _ = _labels_series(table, labels, target, id_column, where)
+    values = values[~is_blank(values)]
+    if not len(values):
+        raise StudyDataError(f"no case of {where} has a value of {target!r} in {labels_name}: label the cases, or choose another --target")
+    text = values.map(format_label)
+    _, pos = _classes(text, target, labels_name, positive, None, [])
+    y = (text == pos).to_numpy().astype(int)
+    what = f"the labelled cases of {where} ({target!r} in {labels_name})"
+    if folds is not None:
+        check_class_sizes(y, folds, what)
+    elif min(int(y.sum()), int(len(y) - y.sum())) < 2:
+        raise StudyDataError(f"{what} have {int(y.sum())} positive and {int(len(y) - y.sum())} negative cases; a cross-validated study needs at least 2 of each class: add cases")
+
+
+def check_params_before_cases(extractor) -> None:
+    """Every class's settings (:meth:`~deepradiomics.featureclass.FeatureClass.check`) and PyRadiomics' before any
+    case of a study from images is extracted or described (a fitted class is not fitted yet: no fit is asked for)."""
+    if extractor.backend is not None:
+        extractor.backend.check(extractor.params.source)
+    for feature_class in extractor.plugin_classes.values():
+        feature_class.check()
+
+
 def prepare_images(
     manifest,
     params,
@@ -358,6 +408,7 @@ def prepare_images(
     cache_dir=None,
     progress: bool = False,
     features=None,
+    folds: int | None = None,
 ):
     """Features of a manifest's cases for a study: ``(LabelledData of the fixed columns, FoldwiseFeatures)``.
 
@@ -367,7 +418,9 @@ def prepare_images(
     cases once (``cache_dir/descriptors``) and are refitted per split by the returned source. ``labels``
     defaults to the manifest itself. ``features`` (a table from ``deepradiomics batch``, path or DataFrame)
     adds fixed columns extracted earlier: joined on the case ID (a manifest case without a row there is
-    dropped like a failed case; a class extracted by both is refused).
+    dropped like a failed case; a class extracted by both is refused). Before any case is extracted or described,
+    the labels are checked against ``folds`` (:func:`check_labels_before_cases`) and every class's settings
+    against what no case can change (:func:`check_params_before_cases`).
     """
     from ..batch import read_manifest
     from ..errors import ParamsError
@@ -379,12 +432,15 @@ def prepare_images(
         raise ParamsError("a study from images needs both a manifest (--manifest) and a params file (--params)")
     params = params if isinstance(params, Params) else load_params(params)
     frame, base = read_manifest(manifest)
+    if labels is None:
+        labels = manifest if not isinstance(manifest, pd.DataFrame) else frame
+    where = "the manifest DataFrame" if isinstance(manifest, pd.DataFrame) else f"manifest '{manifest}'"
+    check_labels_before_cases(frame, labels, target, positive, id_column, folds, where)
+    check_params_before_cases(Extractor(params))
     rest, fitted_names = split_params(params)
     table = fixed_rows(rest, frame, base, jobs, cache_dir, progress)
     if features is not None:
         table = join_fixed_table(table, features, [*params.pyradiomics, *params.plugins])
-    if labels is None:
-        labels = manifest if not isinstance(manifest, pd.DataFrame) else frame
     # with only fitted classes the table has no feature column yet: labels and dropped rows are still prepared
     data = prepare_data(table, labels, target, positive, id_column, require_features=False)
     stats = FoldStats()

@@ -116,6 +116,7 @@ def fit_gmm(
     seed: int = 0,
     max_iter: int = 100,
     reg_covar: float = 1e-6,
+    report: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit a diagonal GMM with scikit-learn; return (weights (K,), means (K, D), variances (K, D)) as float64.
 
@@ -123,7 +124,8 @@ def fit_gmm(
     reg_covar=reg_covar)`` with its k-means initialisation, on the descriptors in float32 (their storage
     precision; the encoding is computed in float64). ``reg_covar`` (scikit-learn's default) is added
     to every variance, which keeps dimensions that are constant within a component (e.g. a filter that
-    never fires after its ReLU) from giving a zero variance.
+    never fires after its ReLU) from giving a zero variance. ``report`` (a dict) receives ``converged``
+    (whether EM converged within ``max_iter``) and ``iterations``.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
@@ -145,6 +147,8 @@ def fit_gmm(
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         # the EM state after max_iter is still a valid GMM; say so rather than stop
         logger.warning("the GMM (%d components, %d descriptors) did not converge in %d EM iterations", components, len(X), max_iter)
+    if report is not None:
+        report.update(converged=bool(gmm.converged_), iterations=int(gmm.n_iter_))
     return check_gmm(gmm.weights_, gmm.means_, gmm.covariances_)
 
 

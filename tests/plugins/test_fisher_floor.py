@@ -110,3 +110,14 @@ def test_real_descriptors_are_informative_or_exactly_zero(lgg_manifest):
     assert nonzero.min() >= np.sqrt(EPS) * peak * (1 - 1e-9)  # every value informative, or exactly 0
     assert (floored == 0).sum() > (plain == 0).sum()
     assert np.abs(floored - plain).max() < 1e-8
+
+
+def test_fit_gmm_reports_convergence():
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (200, 3)), rng.normal(6, 1, (200, 3))]
+    report: dict = {}
+    encoding.fit_gmm(X, 2, seed=0, report=report)
+    assert report["converged"] is True and 1 <= report["iterations"] < 100
+    stopped: dict = {}
+    encoding.fit_gmm(X, 8, seed=0, max_iter=1, report=stopped)
+    assert stopped == {"converged": False, "iterations": 1}

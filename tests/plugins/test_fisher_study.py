@@ -104,6 +104,8 @@ def test_fitted_classes_are_fitted_on_the_training_folds_only(cohort, spy, tmp_p
     loo = [tuple(sorted(ids[train])) for train, _ in LeaveOneOut().split(ids)]
     assert sorted(spy.fitted_on) == sorted(set(kfold + loo))  # no fit on all cases, none on a test case
     assert result.info["foldwise"]["fits"] == len(set(kfold + loo)) and result.info["foldwise"]["reused_fits"] > 0
+    # every fit reports whether its EM converged; the study counts those that did not
+    assert 0 <= result.info["foldwise"]["fits_not_converged"] <= result.info["foldwise"]["fits"]
     assert sorted(spy.described) == sorted(ids)
     assert set(result.metrics["family"]) == {"classical", "spycodebook", "all"}
     # a second study on the same cache describes nothing again (descriptors cached on disk, keyed on the inputs)
