@@ -240,8 +240,9 @@ def init_seeded_(module: nn.Module, seed: int, initializer: str = "glorot-unifor
 
     Initialisers (``fan_in = C_in * k**d``, ``fan_out = C_out * k**d`` as Keras counts them):
 
-    - ``glorot-uniform``: U(-b, b) with b = sqrt(6 / (fan_in + fan_out)), Keras' default and so the
-      initialiser of the paper's untrained VGG-19-3D (ANTsRNet builds it with Keras' defaults);
+    - ``glorot-uniform``: U(-b, b) with b = sqrt(6 / (fan_in + fan_out)), Keras' default. The paper builds its
+      networks with tensorflow in ANTsR but does not name the initialiser of its untrained VGG-19-3D: that
+      it is Keras' default is the project's reading, not the paper's statement;
     - ``he-uniform``: b = sqrt(6 / fan_in), which keeps the activation variance through ReLU layers.
 
     Weights are drawn in module order, each tensor in PyTorch's (C_out, C_in, k...) C order, from one
