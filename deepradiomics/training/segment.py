@@ -6,6 +6,14 @@ original in-plane grid (bilinear; nothing to do when the network works at the na
 picks a class per voxel, and the inverse of the bundle's ``label_map`` turns classes back into mask values
 (``{nonzero: 1}`` -> 1; when several values map to one class, the first listed stands for it).
 
+One implementation for every caller: :func:`segment_images` (paths or images; ``deepradiomics segment``)
+and :func:`segment_arrays` (arrays) form the slices and call :func:`segment_slices`, which the ``fisher``
+class calls on the slices it already formed (``roi: segmentation``). None of them post-processes the
+labels (Li et al. 2017 kept the largest connected region per slice and smoothed it with a 3D box filter;
+the DLR bundles correct the class priors instead, see their model card). A segmentation without any
+tumour voxel is returned as it is; the callers decide (``segment`` refuses to write it unless
+``--allow-empty``; ``fisher`` raises a CaseError).
+
 Examples
 --------
 >>> from deepradiomics.models import load_bundle  # doctest: +SKIP
@@ -24,15 +32,42 @@ from ..errors import CaseError
 from .data import class_values
 
 
-@torch.no_grad()
 def segment_arrays(bundle, arrays: Sequence[np.ndarray], chunk: int = 32) -> np.ndarray:
     """Label volume (z, y, x) of co-registered volumes ``arrays`` given in ``bundle.modalities`` order.
 
+    The bundle's preprocessing forms the slices, then :func:`segment_slices` labels them on the volumes' grid.
     Returns mask values (the inverse label map), uint8 when they fit, else int32.
     """
+    return segment_slices(bundle, bundle.preprocessing.slices(list(arrays)), np.shape(arrays[0]), chunk)
+
+
+@torch.no_grad()
+def segment_slices(bundle, slices, shape: Sequence[int], chunk: int = 32) -> np.ndarray:
+    """Label volume on the (z, y, x) grid ``shape`` of preprocessed slices (N, C, S, S) of ``bundle``.
+
+    What :func:`segment_arrays` (and so ``deepradiomics segment``) does once the slices are formed, shared
+    with classes that already hold the network input (``fisher`` with ``roi: segmentation``): the
+    network's class scores, resampled onto the original in-plane grid when the network works at another
+    size (bilinear), the argmax per voxel, and the inverse of the bundle's ``label_map``.
+
+    Parameters
+    ----------
+    bundle
+        A loaded bundle whose network has ``segment(x, logits=True)`` and ``num_classes``.
+    slices
+        The network input, as ``bundle.preprocessing.slices`` gives it (torch tensor).
+    shape
+        The (z, y, x) shape of the volumes the slices were taken from.
+    chunk
+        Slices per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        Mask values of shape ``shape``, uint8 when they fit, else int32.
+    """
     spec = bundle.preprocessing
-    shape = tuple(np.shape(arrays[0]))
-    slices = spec.slices(list(arrays))
+    shape = tuple(int(n) for n in shape)
     net = bundle.model
     net.eval()
     device = next(net.parameters()).device
