@@ -30,6 +30,16 @@ layer : default: the last convolutional layer (P): ``conv6`` for ``dlrcnn``, ``l
 modalities : the case modalities feeding the network's channels, in channel order; default: the bundle's.
 scales : 10 (P); min_scale 0.5 and max_scale 2.0 (P); scale_spacing ``geometric`` (C: evenly spaced in
     log scale, so 0.5 and 2 are symmetric around 1; ``linear`` also offered).
+roi : ``mask`` (C, the project's default: the case's mask) | ``segmentation`` (P: the paper's fully automatic
+    pipeline, "the DLR can provide automatic segmentation results ... The process of DLR, including lesion
+    area segmentation, can thus be fully automatic"): the ROI of every case is the bundle's own tumour
+    segmentation of it, on the case's grid, computed by the function ``deepradiomics segment`` runs
+    (:func:`deepradiomics.training.segment.segment_slices`) from the slices that feed the descriptors; not
+    the paper's: no post-processing (Li et al. kept the largest connected region per slice and smoothed it
+    with a 3D box filter). The mask is then only the grid check and the reference of the per-case
+    diagnostics ``RoiDice`` (3D Dice of segmentation vs mask), beside ``RoiVoxels`` and ``RoiVolume`` (mm^3);
+    a case the network finds no tumour in is a CaseError (use ``roi: mask`` for it). ``diagnostics_fisher_Roi``
+    records the setting.
 region : ``roi`` (C: positions whose centre pixel is in the ROI) | ``box`` (in the ROI's bounding box).
 context : ``image`` (C: the window keeps the surrounding image) | ``masked`` (outside the ROI set to 0).
 components : 64 (P).
@@ -38,8 +48,13 @@ max_descriptors : 2000 (C): descriptors per chosen patient used for the GMM fit,
     ``null`` uses all. Encoding always uses every descriptor of a case. 30 x 2,000 descriptors fit in
     about 30 s on one core (5,000: about 90 s; ``benchmarks/fisher_speed.py``).
 seed : 0 (C): draws the GMM patients, the descriptor subsample and the GMM's initialisation.
-on_small_roi : ``error`` (C) | ``warn``: a case whose largest ROI cross-section, at the smallest scale, is
-    smaller than the layer's receptive field (its descriptors mostly see outside the ROI).
+on_small_roi : ``error`` (C) | ``warn``: a case whose largest ROI cross-section, as the network sees it at
+    the smallest scale, is shorter than the layer's receptive field along both axes (its descriptors mostly
+    see outside the ROI). Measured on the image grid: a box of h x w image pixels spans
+    ``max(h * S / H, w * S / W) * min_scale`` network pixels (slices of H x W resized to S x S, S = H = W
+    without a fixed input size), compared with the receptive field (21 for ``conv6``): for ``dlr-lgg-cpu``
+    on the 256 x 256 LGG slices at scale 0.5, boxes under 84 x 84 image pixels
+    (:class:`.descriptors.RoiSize`).
 encoder : the fitted artifact folder (written by ``deepradiomics fit``; relative to the params file).
 device, batch_size : where the network runs; windows of equal size per forward pass.
 channels_last : run the network in the channels-last memory format (default; about 20 % faster on CPU
@@ -57,7 +72,6 @@ Examples
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,6 +110,7 @@ class FisherSettings(BundleSettings):
     max_descriptors: int | None = 2000
     seed: int = 0
     on_small_roi: Literal["error", "warn"] = "error"
+    roi: Literal["mask", "segmentation"] = "mask"
     encoder: str | None = None
     batch_size: int = 16
     channels_last: bool = True
@@ -114,6 +129,15 @@ class FisherSettings(BundleSettings):
             raise ValueError(f"max_descriptors: {self.max_descriptors} must be >= 1, or null for all")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size: {self.batch_size} must be >= 1")
+
+
+#: per-case provenance of ``roi: segmentation`` in the descriptors -> its diagnostics key and type
+ROI_DIAGNOSTICS = {"roi_voxels": ("RoiVoxels", int), "roi_volume": ("RoiVolume", float), "roi_dice": ("RoiDice", float)}
+
+
+def roi_diagnostics(descriptors) -> dict[str, object]:
+    """``RoiVoxels``, ``RoiVolume`` and ``RoiDice`` of a case described with ``roi: segmentation`` (empty otherwise)."""
+    return {name: kind(np.asarray(descriptors[key]).item()) for key, (name, kind) in ROI_DIAGNOSTICS.items() if key in descriptors}
 
 
 class FisherVector(BundledModel, FeatureClass):
@@ -189,26 +213,28 @@ class FisherVector(BundledModel, FeatureClass):
 
     # ------------------------------------------------------------------ per case
     def describe(self, case) -> dict[str, np.ndarray]:
-        """``{"descriptors": float32 (N, D), "scale_counts": int64 (scales,)}`` of the ROI of ``case``.
+        """``{"descriptors": float32 (N, D), "scale_counts": int64 (scales,)}`` of the ROI of ``case``; with
+        ``roi: segmentation`` also ``roi_voxels``, ``roi_volume`` (mm^3) and ``roi_dice`` (see :meth:`roi`).
 
         Raises
         ------
         CaseError
-            The ROI is empty on the network's grid, smaller than the layer's receptive field at the
-            smallest scale (``on_small_roi: error``), or holds no descriptor position at any scale.
+            The segmentation finds no tumour (``roi: segmentation``), the ROI is empty on the network's grid,
+            smaller than the layer's receptive field at the smallest scale (``on_small_roi: error``), or
+            holds no descriptor position at any scale.
         """
         bundle = self.bundle
         spec = bundle.preprocessing
         arrays = [case.array(name) for name in self.modalities]  # CaseError for a missing modality
         slices = spec.slices(arrays, input_transforms=case.input_transforms)  # the network input (robustness hook)
-        mask = spec.labels(np.asarray(case.mask_array(), dtype=np.uint8)).numpy() > 0
-        boxes = _descriptors.roi_boxes(mask)
-        if not boxes:
+        roi, provenance = self.roi(case, slices, np.shape(arrays[0]))
+        mask = spec.labels(roi.astype(np.uint8)).numpy() > 0
+        if not mask.any():
             raise CaseError(
                 f"case '{case.case_id}': the ROI is empty on the network's {spec.input_size}x{spec.input_size} input grid "
                 "(it vanished when the slices were resized): check the mask or use a model without a fixed input size"
             )
-        self._check_roi_size(case, boxes, spec.input_size)
+        self._check_roi_size(case, roi)
         found, counts = _descriptors.extract(
             bundle.model,
             self.layer,
@@ -227,24 +253,76 @@ class FisherVector(BundledModel, FeatureClass):
                 f"case '{case.case_id}': no position of layer '{self.layer}' (stride {bundle.model.layer_geometry(self.layer)['stride']}) "
                 f"falls inside the ROI at any scale up to {self.settings.max_scale}: raise max_scale, use region: box, or check the mask"
             )
-        return {"descriptors": found, "scale_counts": counts}
+        return {"descriptors": found, "scale_counts": counts, **provenance}
 
-    def _check_roi_size(self, case, boxes, input_size: int | None) -> None:
+    def roi(self, case, slices, shape) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The ROI of ``case`` on its own (z, y, x) grid ``shape``, and its per-case provenance.
+
+        ``roi: mask``: the case's mask (voxels equal to its label); no provenance. ``roi: segmentation``
+        (the fully automatic pipeline of Li et al. 2017): every voxel that the bundle's network labels as
+        tumour (any non-zero mask value of its label map) in ``slices``, the network input :meth:`describe`
+        formed, by :func:`deepradiomics.training.segment.segment_slices`, the function ``deepradiomics
+        segment`` runs (so the ROI is that command's output for the case, without the paper's
+        morphological post-processing). The slices carry the case's input transforms, so under an
+        input-domain perturbation the ROI follows the perturbed input, as a fully automatic pipeline's
+        would. The case's mask then never decides a descriptor position; it
+        stays the grid every modality is checked against and the reference of ``roi_dice`` (3D Dice of
+        the segmentation against it, :func:`deepradiomics.training.segment.dice`), beside ``roi_voxels``
+        and ``roi_volume`` (mm^3, the voxel count times the voxel volume).
+
+        Raises
+        ------
+        CaseError
+            ``roi: segmentation`` and the network labels no voxel of the case as tumour.
+        """
+        if self.settings.roi == "mask":
+            return np.asarray(case.mask_array(), dtype=bool), {}
+        from deepradiomics.training.segment import dice, segment_slices
+
+        roi = segment_slices(self.bundle, slices, shape) > 0
+        voxels = int(np.count_nonzero(roi))
+        if voxels == 0:
+            raise CaseError(
+                f"case '{case.case_id}': the network of model '{self.bundle.name}' found no tumour in the case ({', '.join(self.modalities)}), "
+                f"so roi: segmentation has no ROI: use roi: mask (the case's own mask) for it, or check that its images are the modalities "
+                "the model was trained on"
+            )
+        spacing = np.prod(case.mask_image().GetSpacing())
+        return roi, {
+            "roi_voxels": np.asarray(voxels, dtype=np.int64),
+            "roi_volume": np.asarray(voxels * float(spacing), dtype=np.float64),
+            "roi_dice": np.asarray(dice(roi, case.mask_array()), dtype=np.float64),
+        }
+
+    def roi_size(self, roi: np.ndarray) -> _descriptors.RoiSize | None:
+        """How the network sees the largest cross-section of ``roi`` (boolean, (z, y, x) on the image grid) at the
+        smallest scale: the numbers of the small-ROI check (:class:`.descriptors.RoiSize`; None for an empty ROI)."""
+        spec = self.bundle.preprocessing
         field = int(self.bundle.model.layer_geometry(self.layer)["receptive_field"])
-        if input_size is not None and field >= input_size:
+        return _descriptors.roi_size(np.moveaxis(np.asarray(roi, dtype=bool), spec.axis, 0), spec.input_size, float(min(self.scales)), field)
+
+    def _check_roi_size(self, case, roi: np.ndarray) -> None:
+        """The small-ROI check, on the image grid (:class:`.descriptors.RoiSize` derives the condition)."""
+        spec = self.bundle.preprocessing
+        size = self.roi_size(roi)
+        if size is None or (spec.input_size is not None and size.receptive_field >= spec.input_size):
             return  # the layer sees the whole input (e.g. a VQ latent): no ROI is "larger" than that
-        extent = max(box.extent for box in boxes)
-        smallest = float(min(self.scales))
-        if extent * smallest >= field:
+        if not size.small:
             return
-        needed = math.ceil(field / extent * 100) / 100
+        spacing = [s for axis, s in enumerate(case.mask_image().GetSpacing()[::-1]) if axis != spec.axis]  # (rows, columns) in mm
+        field_y, field_x = size.field_on_image
+        rows, columns = (n for axis, n in enumerate(roi.shape) if axis != spec.axis)
+        grid = "" if spec.input_size is None else f"slices resized from {rows}x{columns} to {spec.input_size}x{spec.input_size}, then "
         message = (
-            f"case '{case.case_id}': its largest ROI cross-section spans {extent} pixels, {extent * smallest:.1f} at the smallest "
-            f"scale {smallest:g}, less than the {field}-pixel receptive field of layer '{self.layer}', so its descriptors mostly "
-            f"describe what surrounds the ROI"
+            f"case '{case.case_id}': its largest ROI cross-section spans {size.height} x {size.width} image pixels "
+            f"({size.height * spacing[0]:g} x {size.width * spacing[1]:g} mm), {size.network_extent:.1f} network pixels at the smallest scale "
+            f"{size.scale:g} ({grid}scaled by {size.scale:g}), less than the {size.receptive_field}-pixel receptive field of layer "
+            f"'{self.layer}' ({field_y:.0f} x {field_x:.0f} image pixels at that scale), so its descriptors mostly describe what surrounds the ROI"
         )
         if self.settings.on_small_roi == "error":
-            raise CaseError(f"{message}: set min_scale to {needed} or more, choose an earlier layer, or set on_small_roi: warn to encode it anyway")
+            raise CaseError(
+                f"{message}: set min_scale to {size.scale_needed()} or more, choose an earlier layer, or set on_small_roi: warn to encode it anyway"
+            )
         logger.warning(message)
 
     # ------------------------------------------------------------------ cohort
@@ -290,7 +368,8 @@ class FisherVector(BundledModel, FeatureClass):
         return array
 
     def encode(self, descriptors) -> ComputeResult:
-        """The improved Fisher vector of one case's descriptors (features ``{Feature: float}``; diagnostics: their count)."""
+        """The improved Fisher vector of one case's descriptors (features ``{Feature: float}``; diagnostics: their count,
+        and with ``roi: segmentation`` the segmentation's ``RoiVoxels``, ``RoiVolume`` (mm^3) and ``RoiDice``)."""
         return self._encode(descriptors, "these descriptors")
 
     def _encode(self, descriptors, who: str) -> ComputeResult:
@@ -306,7 +385,7 @@ class FisherVector(BundledModel, FeatureClass):
         if len(array) == 0:
             raise FeatureError(f"{who}: no descriptor to encode: the ROI gave no position of the network's layer")
         values = encoding.fisher_vector(array, self.weights_, self.means_, self.variances_)
-        return ComputeResult(dict(zip(self.feature_names(), (float(v) for v in values))), {"Descriptors": int(len(array))})
+        return ComputeResult(dict(zip(self.feature_names(), (float(v) for v in values))), {"Descriptors": int(len(array)), **roi_diagnostics(descriptors)})
 
     def compute(self, case) -> ComputeResult:
         """The improved Fisher vector of the case's descriptors (fitted GMM needed); diagnostics: their count."""
@@ -377,10 +456,12 @@ class FisherVector(BundledModel, FeatureClass):
         return {"Model": str(self._config()["model_sha256"]), **super().artifacts()}
 
     def diagnostics(self) -> dict[str, object]:
-        """Model, layer, modalities, scales, components, dimension and how many cases the GMM was fitted on."""
+        """Model, ROI source (``Roi``: mask or segmentation), layer, modalities, scales, components, dimension and
+        how many cases the GMM was fitted on."""
         bundle = self.bundle
         return {
             "Model": bundle.name,
+            "Roi": str(self.settings.roi),
             "Layer": self.layer,
             "Modalities": ",".join(self.modalities),
             "Scales": ",".join(f"{s:.4g}" for s in self.scales),

@@ -86,6 +86,72 @@ def roi_boxes(mask: np.ndarray) -> list[Box]:
 
 
 @dataclass(frozen=True)
+class RoiSize:
+    """The ROI's largest cross-section as the network sees it at one scale (the small-ROI check).
+
+    A slice of H x W image pixels reaches the network resized to S x S (``zoom_y = S / H``, ``zoom_x = S / W``;
+    1 for networks without a fixed input size), and its window is then scaled by ``scale`` (up to the
+    rounding of the window side, see :func:`windows_for`). An ROI bounding box of ``h x w`` image pixels
+    therefore spans ``h * zoom_y * scale`` x ``w * zoom_x * scale`` network-input pixels, and the layer's
+    receptive field of ``rf`` network-input pixels covers ``rf / (zoom * scale)`` image pixels per axis.
+    The ROI is *small* when, in every slice, both sides of its box are shorter than the receptive field:
+    ``max(h * zoom_y, w * zoom_x) * scale < rf``, i.e. no descriptor position has a receptive field that
+    the ROI spans in any direction, so every descriptor mostly sees what surrounds the ROI.
+    """
+
+    box: Box
+    zoom_y: float
+    zoom_x: float
+    scale: float
+    receptive_field: int
+
+    @property
+    def height(self) -> int:
+        """Rows of the largest cross-section's box, in image pixels."""
+        return self.box.y1 - self.box.y0 + 1
+
+    @property
+    def width(self) -> int:
+        """Columns of the largest cross-section's box, in image pixels."""
+        return self.box.x1 - self.box.x0 + 1
+
+    @property
+    def network_extent(self) -> float:
+        """The box's larger side in network-input pixels at ``scale``."""
+        return max(self.height * self.zoom_y, self.width * self.zoom_x) * self.scale
+
+    @property
+    def field_on_image(self) -> tuple[float, float]:
+        """The receptive field at ``scale`` in image pixels (rows, columns)."""
+        return self.receptive_field / (self.zoom_y * self.scale), self.receptive_field / (self.zoom_x * self.scale)
+
+    @property
+    def small(self) -> bool:
+        """True when the box is shorter than the receptive field along both axes."""
+        return self.network_extent < self.receptive_field
+
+    def scale_needed(self) -> float:
+        """The smallest scale at which the box reaches the receptive field (rounded up to 0.01)."""
+        at_one = self.network_extent / self.scale
+        return math.ceil(self.receptive_field / at_one * 100) / 100
+
+
+def roi_size(roi: np.ndarray, input_size: int | None, scale: float, receptive_field: int) -> RoiSize | None:
+    """The :class:`RoiSize` of the largest cross-section of a boolean (Z, H, W) ROI on the image grid.
+
+    ``roi`` holds the slices along the network's slicing axis first, on the image's own in-plane grid
+    (not the network's). None when the ROI is empty.
+    """
+    boxes = roi_boxes(np.asarray(roi, dtype=bool))
+    if not boxes:
+        return None
+    size_y, size_x = roi.shape[-2:]
+    zoom_y, zoom_x = (1.0, 1.0) if input_size is None else (int(input_size) / size_y, int(input_size) / size_x)
+    largest = max(boxes, key=lambda b: max((b.y1 - b.y0 + 1) * zoom_y, (b.x1 - b.x0 + 1) * zoom_x))
+    return RoiSize(largest, float(zoom_y), float(zoom_x), float(scale), int(receptive_field))
+
+
+@dataclass(frozen=True)
 class Window:
     """A window of slice ``box.z``: ``height`` x ``width`` pixels from (``top``, ``left``), resized to ``out_h`` x ``out_w``."""
 

@@ -299,7 +299,7 @@ def test_bad_settings_are_refused_by_name(bundle):
 
 def test_small_roi_empty_roi_and_dimension_mismatch_name_the_case_and_the_fix(bundle, tmp_path, caplog):
     small = lgg(SMALL_ROI_CASE)
-    with pytest.raises(CaseError, match=rf"case '{SMALL_ROI_CASE}'.*38 pixels, 19.0 at the smallest scale 0.5.*21-pixel receptive field.*min_scale to 0.56"):
+    with pytest.raises(CaseError, match=rf"case '{SMALL_ROI_CASE}'.*38 x 30 image pixels.*19.0 network pixels at the smallest scale 0.5.*21-pixel receptive field.*min_scale to 0.56"):
         FisherVector({"model": str(bundle), **FAST}).describe(small)
     with caplog.at_level(logging.WARNING, logger="deepradiomics_plugins.fisher"):
         assert len(FisherVector({"model": str(bundle), **FAST, "on_small_roi": "warn"}).describe(small)["descriptors"])
