@@ -321,16 +321,6 @@ def _cross_validate_families(spec: StudySpec, data: LabelledData, source, famili
     return cv, metrics, fold_metrics, predictions
 
 
-def selection_table(cv: Mapping[tuple[str, str], FamilyCV]) -> pd.DataFrame:
-    """Per (family, model) and fit: the columns dropped as (near-)constant, clipped, passing the t-test and
-    reaching the classifier (``selection.csv``)."""
-    frames = [res.selection.assign(family=family, model=model) for (family, model), res in cv.items() if len(res.selection)]
-    if not frames:
-        return pd.DataFrame(columns=["family", "model", "repeat", "fold"])
-    table = pd.concat(frames, ignore_index=True)
-    return table[["family", "model", *[c for c in table.columns if c not in ("family", "model")]]]
-
-
 def _external_validation(spec: StudySpec, data: LabelledData, source, families):
     """Metrics and scores of every (family, model) fitted on the study's cases and scored on the test set."""
     reference, test_table, test_labels = data, spec.test, spec.test_labels

@@ -362,6 +362,16 @@ def _methods(result) -> str:
     return "\n".join(text)
 
 
+def selection_table(cv: dict) -> pd.DataFrame:
+    """Per (family, model) and fit: the columns dropped as (near-)constant, clipped, passing the t-test and
+    reaching the classifier (``selection.csv``)."""
+    frames = [res.selection.assign(family=family, model=model) for (family, model), res in cv.items() if len(res.selection)]
+    if not frames:
+        return pd.DataFrame(columns=["family", "model", "repeat", "fold"])
+    table = pd.concat(frames, ignore_index=True)
+    return table[["family", "model", *[c for c in table.columns if c not in ("family", "model")]]]
+
+
 def _selection_html(result) -> str:
     """Median [min-max] over the fits of the features reaching the classifier, per family and model."""
     rows = []
@@ -425,8 +435,6 @@ def _write_tables_and_figures(result, out: Path) -> tuple[list, list, list]:
     result.fold_metrics.to_csv(out / "fold_metrics.csv", index=False)
     result.comparisons.to_csv(out / "comparisons.csv", index=False)
     result.predictions.to_csv(out / "predictions.csv")
-    from .core import selection_table
-
     selection_table(result.cv).to_csv(out / "selection.csv", index=False)
     (out / "study.json").write_text(json.dumps(info, indent=2, default=str))
     cv_figures, external_figures, rv_figures = [], [], []
