@@ -458,7 +458,7 @@ def _domain_notes(domains: Mapping[str, str], region: str, levels: Sequence[floa
     for domain in DOMAINS:
         names = [name for name, d in domains.items() if d == domain]
         if names:
-            notes.append(f"domain {domain} ({DOMAIN_MEANING[domain]}): {', '.join(names)}")
+            notes.append(f"domain {domain} for {', '.join(names)}: {DOMAIN_MEANING[domain]}")
     where = "the whole image or input, as in the paper ('the entire pixel value')" if region == "image" else "the foreground (voxels > 0) only"
     notes.append(f"perturbation region: {region} ({where}); levels {list(levels)}")
     return notes
