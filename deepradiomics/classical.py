@@ -246,25 +246,27 @@ class PyRadiomicsBackend:
         # a worker builds its own extractor (under the lock) from the params: PyRadiomics' objects stay here
         return {"pyradiomics_params": self.pyradiomics_params, "_extractor": None}
 
-    def check(self) -> None:
-        """ParamsError, before any case, for settings PyRadiomics accepts at first but fails on at every case.
+    def check(self, where: str = "") -> None:
+        """ParamsError, before any case, for settings PyRadiomics accepts at first but fails on at every case
+        (``where``, e.g. the params file, prefixes the message).
 
         ``binCount`` beyond :data:`MAX_GREY_LEVELS` (or :data:`MAX_TEXTURE_GREY_LEVELS` with a texture class)
         would allocate its histogram per case; ``resampledPixelSpacing`` and ``resegmentRange`` of the wrong
         length are refused by PyRadiomics only once a case is read.
         """
         settings = dict(self.pyradiomics_params.get("setting") or {})
+        prefix = f"{where}: " if where else ""
         limit, why = self.grey_level_limit()
-        for where, custom in [("setting", settings), *((f"imageType.{k}", v or {}) for k, v in (self.pyradiomics_params.get("imageType") or {}).items())]:
+        for key, custom in [("setting", settings), *((f"imageType.{k}", v or {}) for k, v in (self.pyradiomics_params.get("imageType") or {}).items())]:
             count = custom.get("binCount")
             if count is not None and isinstance(count, (int, float)) and count > limit:
-                raise ParamsError(f"{where}.binCount {count:g} is more than the {limit} grey levels allowed {why}: use binCount <= {limit}")
+                raise ParamsError(f"{prefix}{key}.binCount {count:g} is more than the {limit} grey levels allowed {why}: use binCount <= {limit}")
         spacing = settings.get("resampledPixelSpacing")
         if spacing is not None and (not isinstance(spacing, (list, tuple)) or len(spacing) != 3):
-            raise ParamsError(f"setting.resampledPixelSpacing {spacing!r} must list 3 spacings (x, y, z in mm; 0 keeps an axis), or be left out")
+            raise ParamsError(f"{prefix}setting.resampledPixelSpacing {spacing!r} must list 3 spacings (x, y, z in mm; 0 keeps an axis), or be left out")
         reseg = settings.get("resegmentRange")
         if reseg is not None and (not isinstance(reseg, (list, tuple)) or len(reseg) not in (1, 2)):
-            raise ParamsError(f"setting.resegmentRange {reseg!r} must list 1 value (lower bound) or 2 (lower, upper), or be left out")
+            raise ParamsError(f"{prefix}setting.resegmentRange {reseg!r} must list 1 value (lower bound) or 2 (lower, upper), or be left out")
 
     def grey_level_limit(self) -> tuple[int, str]:
         """The most grey levels a discretisation may give under these params, and why (for messages)."""

@@ -434,7 +434,13 @@ class ExtractionTask(BatchTask):
         return self.voxel is None
 
     def check(self) -> None:
-        """NotFittedError before any case runs when a fitted class has neither its fit nor its artifact."""
+        """Before any case runs: NotFittedError when a fitted class has neither its fit nor its artifact, and
+        ParamsError for settings no case can satisfy (each class's :meth:`~deepradiomics.featureclass.FeatureClass.check`,
+        PyRadiomics' :meth:`~deepradiomics.classical.PyRadiomicsBackend.check`)."""
+        if self.extractor.backend is not None:
+            self.extractor.backend.check(self.extractor.params.source)
+        for feature_class in self.extractor.plugin_classes.values():
+            feature_class.check()  # a bundle of another architecture, a layer it lacks: the whole batch, at once
         self.extractor.check_fitted()  # a missing fit fails the whole batch at once, not every case
 
     def namespace(self) -> dict:
@@ -463,6 +469,10 @@ class DescribeTask(BatchTask):
 
     feature_class: Any
     result_kind: ClassVar[str] = "arrays"
+
+    def check(self) -> None:
+        """The class's settings (:meth:`~deepradiomics.featureclass.FeatureClass.check`), before any case is described."""
+        self.feature_class.check()
 
     def namespace(self) -> dict:
         """What every result depends on beyond the case: the params hash (with every sha256), code versions, layout."""

@@ -183,6 +183,11 @@ def read_config(folder: Path) -> dict[str, Any]:
 
     config_path = Path(folder) / "config.yaml"
     if not config_path.is_file():
+        if Path(folder).is_dir() and not any(Path(folder).iterdir()):
+            raise ModelError(
+                f"'{folder}' is an empty folder, not a model bundle: give a shipped bundle's name ({', '.join(shipped_models()) or 'none'}) "
+                f"or a folder holding {', '.join(BUNDLE_FILES)} (written by `deepradiomics train CONFIG -o FOLDER`)"
+            )
         raise ModelError(
             f"bundle '{folder}' has no config.yaml: re-train the bundle (`deepradiomics train CONFIG -o {folder}`)"
         )
@@ -305,9 +310,32 @@ class BundledModel:
     #: the ``model`` setting is identified by the bundle's sha256 in ``artifacts()`` (see FeatureClass)
     artifact_settings = ("model",)
 
+    #: the architectures (``architecture.type``) the class can use; empty: any
+    architectures: tuple[str, ...] = ()
+
     def _config(self) -> dict:
-        """The bundle's config.yaml (no torch import)."""
-        return lazy(self, "_bundle_config", lambda: read_config(resolve_bundle(self.settings.model, self._base_dir, self.default_model)))
+        """The bundle's config.yaml (no torch import), its architecture checked against :attr:`architectures`."""
+        return lazy(self, "_bundle_config", self._read_bundle_config)
+
+    def _read_bundle_config(self) -> dict:
+        from .errors import ParamsError
+
+        try:
+            config = read_config(resolve_bundle(self.settings.model, self._base_dir, self.default_model))
+        except ModelError as exc:
+            raise ModelError(f"{self._where}.model: {exc}") from exc
+        kind = config["architecture"].get("type")
+        if self.architectures and kind not in self.architectures:
+            example = f" (e.g. {self.default_model})" if self.default_model else ""
+            raise ParamsError(
+                f"{self._where}.model: bundle '{self.settings.model}' is a '{kind}' network, but this class needs a "
+                f"{' or '.join(repr(a) for a in self.architectures)} bundle{example}: set model to such a bundle"
+            )
+        return config
+
+    def check(self) -> None:
+        """Read and check the bundle's config.yaml now (missing bundle, wrong architecture), without loading the network."""
+        self._config()
 
     @property
     def bundle(self) -> Bundle:

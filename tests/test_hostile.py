@@ -506,3 +506,296 @@ def test_an_unexpected_exception_is_one_line_with_the_traceback_at_debug_level()
     assert "unexpected internal error: KeyError: 'missing' (at test_hostile.py:" in result.stderr and "-vv" in result.stderr
     debug = CliRunner().invoke(broken, ["-vv"])
     assert debug.exit_code == 1 and "Traceback" in debug.stderr  # the traceback is there when asked for
+
+
+# ------------------------------------------------------------------------------------------------ outputs over inputs
+@pytest.fixture
+def cohort(tmp_path, lgg_case):
+    """A manifest of one real case (absolute paths) and a params file, in a folder of their own."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    manifest = folder / "cases.csv"
+    pd.DataFrame({"ID": ["a"], "Image": [str(lgg_case["flair"])], "Mask": [str(lgg_case["mask"])], "grade": ["G2"]}).to_csv(manifest, index=False)
+    params = folder / "params.yaml"
+    params.write_text(yaml.safe_dump(FIRSTORDER))
+    return folder, manifest, params
+
+
+def _unchanged(paths):
+    """The bytes of ``paths`` now, to compare after a refused command."""
+    return {str(p): p.read_bytes() for p in paths}
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["dotdot", "symlink", "hardlink", "inside-image-folder", "out-dir-over-input", "fit-over-params", "robustness-over-labels", "study-over-table", "voxel-over-image", "maps-over-image", "segment-over-image", "params-copy-over-shipped", "ibsi-inside-data"],
+)
+def test_an_output_that_is_an_input_is_refused_before_any_work(case, cohort, tmp_path, lgg_case, monkeypatch):
+    import os
+
+    folder, manifest, params = cohort
+    watched = [manifest, params]
+    monkeypatch.chdir(tmp_path)
+    if case == "dotdot":
+        argv, named = ["batch", params, manifest, "-o", folder / "sub" / ".." / "cases.csv"], "the manifest"
+    elif case == "symlink":
+        (tmp_path / "link.csv").symlink_to(manifest)
+        argv, named = ["batch", params, manifest, "-o", tmp_path / "link.csv"], "the manifest"
+    elif case == "hardlink":
+        os.link(manifest, tmp_path / "hard.csv")
+        argv, named = ["batch", params, manifest, "-o", tmp_path / "hard.csv"], "the same file, a hard link"
+    elif case == "inside-image-folder":  # a folder image (a DICOM series): every file in it is read
+        series = tmp_path / "series"
+        series.mkdir()
+        (series / "1.dcm").write_bytes(b"not read: the command stops before")
+        argv, named = ["extract", params, series, lgg_case["mask"], "-o", series / "row.csv"], "a folder the command reads"
+    elif case == "out-dir-over-input":  # the cache writes cases/ (an earlier version's layout) into --out-dir
+        (tmp_path / "cache" / "cases").mkdir(parents=True)
+        shutil.copy(lgg_case["flair"], tmp_path / "cache" / "cases" / "flair.nii.gz")
+        pd.DataFrame({"ID": ["a"], "Image": [str(tmp_path / "cache" / "cases" / "flair.nii.gz")], "Mask": [str(lgg_case["mask"])]}).to_csv(manifest, index=False)
+        argv, named = ["batch", params, manifest, "--out-dir", tmp_path / "cache"], "would write 'cases' over"
+    elif case == "fit-over-params":
+        params.write_text(yaml.safe_dump({"featureClass": {"fisher": {"model": "default"}}}))
+        argv, named = ["fit", params, manifest, "-o", folder], "would write 'params.yaml' over the params file"
+    elif case == "robustness-over-labels":
+        labels = folder / "features.csv"
+        labels.write_text("ID,grade\na,G2\n")
+        watched.append(labels)
+        argv, named = ["robustness", params, manifest, "--labels", labels, "-o", folder, "--levels", "0.5"], "would write 'features.csv' over --labels"
+    elif case == "study-over-table":
+        table = folder / "metrics.csv"
+        table.write_text("ID,grade,original_firstorder_Mean\na,G2,1\nb,G3,2\n")
+        watched.append(table)
+        argv, named = ["study", table, "--target", "grade", "-o", folder], "would write 'metrics.csv' over FEATURES table"
+    elif case == "voxel-over-image":  # voxel mode writes <feature name>.nrrd into -o
+        image = folder / "original_firstorder_Mean.nrrd"
+        sitk.WriteImage(sitk.ReadImage(str(lgg_case["flair"])), str(image))
+        watched.append(image)
+        argv, named = ["extract", params, image, lgg_case["mask"], "--mode", "voxel", "-o", folder], "over IMAGE"
+    elif case == "maps-over-image":  # batch voxel mode writes one folder per case into --maps-dir
+        maps = tmp_path / "maps"
+        case_folder = maps / batch.cache_file_name("a")
+        case_folder.mkdir(parents=True)
+        shutil.copy(lgg_case["flair"], case_folder / "flair.nii.gz")
+        pd.DataFrame({"ID": ["a"], "Image": [str(case_folder / "flair.nii.gz")], "Mask": [str(lgg_case["mask"])]}).to_csv(manifest, index=False)
+        argv, named = ["batch", params, manifest, "--mode", "voxel", "--maps-dir", maps], f"would write '{batch.cache_file_name('a')}' over"
+    elif case == "segment-over-image":
+        image = tmp_path / "flair.nii.gz"
+        shutil.copy(lgg_case["flair"], image)
+        (tmp_path / "alias.nii.gz").symlink_to(image)
+        watched.append(image)
+        argv, named = ["segment", "dlr-lgg-cpu", image, "-m", f"t1ce={lgg_case['t1ce']}", "-o", tmp_path / "alias.nii.gz"], "image 'Image'"
+    elif case == "params-copy-over-shipped":
+        from deepradiomics.data import shipped_params_file
+
+        shipped = shipped_params_file("classical")
+        watched.append(shipped)
+        argv, named = ["params", "copy", "classical", shipped.parent / "." / shipped.name, "--force"], "the shipped params file 'classical'"
+    else:
+        data = tmp_path / "ibsi"
+        data.mkdir()
+        argv, named = ["ibsi", "--data", data, "--config", "phantom", "-o", data / "report.csv"], "the IBSI data folder"
+    before = _unchanged(watched)
+    line = error_line(run(*argv))
+    assert named in line and "overwrite or change its own input" in line, line
+    assert _unchanged(watched) == before
+    assert not list(tmp_path.glob("cache/*/namespace.json")), "the command opened its cache before refusing"
+
+
+def test_the_output_guard_compares_resolved_paths(tmp_path):
+    from deepradiomics.errors import ParamsError
+
+    (tmp_path / "in.csv").write_text("x")
+    (tmp_path / "bundle").mkdir()
+    guard = io.check_outputs_not_inputs
+    inputs = [("the manifest", tmp_path / "in.csv"), ("the bundle", tmp_path / "bundle")]
+    guard([io.Output("-o", tmp_path / "out.csv"), io.Output("--out-dir", tmp_path, ("cases", "report.html"))], inputs)  # no clash
+    guard([io.Output("-o", None), io.Output("-o", "-")], inputs)  # stdout
+    for output, expected in [
+        (io.Output("-o", tmp_path / "x" / ".." / "in.csv"), "is the manifest"),
+        (io.Output("-o", tmp_path / "bundle" / "t.csv"), "lies inside the bundle"),
+        (io.Output("--out-dir", tmp_path / "bundle", ("cases",)), "is the bundle"),
+        (io.Output("--out-dir", tmp_path / "bundle" / "sub", ("cases",)), "lies inside the bundle"),
+        (io.Output("--out-dir", tmp_path, ("*.csv",)), "would write 'in.csv' over the manifest"),
+        (io.Output("--out-dir", tmp_path, ("*",)), "would write"),
+    ]:
+        with pytest.raises(ParamsError, match=expected):
+            guard([output], inputs)
+
+
+# ------------------------------------------------------------------------------------------------ empty cohorts
+@pytest.mark.parametrize("command", ["batch", "fit", "robustness", "study", "explain"])
+def test_a_cohort_command_over_a_manifest_without_cases_is_refused(command, tmp_path, params):
+    manifest = tmp_path / "none.csv"
+    manifest.write_text("ID,Image,Mask,grade\n")
+    p = params(FIRSTORDER)
+    fisher = params({"featureClass": {"fisher": {"model": "default"}}}, "fisher.yaml")
+    deep = params({"featureClass": {"vqhist": {"model": "default"}}}, "deep.yaml")
+    argv = {
+        "batch": ["batch", p, manifest, "--no-progress"],
+        "fit": ["fit", fisher, manifest, "-o", tmp_path / "fitted", "--no-progress"],
+        "robustness": ["robustness", p, manifest, "-o", tmp_path / "rob", "--levels", "0.5", "--no-progress"],
+        "study": ["study", "--manifest", manifest, "--params", p, "--target", "grade", "-o", tmp_path / "report"],
+        "explain": ["explain", deep, "--manifest", manifest, "--codewords", "1", "-o", tmp_path / "explained"],
+    }[command]
+    line = error_line(run(*argv))
+    assert "none.csv' lists no case" in line and "add one row per case" in line, line
+
+
+# ------------------------------------------------------------------------------------------------ refusals before the work
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"setting": {"binCount": 10**7}, "featureClass": {"glcm": ["Contrast"]}}, ["setting.binCount", "4096", "binCount <= 4096"]),
+        ({"setting": {"binWidth": 25.0, "resampledPixelSpacing": [1, 1]}, "featureClass": {"firstorder": ["Mean"]}}, ["resampledPixelSpacing", "3 spacings"]),
+        ({"setting": {"binWidth": 25.0, "resegmentRange": [1, 2, 3]}, "featureClass": {"firstorder": ["Mean"]}}, ["resegmentRange", "1 value"]),
+        ({"featureClass": {"vqhist": {"model": "dlr-lgg-cpu"}}}, ["featureClass.vqhist.model", "'dlrcnn' network", "'vqseg'"]),
+        ({"featureClass": {"cnn": {"patch_sizes": [3000], "layers": ["conv1_1"]}}}, ["featureClass.cnn", "patch_sizes: 3000", "largest allowed side", "200"]),
+    ],
+    ids=["bincount", "spacing-2d", "resegment-3", "vqhist-dlr-bundle", "cnn-huge-patch"],
+)
+def test_settings_no_case_can_satisfy_fail_the_batch_before_the_first_case(data, expected, tmp_path, params, lgg_case, monkeypatch):
+    from deepradiomics.extractor import ExtractionTask
+
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"ID": ["a", "b"], "Image": [str(lgg_case["flair"])] * 2, "Mask": [str(lgg_case["mask"])] * 2}).to_csv(manifest, index=False)
+    monkeypatch.setattr(ExtractionTask, "compute", lambda self, case: pytest.fail("a case ran before the settings were checked"))
+    line = error_line(run("batch", params(data, "bad.yaml"), manifest, "--no-progress", "--out-dir", tmp_path / "cache"))
+    assert "bad.yaml" in line and "unexpected internal error" not in line, line
+    for text in expected:
+        assert text in line, (text, line)
+
+
+def test_a_fisher_layer_the_bundle_lacks_fails_the_fit_before_any_case(tmp_path, params, lgg_case, monkeypatch):
+    from deepradiomics.extractor import DescribeTask
+
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"ID": ["a", "b"], "Image": [str(lgg_case["flair"])] * 2, "Mask": [str(lgg_case["mask"])] * 2, "Image_t1ce": [str(lgg_case["t1ce"])] * 2}).to_csv(manifest, index=False)
+    monkeypatch.setattr(DescribeTask, "compute", lambda self, case: pytest.fail("a case was described before the layer was checked"))
+    data = {"featureClass": {"fisher": {"model": "dlr-lgg-cpu", "layer": "latent"}}}
+    line = error_line(run("fit", params(data, "bad.yaml"), manifest, "-o", tmp_path / "fitted", "--no-progress"))
+    assert "featureClass.fisher.layer: 'latent' is not a layer of 'dlr-lgg-cpu' (dlrcnn)" in line and "conv6" in line, line
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ({"weights": "{empty}"}, ["featureClass.cnn.weights", "a folder without config.yaml", "neither a weights file nor a model bundle"]),
+        ({"network": "encoder-3d", "weights": "{empty}"}, ["featureClass.cnn.weights", "is an empty folder, not a model bundle"]),
+    ],
+    ids=["vgg-weights", "encoder-bundle"],
+)
+def test_an_empty_folder_given_as_weights_is_not_called_a_model_bundle(settings, expected, tmp_path, params, lgg_case):
+    (tmp_path / "empty").mkdir()
+    data = {"featureClass": {"cnn": {k: (v.format(empty=tmp_path / "empty") if isinstance(v, str) else v) for k, v in settings.items()}}}
+    line = error_line(run("extract", params(data, "bad.yaml"), lgg_case["flair"], lgg_case["mask"]))
+    for text in expected:
+        assert text in line, (text, line)
+    assert "is a model bundle" not in line
+
+
+def test_sizes_are_checked_before_anything_is_allocated(tmp_path, params, lgg_case):
+    # a fine cnn grid: refused from the ROI's bounding box, with the limit, instead of a MemoryError for terabytes
+    data = {"featureClass": {"cnn": {"patch_sizes": [8], "layers": ["conv1_1"], "spacing": 0.005}}}
+    line = error_line(run("extract", params(data, "fine.yaml"), lgg_case["flair"], lgg_case["mask"]))
+    assert "featureClass.cnn.spacing 0.005 mm" in line and "at most 134,217,728" in line and "MemoryError" not in line, line
+    # a bin width so small that PyRadiomics would allocate its bins for 690 GiB: the key, the range, the smallest width
+    line = error_line(run("extract", params(FIRSTORDER, "p.yaml"), lgg_case["flair"], lgg_case["mask"], "-s", "binWidth=1e-9"))
+    assert "binWidth 1e-09 gives" in line and "grey levels over the ROI's intensity range" in line and "use setting.binWidth >=" in line, line
+    assert "MemoryError" not in line
+    # fisher: scales that would enlarge every slice beyond any memory
+    data = {"featureClass": {"fisher": {"model": "default", "max_scale": 500.0}}}
+    line = error_line(run("extract", params(data, "scales.yaml"), lgg_case["flair"], lgg_case["mask"]))
+    assert "featureClass.fisher" in line and "max_scale: 500.0 is more than 8" in line, line
+
+
+def test_the_suggested_bin_width_is_accepted(tmp_path, params, lgg_case):
+    import re
+
+    data = {"setting": {"binWidth": 0.001}, "featureClass": {"glcm": ["Contrast"]}}
+    line = error_line(run("extract", params(data, "fine.yaml"), lgg_case["flair"], lgg_case["mask"]))
+    suggested = re.search(r"binWidth >= ([0-9.e-]+)", line).group(1)
+    run("extract", params({**data, "setting": {"binWidth": float(suggested)}}, "ok.yaml"), lgg_case["flair"], lgg_case["mask"], expect=0)
+
+
+def test_pyradiomics_schema_errors_name_the_key_without_pykwalify_wrapping():
+    from deepradiomics.classical import validate_pyradiomics_params
+    from deepradiomics.errors import ParamsError
+
+    with pytest.raises(ParamsError) as caught:
+        validate_pyradiomics_params({"setting": {"padDistance": -1, "normalize": 3}}, "p.yaml")
+    message = str(caught.value)
+    assert "p.yaml: invalid PyRadiomics parameters: setting.padDistance: -1 is less than the minimum 0" in message
+    assert "setting.normalize: 3 is not of type bool" in message and "fix the value" in message
+    assert "SchemaError" not in message and "Path: '/'" not in message and "<" not in message
+
+
+def test_a_study_its_folds_cannot_split_is_refused_before_any_case_is_extracted(tmp_path, params, lgg_case, monkeypatch):
+    from deepradiomics.extractor import ExtractionTask
+    from deepradiomics.study.foldwise import prepare_images
+
+    manifest = tmp_path / "m.csv"
+    grades = ["G2", "G2", "G2", "G3", "G3", "G3", "G3"]
+    pd.DataFrame({"ID": [f"c{i}" for i in range(7)], "Image": [str(lgg_case["flair"])] * 7, "Mask": [str(lgg_case["mask"])] * 7, "grade": grades}).to_csv(manifest, index=False)
+    monkeypatch.setattr(ExtractionTask, "compute", lambda self, case: pytest.fail("a case ran before the folds were checked"))
+    p = params(FIRSTORDER)
+    with pytest.raises(Exception, match=r"3 negative cases; stratified 5-fold CV needs at least 5 of each class"):
+        prepare_images(manifest, p, target="grade", folds=5)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"ID": [f"c{i}" for i in range(7)], "grade": ["G2"] + [""] * 5 + ["G3"]}).to_csv(labels, index=False)
+    line = error_line(run("study", "--manifest", manifest, "--params", p, "--labels", labels, "--target", "grade", "-o", tmp_path / "report"))
+    assert "1 positive and 1 negative" in line and "labels.csv" in line, line
+
+
+# ------------------------------------------------------------------------------------------------ plain values
+class _NumpyDiagnostics(FeatureClass):
+    """A class whose per-case diagnostics are numpy scalars and tuples of them (as numpy and ITK return them)."""
+
+    name = "npdiag"
+    family = "classical"
+
+    def feature_names(self) -> list[str]:
+        return ["Mean"]
+
+    def compute(self, case):
+        from deepradiomics.featureclass import ComputeResult
+
+        values = np.asarray(case.array(), dtype=np.float64)[case.mask_array()]
+        box = tuple(np.int64(v) for v in np.argwhere(case.mask_array()).min(0))
+        return ComputeResult({"Mean": float(values.mean())}, {"Spread": np.float64(values.std()), "Corner": box, "Flags": np.array([True, False])})
+
+
+@pytest.mark.parametrize("layout", ["deepradiomics", "pyradiomics"])
+def test_text_cells_never_hold_numpy_reprs(layout, tmp_path, params, lgg_case):
+    registry = get_registry()
+    registry.register(_NumpyDiagnostics, source="tests")
+    try:
+        manifest = tmp_path / "m.csv"
+        pd.DataFrame({"ID": ["a"], "Image": [str(lgg_case["flair"])], "Mask": [str(lgg_case["mask"])]}).to_csv(manifest, index=False)
+        p = params({"setting": {"binWidth": 25.0}, "featureClass": {"firstorder": ["Mean"], "npdiag": {}}})
+        for attempt in ("computed", "read back from --out-dir"):
+            run("batch", p, manifest, "-o", tmp_path / f"t-{layout}.csv", "--layout", layout, "--out-dir", tmp_path / "cache", "--no-progress", expect=0)
+            text = (tmp_path / f"t-{layout}.csv").read_text()
+            assert "np." not in text and "array(" not in text, (attempt, text[:500])
+        if layout == "deepradiomics":
+            table = io.read_table(tmp_path / f"t-{layout}.csv")
+            assert table.loc["a", "diagnostics_npdiag_Corner"].startswith("(") and table.loc["a", "diagnostics_npdiag_Flags"] == "[True, False]"
+            run("extract", p, lgg_case["flair"], lgg_case["mask"], "-o", tmp_path / "one.csv", expect=0)
+            assert "np." not in (tmp_path / "one.csv").read_text()
+    finally:
+        registry.unregister(_NumpyDiagnostics.name)
+
+
+def test_voxel_mode_rows_hold_plain_pyradiomics_diagnostics(tmp_path, params):
+    from deepradiomics.testing import synthetic_case
+
+    case = synthetic_case(size=12)
+    image, mask = tmp_path / "image.nrrd", tmp_path / "mask.nrrd"
+    sitk.WriteImage(case.image(), str(image))
+    sitk.WriteImage(case.mask_image(), str(mask))
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"ID": ["s"], "Image": [str(image)], "Mask": [str(mask)]}).to_csv(manifest, index=False)
+    p = params({"setting": {"binWidth": 25.0}, "voxelSetting": {"kernelRadius": 1}, "featureClass": {"firstorder": ["Mean"]}})
+    run("batch", p, manifest, "--mode", "voxel", "--layout", "pyradiomics", "--maps-dir", tmp_path / "maps", "-o", tmp_path / "t.csv", "--no-progress", expect=0)
+    text = (tmp_path / "t.csv").read_text()
+    assert "diagnostics_Mask-original_BoundingBox" in text and "np." not in text, text[:800]

@@ -76,7 +76,8 @@ class LogSetup:
         handler = next((h for h in logging.getLogger().handlers if getattr(h, "_deepradiomics", False)), None)
         if handler is None or handler.formatter is None:
             return cls()
-        names = ("", "deepradiomics", "radiomics", "distributed")
+        # only our loggers and PyRadiomics': a worker's other logging (a Dask worker's own) is left as it is
+        names = ("deepradiomics", "radiomics")
         return cls(handler.formatter._fmt, tuple((name, logging.getLogger(name).level) for name in names))
 
     def apply(self) -> None:

@@ -59,6 +59,7 @@ def command(params, image, mask, modalities, label, settings, case_id, output, m
     from pathlib import Path
 
     from ..batch import parse_label
+    from ..classical import diagnostic_value
     from ..errors import DeepRadiomicsError, ParamsError
     from ..io import Output, check_output, check_writable_folder, write_table
     from ..voxel import MAP_FORMATS, VoxelOutput
@@ -77,6 +78,7 @@ def command(params, image, mask, modalities, label, settings, case_id, output, m
     writes = ("maps.csv", f"*_*_*{MAP_FORMATS[map_format]}") if mode == "voxel" else None
     inputs = [*params_inputs(params, extractor), ("IMAGE", image), ("MASK", mask), *((f"modality '{k}'", v) for k, v in named.items())]
     check_outputs([Output("-o", output, writes)], inputs)
+    extractor.batch_task(layout=layout).check()  # settings no case can satisfy: refused naming the key, before reading images
     case_id = case_id or default_case_id(image, named)
     value = None if label is None else parse_label(label, "--label")
     case = extractor.make_case(image, mask, named, value, case_id)
@@ -97,7 +99,7 @@ def command(params, image, mask, modalities, label, settings, case_id, output, m
         frame = {"Image": str(Path(image).absolute()), "Mask": str(Path(mask).absolute()), **result}
         write_table(pd.DataFrame([frame]), output, index=False)
         return
-    row = extractor.execute_case(case)
+    row = extractor.execute_case(case).map(diagnostic_value)  # plain values: no numpy repr in a text cell
     table = row.to_frame().T.infer_objects()  # features float64, diagnostics as they are
     table.index.name = "ID"
     write_table(table, output)

@@ -90,6 +90,10 @@ logger = logging.getLogger("deepradiomics_plugins.fisher")
 DEFAULT_MODEL = "dlr-lgg-cpu"
 #: the last convolutional layer of each architecture: the default descriptor layer
 DEFAULT_LAYERS = {"dlrcnn": "conv6", "vqseg": "latent"}
+#: the largest scale ratio and number of scales (project's choice, checked before any case: a window is
+#: enlarged by the scale before the network, so memory grows with its square; the paper uses 0.5-2 and 10)
+MAX_SCALE = 8.0
+MAX_SCALES = 100
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,18 @@ class FisherSettings(BundleSettings):
             raise ValueError(f"scales: {self.scales} must be >= 1")
         if not 0 < float(self.min_scale) <= float(self.max_scale):
             raise ValueError(f"min_scale {self.min_scale} and max_scale {self.max_scale} must satisfy 0 < min_scale <= max_scale")
+        if float(self.max_scale) > MAX_SCALE:
+            raise ValueError(
+                f"max_scale: {self.max_scale} is more than {MAX_SCALE:g}, the largest allowed (a 240-pixel slice enlarged "
+                f"{MAX_SCALE:g}x already feeds {240 * MAX_SCALE:.0f}x{240 * MAX_SCALE:.0f} pixels to the network); the paper uses 2"
+            )
+        if float(self.min_scale) < 1 / MAX_SCALE:
+            raise ValueError(
+                f"min_scale: {self.min_scale} is less than 1/{MAX_SCALE:g}, the smallest allowed (a fixed-size network's window "
+                f"grows by 1/min_scale: {MAX_SCALE:g}x its input side already); the paper uses 0.5"
+            )
+        if int(self.scales) > MAX_SCALES:
+            raise ValueError(f"scales: {self.scales} is more than {MAX_SCALES}, the largest allowed (the paper uses 10)")
         if int(self.components) < 1:
             raise ValueError(f"components: {self.components} must be >= 1")
         if int(self.gmm_patients) < 1:
@@ -151,8 +167,23 @@ class FisherVector(BundledModel, FeatureClass):
     network_input = True  # describe() applies case.input_transforms to the slices fed to the network
 
     default_model = DEFAULT_MODEL
+    architectures = tuple(DEFAULT_LAYERS)  # the networks that offer descriptor layers
 
     # ------------------------------------------------------------------ model (lazy; BundledModel)
+    def check(self) -> None:
+        """Before any case: the bundle's architecture, and the descriptor layer against the network's layers
+        (read from config.yaml; the network is built without its weights)."""
+        from deepradiomics.models import build_network
+
+        architecture = self._config()["architecture"]
+        layers = lazy(self, "_layer_names", lambda: list(build_network(architecture, f"{self._where}.model").feature_layers()))
+        layer = self.settings.layer or DEFAULT_LAYERS.get(architecture["type"])
+        if layer not in layers:
+            raise ParamsError(
+                f"{self._where}.layer: '{layer}' is not a layer of '{self.settings.model}' ({architecture['type']}).{did_you_mean(str(layer), layers)} "
+                f"Layers: {', '.join(layers)}"
+            )
+
     def _accept_bundle(self, bundle) -> None:
         """The network must offer descriptor layers; resolves the layer (setting or architecture default)."""
         network = bundle.model

@@ -98,6 +98,7 @@ class VQHistogram(BundledModel, FeatureClass):
     network_input = True  # preprocess() applies case.input_transforms to the slices fed to the encoder
 
     default_model = DEFAULT_MODEL
+    architectures = ("vqseg",)  # a codebook network: its config.yaml is checked before any case (BundledModel.check)
 
     # ------------------------------------------------------------------ model (lazy; BundledModel)
     def _accept_bundle(self, bundle) -> None:
