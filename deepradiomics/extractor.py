@@ -356,18 +356,21 @@ class Extractor:
         }
 
     # -- voxel maps -----------------------------------------------------------------------------
-    def compute_maps(self, case: Case, jobs: int = 1, diagnostics: bool = False):
+    def compute_maps(self, case: Case, jobs: int = 1, diagnostics: bool = False, record_engine: bool = True):
         """Feature maps of one case (``{feature name: SimpleITK.Image}``): PyRadiomics' classes' maps (its voxel
-        mode, over ``jobs`` processes), then those of the plugin classes that provide them
-        (:func:`deepradiomics.voxel.compute_maps`); ``diagnostics`` adds PyRadiomics' diagnostics first."""
+        mode, by the engine of ``voxelSetting.engine``: ``fast`` by default), then those of the plugin classes
+        that provide them (:func:`deepradiomics.voxel.compute_maps`); ``diagnostics`` adds PyRadiomics'
+        diagnostics first, ``record_engine`` the ``diagnostics_Voxel_Engine`` entry."""
         self.check_fitted()
-        return compute_maps(self.backend, self.plugin_classes, case, jobs=jobs, diagnostics=diagnostics)
+        return compute_maps(
+            self.backend, self.plugin_classes, case, jobs=jobs, diagnostics=diagnostics, engine=self.params.voxel_engine, record_engine=record_engine
+        )
 
     def maps_row(self, case: Case, output: VoxelOutput, layout: str = "deepradiomics", folder: str | os.PathLike | None = None) -> dict:
         """Compute the case's maps, write them as ``output`` says (to ``folder``, default the case's folder of
         ``output``), return its row: provenance and case diagnostics (deepradiomics layout), then
         ``feature name -> file path``."""
-        maps = self.compute_maps(case, jobs=output.jobs, diagnostics=layout == "pyradiomics")
+        maps = self.compute_maps(case, jobs=output.jobs, diagnostics=layout == "pyradiomics", record_engine=layout == "deepradiomics")
         row = dict(self.provenance()) if layout == "deepradiomics" else {}
         if layout == "deepradiomics":
             row.update(case.diagnostics())

@@ -385,7 +385,9 @@ class FisherVector(BundledModel, FeatureClass):
                 f"{self._where}: cannot fit {k} Gaussian components on {len(pooled)} descriptors of {count} case(s): "
                 "lower components, or fit on more (or larger) cases"
             )
-        self.weights_, self.means_, self.variances_ = encoding.fit_gmm(pooled, k, seed=int(self.settings.seed))
+        report: dict = {}
+        self.weights_, self.means_, self.variances_ = encoding.fit_gmm(pooled, k, seed=int(self.settings.seed), report=report)
+        self.fit_report_ = {"Converged": report["converged"], "Iterations": report["iterations"]}
         self.gmm_cases_ = np.asarray(chosen, dtype=np.int64)
         self.model_sha256_ = str(self._config()["model_sha256"])
         return self

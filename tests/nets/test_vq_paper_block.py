@@ -26,7 +26,6 @@ from deepradiomics.nets.inflate import inflate  # noqa: E402
 from deepradiomics.nets.vqseg import BLOCKS, DownBlock, PostActBlock, PreActBlock, UpBlock, VQSegNet  # noqa: E402
 from deepradiomics.training.data import SliceSet, load_manifest_slices  # noqa: E402
 from deepradiomics.training.loop import architecture, fit, load_config  # noqa: E402
-
 from tests.conftest import require_data  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

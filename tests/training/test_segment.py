@@ -20,7 +20,6 @@ from deepradiomics.nets.vqseg import VQSegNet  # noqa: E402
 from deepradiomics.training.data import SliceSet, map_labels  # noqa: E402
 from deepradiomics.training.loop import fit  # noqa: E402
 from deepradiomics.training.segment import dice, segment_arrays  # noqa: E402
-
 from tests.conftest import require_data  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
