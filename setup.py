@@ -1,7 +1,17 @@
 """deepradiomics: a plugin-based radiomics toolkit with deep and classical feature classes.
 
-Install with ``make install`` (see the README): PyRadiomics 3.0.1 and the CPU build of torch need
-special install steps that ``pip install .`` alone cannot express.
+Two installs, both tested (see the README):
+
+- ``make install`` (the development and CI set-up): PyRadiomics 3.0.1, built without build isolation after
+  its undeclared build requirements, and the CPU build of torch pinned; then this package with ``[test,dask]``.
+- ``pip install '.[pyradiomics]'``, with PyTorch's CPU index as an extra index: the ``pyradiomics`` extra is
+  ``pyradiomics-bhklab``, PyRadiomics 3.0.1's code that pip builds on Python 3.11 with numpy 2 (the same
+  ``radiomics`` package; PyPI's own pyradiomics 3.1.0 sdist is refused by pip, 3.0.1's fails to build in
+  isolation).
+
+PyRadiomics is therefore an extra, not a base requirement: ``make install`` must not pull a second
+distribution of the ``radiomics`` package on top of 3.0.1. Without it deepradiomics says, at first use,
+what to install (:class:`deepradiomics.errors.PyRadiomicsNotInstalledError`).
 """
 
 from pathlib import Path
@@ -35,8 +45,8 @@ setup(
         "deepradiomics.data.examples.brain1": ["*.nrrd", "*.md", "*.txt"],
         "deepradiomics.data.params": ["*.yaml"],
     },
+    # PyRadiomics is in the extra `pyradiomics` below, or built by `make install` (see the docstring)
     install_requires=[
-        "pyradiomics>=3.0.1",
         "SimpleITK>=2.2",
         "numpy>=1.24",
         "pandas>=2.0",
@@ -52,6 +62,10 @@ setup(
         "pyarrow>=14",
     ],
     extras_require={
+        # measured: the 2,660 values of PyRadiomics' baseline (tests/test_parity.py) are bit for bit those of
+        # PyRadiomics 3.0.1, and PyRadiomics' own test suite passes the same with deepradiomics.compat swapped in;
+        # keep in step with deepradiomics.errors.PYRADIOMICS_REQUIREMENT
+        "pyradiomics": ["pyradiomics-bhklab==3.1.4"],
         "dask": ["dask[distributed]>=2024.1"],
         "test": ["pytest>=7.4", "ruff>=0.5", "scikit-image>=0.22"],
     },

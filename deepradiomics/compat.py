@@ -54,12 +54,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from radiomics import featureextractor
 
 from .classical import pyradiomics_input
-from .errors import ParamsError, ParamsFileNotFoundError
+from .errors import ParamsError, ParamsFileNotFoundError, pyradiomics_missing
 from .featureclass import run_compute
 from .naming import diagnostics_name, format_name
+
+try:
+    from radiomics import featureextractor
+except ModuleNotFoundError as exc:  # PyRadiomics is an extra of the pip install: say how to get it
+    raise pyradiomics_missing(exc) from None
 
 
 def _missing_params_file(path) -> ParamsFileNotFoundError:

@@ -2,8 +2,8 @@
 
 Every error raised on purpose by deepradiomics derives from :class:`DeepRadiomicsError`, so a caller
 can catch one type: ``ParamsError``, ``CaseError``, ``FeatureError``, ``ModelError``, ``NotFittedError``,
-``PluginError``, ``StudyError`` (with ``StudyDataError`` and ``RobustnessDataError``). Every exception class of
-the package is defined here. Messages name the file, the key or the value at fault and what to do about it.
+``PluginError``, ``StudyError`` (with ``StudyDataError`` and ``RobustnessDataError``), ``PyRadiomicsNotInstalledError``.
+Every exception class of the package is defined here. Messages name the file, the key or the value at fault and what to do about it.
 """
 
 from __future__ import annotations
@@ -55,6 +55,48 @@ class NotFittedError(DeepRadiomicsError, ValueError, AttributeError):
 
     Like scikit-learn's ``NotFittedError`` it is both a ValueError and an AttributeError.
     """
+
+
+#: what ``pip install 'deepradiomics[pyradiomics]'`` installs (setup.py's extra): PyRadiomics 3.0.1's code, built
+#: by pip on Python 3.11 with numpy 2; the same ``radiomics`` package as PyRadiomics 3.0.1, which ``make install`` builds
+PYRADIOMICS_REQUIREMENT = "pyradiomics-bhklab==3.1.4"
+#: the modules of PyRadiomics (and of its parameter validator) that deepradiomics imports
+PYRADIOMICS_MODULES = ("radiomics", "pykwalify")
+
+
+class PyRadiomicsNotInstalledError(DeepRadiomicsError, ModuleNotFoundError):
+    """PyRadiomics (``radiomics``, or its ``pykwalify``) cannot be imported: it is an extra of ``pip install``.
+
+    Also a :class:`ModuleNotFoundError`, so code that handles a missing optional module keeps working;
+    ``name`` is the missing module.
+    """
+
+    def __init__(self, missing: str = "radiomics") -> None:
+        super().__init__(
+            f"PyRadiomics is not installed (no module named '{missing}'); deepradiomics computes its classical "
+            f"classes and checks params with it: pip install '{PYRADIOMICS_REQUIREMENT}' (what the [pyradiomics] "
+            "extra of deepradiomics installs), or `make install` in a clone of the repository",
+            name=missing,
+        )
+
+    def __reduce__(self):  # pickled (from a batch worker) as the missing module, rebuilt with the same message
+        return type(self), (self.name,)
+
+
+def pyradiomics_missing(exc: ModuleNotFoundError) -> ModuleNotFoundError:
+    """``exc`` as a :class:`PyRadiomicsNotInstalledError` when the missing module is PyRadiomics', else ``exc``.
+
+    For ``except ModuleNotFoundError as exc: raise pyradiomics_missing(exc) from None`` around an import of
+    ``radiomics``: a missing PyRadiomics reads as one line with the install command, any other missing
+    module (a broken PyRadiomics install) stays as Python reported it.
+    """
+    import importlib.util
+
+    missing = (exc.name or "").split(".")[0]
+    if missing not in PYRADIOMICS_MODULES:
+        return exc
+    # without PyRadiomics its pykwalify is usually missing too: name the package the user has to install
+    return PyRadiomicsNotInstalledError("radiomics" if importlib.util.find_spec("radiomics") is None else missing)
 
 
 def _edit_distance(a: str, b: str) -> int:

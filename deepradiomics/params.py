@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ParamsError, did_you_mean
+from .errors import ParamsError, PyRadiomicsNotInstalledError, did_you_mean, pyradiomics_missing
 from .yamlio import load_yaml, read_yaml
 
 TOP_LEVEL_KEYS = ("setting", "imageType", "featureClass", "voxelSetting")
@@ -50,7 +50,7 @@ def _pyradiomics_schema() -> dict:
     """PyRadiomics' parameter schema (its ``schemas/paramSchema.yaml``), read without importing it."""
     spec = importlib.util.find_spec("radiomics")
     if spec is None or not spec.submodule_search_locations:
-        raise ParamsError("PyRadiomics is not installed: run `make install` (see README)")
+        raise PyRadiomicsNotInstalledError("radiomics")
     schema_path = Path(list(spec.submodule_search_locations)[0]) / "schemas" / "paramSchema.yaml"
     return read_yaml(schema_path, "PyRadiomics' parameter schema")
 
@@ -453,8 +453,11 @@ def _check_with_pyradiomics(params: Params, where: str) -> None:
     """Validate the classical part with PyRadiomics' own schema (pykwalify)."""
     import logging
 
-    import pykwalify.core
-    import radiomics
+    try:
+        import pykwalify.core
+        import radiomics
+    except ModuleNotFoundError as exc:  # PyRadiomics is an extra of the pip install: say how to get it
+        raise pyradiomics_missing(exc) from None
 
     schema_file, schema_funcs = radiomics.getParameterValidationFiles()
     pyradiomics_params = params.to_pyradiomics()

@@ -110,15 +110,19 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-from radiomics import featureextractor, getFeatureClasses
-from radiomics.firstorder import RadiomicsFirstOrder
-from radiomics.glcm import RadiomicsGLCM
 
 from .batch.cache import cache_file_name
 from .classical import PyRadiomicsBackend, diagnostic_value, pyradiomics_input
-from .errors import DeepRadiomicsError, FeatureError, ParamsError
+from .errors import DeepRadiomicsError, FeatureError, ParamsError, pyradiomics_missing
 from .naming import format_name, is_feature
 from .voxelengine.common import row_nanpercentile
+
+try:
+    from radiomics import featureextractor, getFeatureClasses
+    from radiomics.firstorder import RadiomicsFirstOrder
+    from radiomics.glcm import RadiomicsGLCM
+except ModuleNotFoundError as exc:  # PyRadiomics is an extra of the pip install: say how to get it
+    raise pyradiomics_missing(exc) from None
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def wheel_names(tmp_path_factory) -> list[str]:
+def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     build = tmp_path_factory.mktemp("build")
     subprocess.run(
@@ -24,8 +24,27 @@ def wheel_names(tmp_path_factory) -> list[str]:
     )
     wheels = list(out.glob("deepradiomics-*.whl"))
     assert len(wheels) == 1, wheels
-    with zipfile.ZipFile(wheels[0]) as archive:
+    return wheels[0]
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
         return archive.namelist()
+
+
+def test_pyradiomics_is_the_extra_not_a_base_requirement(wheel):
+    """``make install`` builds PyRadiomics 3.0.1; a base requirement on another distribution of ``radiomics`` would
+    install a second one on top. pip users take the extra (the fork the error message names)."""
+    from deepradiomics.errors import PYRADIOMICS_REQUIREMENT
+
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    base = [r for r in requires if "extra ==" not in r]
+    assert base and not [r for r in base if "radiomics" in r.lower()], base
+    assert [r.split(";")[0].strip() for r in requires if "extra == \"pyradiomics\"" in r] == [PYRADIOMICS_REQUIREMENT], requires
+    assert "Provides-Extra: pyradiomics" in metadata
 
 
 def test_wheel_holds_bundles_examples_params_and_licences(wheel_names):

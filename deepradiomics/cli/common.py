@@ -57,12 +57,21 @@ def report_errors(function):
         except MemoryError as exc:
             raise click.ClickException("out of memory: use fewer --jobs, smaller images, or a machine with more memory") from exc
         except Exception as exc:  # a bug: one line for the user, the traceback for -vv
+            _refuse_missing_pyradiomics(exc)
             logging.getLogger("deepradiomics.cli").debug("unexpected error", exc_info=True)
             raise click.ClickException(
                 f"unexpected internal error: {_describe(exc)}. This is a bug: please report it with the output of -vv"
             ) from exc
 
     return wrapper
+
+
+def _refuse_missing_pyradiomics(exc: BaseException) -> None:
+    """A PyRadiomics module that an import inside a function did not find: one line with the install command."""
+    from ..errors import pyradiomics_missing
+
+    if isinstance(exc, ModuleNotFoundError) and (missing := pyradiomics_missing(exc)) is not exc:
+        raise click.ClickException(str(missing)) from exc
 
 
 def _describe(exc: BaseException) -> str:

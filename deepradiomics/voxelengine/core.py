@@ -15,6 +15,10 @@ logger = logging.getLogger(__name__)
 
 #: the PyRadiomics version whose voxel mode this engine reproduces
 PYRADIOMICS_VERSION = "v3.0.1"
+#: ``radiomics.__version__`` of the installs it reproduces: 3.0.1 (``make install``) and pyradiomics-bhklab 3.1.4 (the
+#: ``pyradiomics`` extra of ``pip install``), whose feature classes and C code are 3.0.1's (it changes docstrings and
+#: casts label arguments to int); tests/test_voxelengine.py passes with either
+PYRADIOMICS_VERSIONS = (PYRADIOMICS_VERSION, "v3.1.4")
 
 Mapper = Callable[[Callable, Iterable], Iterable]
 
@@ -96,8 +100,8 @@ def settings_problem(instance) -> str | None:
     """Why the engine cannot reproduce PyRadiomics' voxel mode for this instance's settings (None: it can)."""
     import radiomics
 
-    if radiomics.__version__ != PYRADIOMICS_VERSION:
-        return f"PyRadiomics {radiomics.__version__} is installed; the engine reproduces {PYRADIOMICS_VERSION}"
+    if radiomics.__version__ not in PYRADIOMICS_VERSIONS:
+        return f"PyRadiomics {radiomics.__version__} is installed; the engine reproduces {' or '.join(PYRADIOMICS_VERSIONS)}"
     if not getattr(instance, "voxelBased", False):
         return "the feature class was not built for voxel mode (voxelBased=True)"
     settings = instance.settings

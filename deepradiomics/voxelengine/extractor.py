@@ -8,9 +8,13 @@ import os
 import sys
 from collections import OrderedDict
 
-from radiomics import featureextractor, getFeatureClasses
-
+from ..errors import pyradiomics_missing
 from .core import class_maps, compute_class, enabled_features
+
+try:
+    from radiomics import featureextractor, getFeatureClasses
+except ModuleNotFoundError as exc:  # PyRadiomics is an extra of the pip install: say how to get it
+    raise pyradiomics_missing(exc) from None
 
 logger = logging.getLogger(__name__)
 
