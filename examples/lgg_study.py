@@ -244,8 +244,8 @@ def main(argv=None) -> int:
 
     results = {}
     for target, positive in TARGETS.items():
-        result = run_study(
-            features,
+        # the options both studies of a target share: the same features, labels, families and 25 splits
+        common = dict(
             labels=DATA / "cases.csv",
             target=target,
             positive=positive,
@@ -258,6 +258,7 @@ def main(argv=None) -> int:
             cache_dir=CACHE / "fisher",
             progress=True,
         )
+        result = run_study(features, **common)
         result.write(OUT / target)
         results[target] = result
         lines += study_section(result, target)
@@ -269,23 +270,7 @@ def main(argv=None) -> int:
                 "",
             ]
         # the DLR paper's settings on the same splits: Student's t-test, every passing feature, unscaled inputs
-        paper = run_study(
-            features,
-            labels=DATA / "cases.csv",
-            target=target,
-            positive=positive,
-            groups=GROUPS,
-            models=["dlr"],
-            protocol="paper",
-            responsible="none",
-            repeats=args.repeats,
-            caveats=CAVEATS,
-            manifest=DATA / "cases.csv",
-            params=PARAMS / "fisher.yaml",
-            jobs=args.jobs,
-            cache_dir=CACHE / "fisher",
-            progress=True,
-        )
+        paper = run_study(features, models=["dlr"], protocol="paper", responsible="none", **common)
         paper.write(OUT / target / "dlr-paper")
         lines += protocol_section(result, paper, target)
         (OUT / "RESULTS.md").write_text("\n".join([*lines, "(run in progress)", ""]))
