@@ -107,6 +107,17 @@ def brain1_part():
     return image, part_of(sitk.ReadImage(str(folder / "brain1_label.nrrd")), (1, 5, 5))
 
 
+@pytest.fixture(scope="module")
+def brain1_narrow_part(brain1_part):
+    """brain1's image and a 3 x 7 x 7 part of its ROI (99 voxels), for settings that make PyRadiomics' voxel
+    GLCM slow: at binWidth 7 (89 grey levels, 58 of them in this part) it takes ~3 s here, ~25 s on the
+    3 x 11 x 11 part."""
+    import SimpleITK as sitk
+
+    image = brain1_part[0]
+    return image, part_of(sitk.ReadImage(str(require_data("pyradiomics") / "brain1_label.nrrd")), (1, 3, 3))
+
+
 def all_features(classes=("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")) -> dict:
     """Every feature of each class by name, deprecated ones included (PyRadiomics then enables them)."""
     from radiomics import getFeatureClasses
@@ -159,8 +170,10 @@ def test_brain1_radius2_unmasked_bin_count(brain1_part):
     ],
     ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()),
 )
-def test_brain1_texture_settings(brain1_part, setting):
-    image, mask = brain1_part
+def test_brain1_texture_settings(brain1_part, brain1_narrow_part, setting):
+    # many grey levels (binWidth 7) or distances 1 and 2: the narrow part (PyRadiomics' GLCM is Ng^2 per angle,
+    # distance and voxel); the others: the 3-slice part
+    image, mask = brain1_narrow_part if {"binWidth", "distances"} & set(setting) else brain1_part
     params = {
         "setting": {"binWidth": 25, **setting},
         "featureClass": {"glcm": [], "glrlm": [], "gldm": [], "ngtdm": []},
@@ -196,12 +209,18 @@ def test_lgg_flair_every_class():
     both_engines(params, image, mask, jobs=2)
 
 
-@pytest.mark.slow
-def test_brain1_whole_roi_radius2():
-    """brain1's whole ROI (4137 voxels), every class, kernelRadius 2, batches of 1000."""
+def test_brain1_every_class_radius2(tmp_path):
+    """Every class, kernelRadius 2, on a 5 x 11 x 11 part of brain1's ROI (465 voxels, up to the ROI's last
+    slice) read from files, batches of 100 (five, the last one partial), two jobs. brain1's whole ROI (4137
+    voxels) at kernelRadius 1 and 2, every map, is the benchmark's comparison (benchmarks/voxel_speed.py): here
+    it took 60-95 s on two shared cores, the part takes ~7 s."""
+    import SimpleITK as sitk
+
     folder = require_data("pyradiomics")
-    params = {"setting": {"binWidth": 25}, "voxelSetting": {"kernelRadius": 2, "voxelBatch": 1000, "initValue": float("nan")}}
-    both_engines(params, str(folder / "brain1_image.nrrd"), str(folder / "brain1_label.nrrd"), jobs=2)
+    mask = tmp_path / "brain1_part.nrrd"
+    sitk.WriteImage(part_of(sitk.ReadImage(str(folder / "brain1_label.nrrd")), (2, 5, 5)), str(mask))
+    params = {"setting": {"binWidth": 25}, "voxelSetting": {"kernelRadius": 2, "voxelBatch": 100, "initValue": float("nan")}}
+    both_engines(params, str(folder / "brain1_image.nrrd"), str(mask), jobs=2)
 
 
 # -- synthetic kernels: PyRadiomics' edge cases ---------------------------------------------------------
