@@ -165,10 +165,11 @@ def protocol_section(default, paper, target: str) -> list[str]:
         return pd.DataFrame(rows).set_index("family")
 
     both = table(default, "default").join(table(paper, "paper")).reset_index()
+    splits = len(next(iter(default.cv.values())).selection)  # one row per fit: folds x repeats
     return [
         f"### {target}: dlr with the project's defaults and with the DLR paper's settings",
         "",
-        f"Default: {default.info['dlr_protocol']}. Paper (`--protocol paper`): {paper.info['dlr_protocol']}. Same 25 splits;"
+        f"Default: {default.info['dlr_protocol']}. Paper (`--protocol paper`): {paper.info['dlr_protocol']}. Same {splits} splits;"
         " 'features' = features reaching the SVM per fit, median [min-max]. An interval including 0.5 is no evidence.",
         "",
         markdown(both),
@@ -244,7 +245,7 @@ def main(argv=None) -> int:
 
     results = {}
     for target, positive in TARGETS.items():
-        # the options both studies of a target share: the same features, labels, families and 25 splits
+        # the options both studies of a target share: the same features, labels, families and splits
         common = dict(
             labels=DATA / "cases.csv",
             target=target,
