@@ -25,7 +25,7 @@ setup(
     name="deepradiomics",
     version=version["__version__"],
     description="Deep and classical radiomics features side by side, PyRadiomics-compatible",
-    long_description=Path("README.md").read_text() if Path("README.md").exists() else "",
+    long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     # the code is BSD-3-Clause; the shipped models and the LGG example case are CC BY-NC-SA 4.0 (derived data)

@@ -48,7 +48,7 @@ class Line:
 
 def readme_lines(text: str | None = None) -> list[Line]:
     """The ``deepradiomics`` lines of the README's bash blocks (continuations joined, comments dropped)."""
-    text = README.read_text() if text is None else text
+    text = README.read_text(encoding="utf-8") if text is None else text
     lines = []
     for number, block in enumerate(re.findall(r"```bash\n(.*?)```", text, flags=re.S)):
         for command in block.replace("\\\n", " ").splitlines():
