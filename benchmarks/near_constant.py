@@ -80,21 +80,22 @@ def tamings():
 
 
 def protocols():
-    from deepradiomics.study.classification import DEFAULT_PROTOCOL, PAPER, DLRProtocol
+    from deepradiomics.study.classification import dlr_protocol
 
+    # the paper's and the default, then one change at a time from each
     return {
-        "default": DEFAULT_PROTOCOL,
-        "paper": PAPER,
-        "paper,k=auto": DLRProtocol(k="auto", ttest="student", scaling="none"),
-        "paper,k=10": DLRProtocol(k=10, ttest="student", scaling="none"),
-        "paper,k=50": DLRProtocol(k=50, ttest="student", scaling="none"),
-        "paper,welch": DLRProtocol(k="all", ttest="welch", scaling="none"),
-        "paper,zscore": DLRProtocol(k="all", ttest="student", scaling="zscore"),
-        "default,k=10": DLRProtocol(k=10, ttest="welch", scaling="zscore"),
-        "default,k=50": DLRProtocol(k=50, ttest="welch", scaling="zscore"),
-        "default,k=all": DLRProtocol(k="all", ttest="welch", scaling="zscore"),
-        "default,student": DLRProtocol(k="auto", ttest="student", scaling="zscore"),
-        "default,none": DLRProtocol(k="auto", ttest="welch", scaling="none"),
+        "default": dlr_protocol("default"),
+        "paper": dlr_protocol("paper"),
+        "paper,k=auto": dlr_protocol("paper", k="auto"),
+        "paper,k=10": dlr_protocol("paper", k=10),
+        "paper,k=50": dlr_protocol("paper", k=50),
+        "paper,welch": dlr_protocol("paper", ttest="welch"),
+        "paper,zscore": dlr_protocol("paper", scaling="zscore"),
+        "default,k=10": dlr_protocol("default", k=10),
+        "default,k=50": dlr_protocol("default", k=50),
+        "default,k=all": dlr_protocol("default", k="all"),
+        "default,student": dlr_protocol("default", ttest="student"),
+        "default,auto": dlr_protocol("default", scaling="auto"),
     }
 
 

@@ -270,7 +270,8 @@ def main(argv=None) -> int:
                 f" iterations), {fold.get('fit_seconds', 0):.0f} s fitting, {fold.get('encode_seconds', 0):.0f} s encoding.",
                 "",
             ]
-        # the DLR paper's settings on the same splits: Student's t-test, every passing feature, unscaled inputs
+        # the DLR paper's settings on the same splits: Student's t-test, every passing feature, the Fisher vectors
+        # unscaled (scaling auto: the other families, which the paper did not have, z-scored)
         paper = run_study(features, models=["dlr"], protocol="paper", responsible="none", **common)
         paper.write(OUT / target / "dlr-paper")
         lines += protocol_section(result, paper, target)
@@ -284,7 +285,9 @@ def main(argv=None) -> int:
         " (this project's model; the VQ paper fits an unpenalised logistic regression to the codeword histogram);"
         " `dlr`: the DLR paper's pipeline (t-test screen, F-score ranking, linear SVM, C = 1) with the project's"
         " defaults (Welch's test, k = one feature per five patients of the smaller class, z-scored inputs), and"
-        " with the paper's settings above. Every model's common part drops near-constant columns and clips z-scores"
+        " with the paper's settings above (Student's test, every feature passing it, Fisher vectors unscaled; the"
+        " other families, which the paper did not have, z-scored: unscaled, libsvm did not finish one IDH fold of"
+        " the classical family in 300 s, benchmarks/svm_scaling.py). Every model's common part drops near-constant columns and clips z-scores"
         " at 5 inside each training fold. Every step is fitted inside each training fold. An AUC whose 95% interval"
         " includes 0.5 is no evidence of discrimination.",
         "",

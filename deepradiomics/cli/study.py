@@ -61,11 +61,18 @@ from .common import report_errors, setup_logging, verbosity_options
     default="default",
     show_default=True,
     help="dlr/dlr-loo choices: default (Welch t-test, k=auto, z-scored inputs: the project's) or paper (the DLR paper's: "
-    "Student's t-test, every feature passing it, the L2-normalised inputs unscaled). --dlr-k/--ttest/--svm-scaling change one.",
+    "Student's t-test, every feature passing it, L2-normalised inputs such as Fisher vectors unscaled; other families, "
+    "which the paper did not have, z-scored). --dlr-k/--ttest/--svm-scaling change one.",
 )
 @click.option("--dlr-k", default=None, metavar="K|auto|all", help="dlr: features kept after the F-score ranking (a number, auto, or all passing the t-test).")
 @click.option("--ttest", type=click.Choice(["student", "welch"]), default=None, help="dlr: the t-test of the selection (student is the DLR paper's).")
-@click.option("--svm-scaling", type=click.Choice(["zscore", "none"]), default=None, help="dlr: the SVM's inputs z-scored, or as they are (none, the DLR paper's).")
+@click.option(
+    "--svm-scaling",
+    type=click.Choice(["zscore", "none", "auto"]),
+    default=None,
+    help="dlr: the SVM's inputs z-scored, as they are (none), or as they are only when every training row is L2-normalised (auto: "
+    "Fisher vectors unscaled as in the DLR paper, other families z-scored; --protocol paper's).",
+)
 @click.option(
     "--clip",
     default=None,

@@ -337,7 +337,11 @@ def _methods(result) -> str:
             "fits a logistic regression to the codeword histogram without this screen, penalty or class weights.</p>"
         )
     if info.get("dlr_protocol"):
-        which = "the DLR paper's settings" if info.get("dlr_protocol_is_paper") else "this project's settings (the paper's: <code>--protocol paper</code>)"
+        which = (
+            "the DLR paper's settings (its SVM got L2-normalised Fisher vectors only: z-scoring any other family is this project's choice)"
+            if info.get("dlr_protocol_is_paper")
+            else "this project's settings (the paper's: <code>--protocol paper</code>)"
+        )
         text.append(
             f"<p><b>dlr</b> (Li et al., Sci Rep 2017), {which}: {html.escape(info['dlr_protocol'])}; then a linear SVM "
             "(C=1, balanced class weights); the smallest-p feature if none passes. Evaluated by the same repeated "

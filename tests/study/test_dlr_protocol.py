@@ -15,6 +15,7 @@ from deepradiomics.study.classification import (
     DEFAULT_TAMING,
     NO_TAMING,
     PAPER,
+    UNIT_NORM_ATOL,
     ClippingScaler,
     DLRProtocol,
     NearConstantFilter,
@@ -100,10 +101,34 @@ def test_scaling_none_gives_the_svm_the_inputs_as_they_are():
     np.testing.assert_allclose(scaled[-1].support_vectors_, z[scaled[-1].support_][:, columns], rtol=1e-12, atol=1e-12)
 
 
+def test_scaling_auto_leaves_l2_normalised_rows_as_they_are_and_scales_anything_else():
+    X, y = unequal_groups(p=12)
+    X[:, 3] = 0.0  # a column of zeros (an unused GMM component): dropped, which leaves the norms as they are
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)  # like L2-normalised Fisher vectors
+    auto = DLRProtocol(k="all", ttest="student", scaling="auto")
+    none = DLRProtocol(k="all", ttest="student", scaling="none")
+    gated = make_pipeline("dlr", protocol=auto).fit(unit, y)
+    assert gated["scale"].scaler_ is None and selection_counts(gated, unit[:5])["scaled"] == 0
+    raw = make_pipeline("dlr", protocol=none).fit(unit, y)
+    np.testing.assert_array_equal(gated.decision_function(unit), raw.decision_function(unit))
+    # rows of another family (here 1000x the unit rows, and columns of very different units): z-scored
+    # and clipped exactly as scaling="zscore" does
+    wide = unit * 1000.0 * np.geomspace(1e-3, 1e7, unit.shape[1])
+    gated = make_pipeline("dlr", protocol=auto).fit(wide, y)
+    zscored = make_pipeline("dlr", protocol=DLRProtocol(k="all", ttest="student", scaling="zscore")).fit(wide, y)
+    assert gated["scale"].scaler_ is not None and selection_counts(gated, wide[:5])["scaled"] == 1
+    np.testing.assert_array_equal(gated.decision_function(wide), zscored.decision_function(wide))
+    assert selection_counts(gated, wide[:5])["max_abs_z_test"] == selection_counts(zscored, wide[:5])["max_abs_z_test"]
+    # one row off the unit sphere by more than the tolerance is enough to scale the fold
+    off = unit.copy()
+    off[0] *= 1.0 + 10 * UNIT_NORM_ATOL
+    assert make_pipeline("dlr", protocol=auto).fit(off, y)["scale"].scaler_ is not None
+
+
 def test_the_paper_protocol_and_the_default():
-    assert (PAPER.k, PAPER.ttest, PAPER.scaling) == ("all", "student", "none")
+    assert (PAPER.k, PAPER.ttest, PAPER.scaling) == ("all", "student", "auto")
     assert (DEFAULT_PROTOCOL.k, DEFAULT_PROTOCOL.ttest, DEFAULT_PROTOCOL.scaling) == ("auto", "welch", "zscore")
-    assert dlr_protocol("paper", k="20") == DLRProtocol(k=20, ttest="student", scaling="none")
+    assert dlr_protocol("paper", k="20") == DLRProtocol(k=20, ttest="student", scaling="auto")
     assert dlr_protocol(None, ttest="student") == DLRProtocol(ttest="student")
     select = make_pipeline("dlr-loo", protocol=PAPER)["select"]
     assert (select.k, select.ttest) == ("all", "student")
@@ -116,7 +141,7 @@ def test_the_paper_protocol_and_the_default():
         (lambda: DLRProtocol(k="most"), "DLR protocol k: 'most' is not valid"),
         (lambda: DLRProtocol(k=True), "DLR protocol k: True is not valid"),
         (lambda: DLRProtocol(ttest="paired"), "DLR protocol ttest: 'paired' is not one of student, welch"),
-        (lambda: DLRProtocol(scaling="zscor"), "DLR protocol scaling: 'zscor' is not one of zscore, none. Did you mean 'zscore'"),
+        (lambda: DLRProtocol(scaling="zscor"), "DLR protocol scaling: 'zscor' is not one of zscore, none, auto. Did you mean 'zscore'"),
         (lambda: dlr_protocol("papr"), "DLR protocol: 'papr' is not one of default, paper. Did you mean 'paper'"),
         (lambda: Taming(clip=-1), "taming clip: -1 is not valid"),
         (lambda: Taming(floor=2.0), "taming floor: 2.0 is not valid"),

@@ -272,8 +272,13 @@ def test_the_dlr_papers_protocol_in_one_command_and_its_options(files, tmp_path)
     paper = CliRunner().invoke(main, [*base, "--protocol", "paper", "-o", str(tmp_path / "paper")])
     assert paper.exit_code == 0, paper.output
     info = json.loads((tmp_path / "paper" / "study.json").read_text())
-    assert info["dlr_protocol"] == "Student t-test p < 0.05, all passing features, unscaled inputs" and info["dlr_protocol_is_paper"]
+    assert info["dlr_protocol"] == (
+        "Student t-test p < 0.05, all passing features, inputs unscaled when L2-normalised per case (Fisher vectors), else z-scored and clipped"
+    )
+    assert info["dlr_protocol_is_paper"]
     selection = pd.read_csv(tmp_path / "paper" / "selection.csv")
+    # the table's rows are not L2-normalised vectors: every fit z-scored them
+    assert (selection["scaled"] == 1).all()
     assert len(selection) == 3 * len(set(selection["family"])) and (selection["n_selected"] >= 1).all()
     # with k=all every feature passing the t-test reaches the SVM (at least one: the smallest p)
     assert (selection["n_selected"] == selection["n_passed_ttest"].clip(lower=1)).all()
