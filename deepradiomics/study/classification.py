@@ -390,9 +390,9 @@ class UnitNormGate(TransformerMixin, BaseEstimator):
 
         X = np.asarray(X, dtype=float)
         norms = np.linalg.norm(X, axis=1)
-        self.unit_norm_ = bool(len(X)) and bool(np.all(np.abs(norms - 1.0) <= float(self.atol)))
+        unit_norm = bool(len(X)) and bool(np.all(np.abs(norms - 1.0) <= float(self.atol)))
         scaler = ClippingScaler() if self.scaler is None else self.scaler
-        self.scaler_ = None if self.unit_norm_ else clone(scaler).fit(X)
+        self.scaler_ = None if unit_norm else clone(scaler).fit(X)
         self.n_features_in_ = X.shape[1]
         return self
 
